@@ -1,0 +1,115 @@
+//! HTTP/JSON API on a Unix socket: a thin layer over the engine.
+//!
+//! | method | path | body | answer |
+//! |---|---|---|---|
+//! | GET | /v1/info | | AgentInfo |
+//! | GET | /v1/drops | | drop counters by reason |
+//! | GET, POST | /v1/networks | NetworkCreate | [NetworkView], NetworkView |
+//! | GET, DELETE | /v1/networks/{name} | | NetworkView |
+//! | POST | /v1/networks/{name}/connect | ConnectRequest | ContainerView |
+//! | POST | /v1/networks/{name}/disconnect | ConnectRequest | |
+//! | GET, POST | /v1/containers | ContainerCreate | [ContainerView], ContainerView |
+//! | GET, DELETE | /v1/containers/{name} | | ContainerView |
+//!
+//! Errors are `{"error": "..."}` with 400 (bad input), 404 (unknown name),
+//! 409 (conflict) or 500.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde_json::json;
+
+use crate::{
+    engine::{ApiError, Engine},
+    model::{ConnectRequest, ContainerCreate, NetworkCreate},
+};
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Internal(e) => {
+                tracing::error!("request failed: {e:#}");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+type E = State<Arc<Engine>>;
+type R<T> = Result<Json<T>, ApiError>;
+
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route(
+            "/v1/info",
+            get(|State(e): E| async move { Json(e.info().await) }),
+        )
+        .route(
+            "/v1/drops",
+            get(|State(e): E| async move { Json(e.drops().await) }),
+        )
+        .route(
+            "/v1/networks",
+            get(|State(e): E| async move { Json(e.list_networks().await) }).post(
+                |State(e): E, Json(req): Json<NetworkCreate>| async move {
+                    R::Ok(Json(e.create_network(req).await?))
+                },
+            ),
+        )
+        .route(
+            "/v1/networks/{name}",
+            get(|State(e): E, Path(n): Path<String>| async move {
+                R::Ok(Json(e.inspect_network(&n).await?))
+            })
+            .delete(|State(e): E, Path(n): Path<String>| async move {
+                e.remove_network(&n).await?;
+                R::Ok(Json(json!({})))
+            }),
+        )
+        .route(
+            "/v1/networks/{name}/connect",
+            post(
+                |State(e): E, Path(n): Path<String>, Json(req): Json<ConnectRequest>| async move {
+                    R::Ok(Json(e.connect(&n, req).await?))
+                },
+            ),
+        )
+        .route(
+            "/v1/networks/{name}/disconnect",
+            post(
+                |State(e): E, Path(n): Path<String>, Json(req): Json<ConnectRequest>| async move {
+                    e.disconnect(&n, &req.container).await?;
+                    R::Ok(Json(json!({})))
+                },
+            ),
+        )
+        .route(
+            "/v1/containers",
+            get(|State(e): E| async move { Json(e.list_containers().await) }).post(
+                |State(e): E, Json(req): Json<ContainerCreate>| async move {
+                    R::Ok(Json(e.create_container(req).await?))
+                },
+            ),
+        )
+        .route(
+            "/v1/containers/{name}",
+            get(|State(e): E, Path(n): Path<String>| async move {
+                R::Ok(Json(e.inspect_container(&n).await?))
+            })
+            .delete(|State(e): E, Path(n): Path<String>| async move {
+                e.remove_container(&n).await?;
+                R::Ok(Json(json!({})))
+            }),
+        )
+        .with_state(engine)
+}

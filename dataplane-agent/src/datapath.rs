@@ -1,0 +1,400 @@
+//! The eBPF datapath as the agent sees it: loading the object with its maps
+//! pinned under the agent's bpffs root, attaching programs with pinned TCX
+//! links (so forwarding survives the agent), and keeping the maps in sync.
+//!
+//! Layout under the bpffs root:
+//! - `maps/<MAP>`: every map, by name (see `dataplane_common::map_names`).
+//! - `links/<program>@<ifname>`: one pinned link per attachment.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{anyhow, Context, Result};
+use aya::{
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    programs::{
+        links::{FdLink, PinnedLink},
+        tc::SchedClassifierLink,
+        SchedClassifier, TcAttachType,
+    },
+    Ebpf, EbpfLoader,
+};
+use dataplane_common::{
+    map_names, prog_names, Config, DropReason, EndpointInfo, EndpointKey, EndpointStats, FlowKey,
+    NatEntry, NetworkInfo, DROP_REASONS, NAT_F_CLOSING,
+};
+use tracing::{debug, info, warn};
+
+static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dataplane-ebpf"));
+
+/// Masquerade entries idle for longer than this are removed (seconds).
+pub const NAT_TIMEOUT_TCP: u64 = 3600;
+pub const NAT_TIMEOUT_TCP_CLOSING: u64 = 10;
+pub const NAT_TIMEOUT_UDP: u64 = 60;
+pub const NAT_TIMEOUT_ICMP: u64 = 30;
+
+pub struct Datapath {
+    ebpf: Ebpf,
+    root: PathBuf,
+    endpoints: HashMap<MapData, EndpointKey, EndpointInfo>,
+    if_endpoints: HashMap<MapData, u32, EndpointInfo>,
+    networks: HashMap<MapData, u32, NetworkInfo>,
+    config: Array<MapData, Config>,
+    nat_out: HashMap<MapData, FlowKey, NatEntry>,
+    nat_in: HashMap<MapData, FlowKey, NatEntry>,
+    ep_stats: PerCpuHashMap<MapData, u32, EndpointStats>,
+    drops: PerCpuArray<MapData, u64>,
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    ebpf: &mut Ebpf,
+    name: &str,
+) -> Result<T> {
+    let m = ebpf
+        .take_map(name)
+        .ok_or_else(|| anyhow!("map {name} missing from the object"))?;
+    T::try_from(m).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+impl Datapath {
+    /// Load the programs; maps already pinned under `root` are reused, the
+    /// others are created and pinned.
+    pub fn load(root: &Path) -> Result<Datapath> {
+        let maps_dir = root.join("maps");
+        std::fs::create_dir_all(&maps_dir)?;
+        std::fs::create_dir_all(root.join("links"))?;
+        let mut loader = EbpfLoader::new();
+        let mut paths = Vec::new();
+        for name in map_names::ALL.iter().copied().chain(["AYA_LOGS"]) {
+            paths.push((name, maps_dir.join(name)));
+        }
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(OBJ).context("loading the eBPF object")?;
+        for name in [prog_names::FROM_CONTAINER, prog_names::FROM_UPLINK] {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing"))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("loading program {name} (verifier)"))?;
+        }
+        Ok(Datapath {
+            endpoints: take(&mut ebpf, map_names::ENDPOINTS)?,
+            if_endpoints: take(&mut ebpf, map_names::IF_ENDPOINTS)?,
+            networks: take(&mut ebpf, map_names::NETWORKS)?,
+            config: take(&mut ebpf, map_names::CONFIG)?,
+            nat_out: take(&mut ebpf, map_names::NAT_OUT)?,
+            nat_in: take(&mut ebpf, map_names::NAT_IN)?,
+            ep_stats: take(&mut ebpf, map_names::EP_STATS)?,
+            drops: take(&mut ebpf, map_names::DROPS)?,
+            root: root.to_path_buf(),
+            ebpf,
+        })
+    }
+
+    /// Forward log records of the programs (aya-log) into `tracing`.
+    pub fn spawn_logger(&mut self) {
+        match aya_log::EbpfLogger::init(&mut self.ebpf) {
+            Err(e) => warn!("no eBPF log forwarding: {e}"),
+            Ok(logger) => {
+                #[allow(deprecated)]
+                let fd =
+                    tokio::io::unix::AsyncFd::with_interest(logger, tokio::io::Interest::READABLE);
+                match fd {
+                    Err(e) => warn!("no eBPF log forwarding: {e}"),
+                    Ok(mut fd) => {
+                        tokio::spawn(async move {
+                            loop {
+                                let Ok(mut guard) = fd.readable_mut().await else {
+                                    return;
+                                };
+                                guard.get_inner_mut().flush();
+                                guard.clear_ready();
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn link_path(&self, prog: &str, ifname: &str) -> PathBuf {
+        self.root.join("links").join(format!("{prog}@{ifname}"))
+    }
+
+    /// Attach `prog` at TC ingress of `ifname` with a pinned TCX link. An
+    /// existing pinned link is re-adopted: the program it runs is swapped
+    /// atomically for the one just loaded, the attachment itself stays.
+    pub fn attach(&mut self, prog_name: &str, ifname: &str) -> Result<()> {
+        let pin = self.link_path(prog_name, ifname);
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(prog_name)
+            .ok_or_else(|| anyhow!("program {prog_name} missing"))?
+            .try_into()?;
+        if pin.exists() {
+            match PinnedLink::from_pin(&pin) {
+                Ok(p) => {
+                    let fd: FdLink = p.into();
+                    let link = SchedClassifierLink::try_from(fd)?;
+                    let id = prog.attach_to_link(link)?;
+                    // Keep the pin; drop our handle without detaching.
+                    let link = prog.take_link(id)?;
+                    let fd: FdLink = link.try_into()?;
+                    drop(fd);
+                    debug!(prog_name, ifname, "re-adopted pinned link");
+                    return Ok(());
+                }
+                Err(e) => {
+                    warn!(?pin, "stale link pin ({e}), re-attaching");
+                    let _ = std::fs::remove_file(&pin);
+                }
+            }
+        }
+        let id = prog
+            .attach(ifname, TcAttachType::Ingress)
+            .with_context(|| format!("attaching {prog_name} to {ifname}"))?;
+        let link: FdLink = prog
+            .take_link(id)?
+            .try_into()
+            .context("TCX link expected (kernel >= 6.6)")?;
+        link.pin(&pin)
+            .with_context(|| format!("pinning link at {}", pin.display()))?;
+        Ok(())
+    }
+
+    /// Detach by removing the pinned link (the link dies with its last reference).
+    pub fn detach(&mut self, prog_name: &str, ifname: &str) {
+        let pin = self.link_path(prog_name, ifname);
+        if let Ok(p) = PinnedLink::from_pin(&pin) {
+            let _ = p.unpin();
+        }
+        let _ = std::fs::remove_file(&pin);
+    }
+
+    /// Pinned links, as (program, ifname).
+    pub fn pinned_links(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(self.root.join("links")) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().to_string();
+                if let Some((p, i)) = n.split_once('@') {
+                    out.push((p.to_string(), i.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn set_config(&mut self, cfg: Config) -> Result<()> {
+        self.config.set(0, cfg, 0)?;
+        Ok(())
+    }
+
+    pub fn upsert_network(&mut self, id: u32, info: NetworkInfo) -> Result<()> {
+        self.networks.insert(id, info, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_network(&mut self, id: u32) {
+        let _ = self.networks.remove(&id);
+    }
+
+    pub fn network_ids(&self) -> Vec<u32> {
+        self.networks.keys().filter_map(Result::ok).collect()
+    }
+
+    pub fn upsert_endpoint(&mut self, info: EndpointInfo) -> Result<()> {
+        if self.ep_stats.get(&info.ifindex, 0).is_err() {
+            let zero = PerCpuValues::try_from(vec![
+                EndpointStats::default();
+                aya::util::nr_cpus().map_err(|(_, e)| e)?
+            ])?;
+            self.ep_stats.insert(info.ifindex, zero, 0)?;
+        }
+        self.if_endpoints.insert(info.ifindex, info, 0)?;
+        self.endpoints
+            .insert(EndpointKey { ip: info.ip }, info, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_endpoint(&mut self, ip: [u8; 4]) {
+        if let Ok(info) = self.endpoints.get(&EndpointKey { ip }, 0) {
+            let _ = self.if_endpoints.remove(&info.ifindex);
+            let _ = self.ep_stats.remove(&info.ifindex);
+        }
+        let _ = self.endpoints.remove(&EndpointKey { ip });
+        // Flows of the endpoint are gone too.
+        self.purge_nat(ip);
+    }
+
+    pub fn endpoint_ips(&self) -> Vec<[u8; 4]> {
+        self.endpoints
+            .keys()
+            .filter_map(Result::ok)
+            .map(|k| k.ip)
+            .collect()
+    }
+
+    pub fn if_endpoint_indexes(&self) -> Vec<u32> {
+        self.if_endpoints.keys().filter_map(Result::ok).collect()
+    }
+
+    pub fn remove_if_endpoint(&mut self, ifindex: u32) {
+        let _ = self.if_endpoints.remove(&ifindex);
+        let _ = self.ep_stats.remove(&ifindex);
+    }
+
+    /// Counters of one endpoint, summed over CPUs.
+    pub fn endpoint_stats(&self, ifindex: u32) -> Option<EndpointStats> {
+        let per_cpu = self.ep_stats.get(&ifindex, 0).ok()?;
+        let mut sum = EndpointStats::default();
+        for s in per_cpu.iter() {
+            sum.tx_packets += s.tx_packets;
+            sum.tx_bytes += s.tx_bytes;
+            sum.rx_packets += s.rx_packets;
+            sum.rx_bytes += s.rx_bytes;
+            for i in 0..DROP_REASONS {
+                sum.drops[i] += s.drops[i];
+            }
+        }
+        Some(sum)
+    }
+
+    /// Global drop counters by reason name.
+    pub fn drops(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for r in DropReason::ALL {
+            let v: u64 = self
+                .drops
+                .get(&(r as u32), 0)
+                .map(|v| v.iter().sum())
+                .unwrap_or(0);
+            out.insert(r.name().to_string(), v);
+        }
+        out
+    }
+
+    /// Remove every masquerade entry of the container address `ip`.
+    fn purge_nat(&mut self, ip: [u8; 4]) {
+        let dead_in: Vec<FlowKey> = self
+            .nat_in
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| v.addr == ip)
+            .map(|(k, _)| k)
+            .collect();
+        for k in dead_in {
+            let _ = self.nat_in.remove(&k);
+        }
+        let dead_out: Vec<FlowKey> = self
+            .nat_out
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.src == ip)
+            .collect();
+        for k in dead_out {
+            let _ = self.nat_out.remove(&k);
+        }
+    }
+
+    /// Remove masquerade entries idle past their timeout. Returns how many
+    /// flows were expired.
+    pub fn gc_nat(&mut self) -> usize {
+        let now = monotonic_ns();
+        let expired = |k: &FlowKey, v: &NatEntry| {
+            let timeout = if v.flags & NAT_F_CLOSING != 0 {
+                NAT_TIMEOUT_TCP_CLOSING
+            } else {
+                match k.proto {
+                    6 => NAT_TIMEOUT_TCP,
+                    17 => NAT_TIMEOUT_UDP,
+                    _ => NAT_TIMEOUT_ICMP,
+                }
+            };
+            now.saturating_sub(v.last_seen_ns) > timeout * 1_000_000_000
+        };
+        let mut n = 0;
+        let outs: Vec<(FlowKey, NatEntry)> = self.nat_out.iter().filter_map(Result::ok).collect();
+        for (k, v) in outs {
+            // A flow is alive if either direction was seen recently.
+            let rev = FlowKey {
+                src: k.dst,
+                dst: v.addr,
+                sport: k.dport,
+                dport: v.port,
+                proto: k.proto,
+                _pad: [0; 3],
+            };
+            let back = self.nat_in.get(&rev, 0).ok();
+            let last = back
+                .map(|b| b.last_seen_ns.max(v.last_seen_ns))
+                .unwrap_or(v.last_seen_ns);
+            let flags = v.flags | back.map(|b| b.flags).unwrap_or(0);
+            if expired(
+                &k,
+                &NatEntry {
+                    last_seen_ns: last,
+                    flags,
+                    ..v
+                },
+            ) {
+                let _ = self.nat_out.remove(&k);
+                let _ = self.nat_in.remove(&rev);
+                n += 1;
+            }
+        }
+        // Reverse entries whose forward entry is gone (LRU eviction).
+        let ins: Vec<(FlowKey, NatEntry)> = self.nat_in.iter().filter_map(Result::ok).collect();
+        for (k, v) in ins {
+            let fwd = FlowKey {
+                src: v.addr,
+                dst: k.src,
+                sport: v.port,
+                dport: k.sport,
+                proto: k.proto,
+                _pad: [0; 3],
+            };
+            if self.nat_out.get(&fwd, 0).is_err() && expired(&k, &v) {
+                let _ = self.nat_in.remove(&k);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    pub fn nat_flows(&self) -> usize {
+        self.nat_out.keys().count()
+    }
+}
+
+pub fn monotonic_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
+        .unwrap_or_default();
+    t.as_nanos() as u64
+}
+
+/// Remove everything pinned under the root (maps and links). Links are
+/// destroyed with their pin, which detaches the programs.
+pub fn remove_pins(root: &Path) -> Result<()> {
+    if let Ok(rd) = std::fs::read_dir(root.join("links")) {
+        for e in rd.flatten() {
+            if let Ok(p) = PinnedLink::from_pin(e.path()) {
+                let _ = p.unpin();
+            }
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    if root.exists() {
+        std::fs::remove_dir_all(root)
+            .with_context(|| format!("removing pins under {}", root.display()))?;
+    }
+    info!(root = %root.display(), "removed pinned maps and links");
+    Ok(())
+}

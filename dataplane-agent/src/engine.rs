@@ -1,0 +1,1025 @@
+//! The engine: the agent's core, independent of its front ends.
+//!
+//! Every mutation runs under one lock and follows the same order: validate
+//! (nothing touched yet), change the kernel (undone on any error), then commit
+//! the desired state to the store in one transaction (kernel undone if that
+//! fails). A rejected request therefore changes nothing.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use anyhow::{anyhow, Context, Result};
+use dataplane_common::{
+    prog_names, Config, DropReason, EndpointInfo, NetworkInfo, NET_F_INTERNAL, NET_F_NO_ICC,
+};
+use ipnet::Ipv4Net;
+use rtnetlink::Handle;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::{
+    datapath::{self, Datapath},
+    ipam::{self, Pool},
+    kernel::{self, Uplink},
+    model::*,
+    store::{Change, Store},
+};
+
+/// Agent settings (the daemon's flags).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub state_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub bpffs: PathBuf,
+    pub uplink: Option<String>,
+    pub bip: String,
+    pub nat_port_range: Option<(u16, u16)>,
+}
+
+/// An error for the API's caller: what was wrong, with the matching HTTP status.
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest(String),
+    NotFound(String),
+    Conflict(String),
+    Internal(anyhow::Error),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::BadRequest(m) | ApiError::NotFound(m) | ApiError::Conflict(m) => {
+                f.write_str(m)
+            }
+            ApiError::Internal(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::Internal(e)
+    }
+}
+
+impl From<ipam::IpamError> for ApiError {
+    fn from(e: ipam::IpamError) -> Self {
+        match e {
+            ipam::IpamError::Overlap { .. } | ipam::IpamError::IpInUse(_) => {
+                ApiError::Conflict(e.to_string())
+            }
+            _ => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+fn bad(m: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(m.into())
+}
+
+pub struct Engine {
+    inner: Mutex<Inner>,
+    cfg: AgentConfig,
+}
+
+struct Inner {
+    networks: BTreeMap<String, Network>,
+    containers: BTreeMap<String, Container>,
+    store: Store,
+    host: Handle,
+    dp: Datapath,
+    uplink: Option<Uplink>,
+    nat_range: (u16, u16),
+    /// Runtime ifindex of each host-side veth (not persisted: it changes when
+    /// an interface is recreated).
+    ifindexes: HashMap<String, u32>,
+}
+
+/// Pools user-defined networks get a subnet from, in order (as Docker's defaults).
+fn default_pools() -> impl Iterator<Item = Ipv4Net> {
+    let a = (18..=31).map(|b| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16).unwrap());
+    let c = (0..16).map(|i| Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20).unwrap());
+    a.chain(c)
+}
+
+/// Masquerade ports: above the host's ephemeral range when there is room.
+pub fn default_nat_range((lo, hi): (u16, u16)) -> (u16, u16) {
+    if hi <= 65535 - 1024 {
+        (hi + 1, 65535)
+    } else if lo >= 2048 {
+        (1024, lo - 1)
+    } else {
+        (61000, 65535)
+    }
+}
+
+fn is_bpffs(p: &Path) -> bool {
+    nix::sys::statfs::statfs(p)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
+        .unwrap_or(false)
+}
+
+fn mount_bpf_at(p: &Path) -> Result<()> {
+    nix::mount::mount(
+        Some("bpf"),
+        p,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(|| format!("mounting bpffs at {}", p.display()))
+}
+
+/// Make sure `path` is a directory on a bpffs: mount the system's bpffs at
+/// /sys/fs/bpf when that is missing (as systemd does), or one at `path`.
+fn mount_bpffs(path: &Path) -> Result<()> {
+    let sys = Path::new("/sys/fs/bpf");
+    if std::fs::create_dir_all(path).is_err() && path.starts_with(sys) && !is_bpffs(sys) {
+        mount_bpf_at(sys)?;
+    }
+    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    if !is_bpffs(path) {
+        mount_bpf_at(path)?;
+    }
+    Ok(())
+}
+
+impl Engine {
+    pub fn config(&self) -> &AgentConfig {
+        &self.cfg
+    }
+
+    pub fn host_netns_path(&self) -> PathBuf {
+        self.cfg.run_dir.join("host.netns")
+    }
+
+    fn netns_path(&self, name: &str) -> PathBuf {
+        kernel::netns_path(&self.cfg.run_dir, name)
+    }
+
+    /// Start: open the store, load (or re-adopt) the datapath and reconcile
+    /// the kernel with the desired state.
+    pub async fn start(cfg: AgentConfig) -> Result<Arc<Engine>> {
+        std::fs::create_dir_all(&cfg.state_dir)?;
+        std::fs::create_dir_all(cfg.run_dir.join("netns"))?;
+        mount_bpffs(&cfg.bpffs)?;
+        let store = Store::open(&cfg.state_dir.join("state.redb"))?;
+        let (networks, containers) = store.load()?;
+        let host = kernel::host_handle()?;
+        kernel::bind_own_netns(&cfg.run_dir.join("host.netns"))?;
+        let mut dp = Datapath::load(&cfg.bpffs)?;
+        dp.spawn_logger();
+        let uplink = kernel::find_uplink(&host, cfg.uplink.as_deref()).await?;
+        let nat_range = cfg
+            .nat_port_range
+            .unwrap_or_else(|| default_nat_range(kernel::local_port_range()));
+        let engine = Arc::new(Engine {
+            inner: Mutex::new(Inner {
+                networks,
+                containers,
+                store,
+                host,
+                dp,
+                uplink,
+                nat_range,
+                ifindexes: HashMap::new(),
+            }),
+            cfg,
+        });
+        engine.bootstrap().await?;
+        engine.reconcile().await?;
+        Ok(engine)
+    }
+
+    /// Create the default network on first start.
+    async fn bootstrap(&self) -> Result<()> {
+        let exists = self
+            .inner
+            .lock()
+            .await
+            .networks
+            .contains_key(DEFAULT_NETWORK);
+        if exists {
+            return Ok(());
+        }
+        let (gw, subnet) = parse_bip(&self.cfg.bip)?;
+        self.create_network(NetworkCreate {
+            name: DEFAULT_NETWORK.into(),
+            subnet: Some(subnet.to_string()),
+            gateway: Some(gw.to_string()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow!("creating the default network: {e}"))?;
+        let mut g = self.inner.lock().await;
+        if let Some(n) = g.networks.get_mut(DEFAULT_NETWORK) {
+            n.builtin = true;
+            let n = n.clone();
+            g.store.apply(Change {
+                put_networks: vec![&n],
+                ..Default::default()
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Make the kernel match the desired state: recreate what is missing,
+    /// re-adopt what is pinned, remove what is stale.
+    pub async fn reconcile(&self) -> Result<()> {
+        let mut g = self.inner.lock().await;
+        let g = &mut *g;
+        let (lo, hi) = g.nat_range;
+        let cfg = Config {
+            uplink_ifindex: g.uplink.as_ref().map(|u| u.index).unwrap_or(0),
+            uplink_ip: g
+                .uplink
+                .as_ref()
+                .and_then(|u| u.ip)
+                .map(|i| i.octets())
+                .unwrap_or_default(),
+            nat_port_min: lo,
+            nat_port_max: hi,
+            _pad: 0,
+        };
+        g.dp.set_config(cfg)?;
+        let mut want_links: BTreeSet<(String, String)> = BTreeSet::new();
+        if let Some(u) = &g.uplink {
+            g.dp.attach(prog_names::FROM_UPLINK, &u.name)?;
+            want_links.insert((prog_names::FROM_UPLINK.into(), u.name.clone()));
+            info!(uplink = %u.name, ip = ?u.ip, "uplink");
+        } else {
+            warn!("no uplink: containers have no outbound path");
+        }
+        let nets: Vec<Network> = g.networks.values().cloned().collect();
+        let mut want_nets = BTreeSet::new();
+        for n in &nets {
+            kernel::add_gateway(&g.host, n.pool.gateway).await?;
+            g.dp.upsert_network(n.id, network_info(n))?;
+            want_nets.insert(n.id);
+        }
+        for id in g.dp.network_ids() {
+            if !want_nets.contains(&id) {
+                g.dp.remove_network(id);
+            }
+        }
+        let containers: Vec<Container> = g.containers.values().cloned().collect();
+        let mut want_ips = BTreeSet::new();
+        let mut want_ifs = BTreeSet::new();
+        for c in &containers {
+            let ns = self.netns_path(&c.name);
+            if matches!(c.mode, NetMode::Bridge | NetMode::None) && !kernel::is_netns_mount(&ns) {
+                info!(container = %c.name, "recreating network namespace");
+                kernel::create_netns(&ns)?;
+                let h = kernel::handle_in_netns(&ns)?;
+                kernel::netns_lo_up(&h).await?;
+            }
+            for ep in &c.endpoints {
+                let net_id = g.networks.get(&ep.network).map(|n| n.id).unwrap_or(0);
+                let link = match kernel::link_by_name(&g.host, &ep.host_ifname).await? {
+                    Some(l) => l,
+                    None => {
+                        info!(container = %c.name, ifname = %ep.ifname, "recreating endpoint");
+                        kernel::create_endpoint(&g.host, &ns, ep).await?
+                    }
+                };
+                g.dp.attach(prog_names::FROM_CONTAINER, &ep.host_ifname)?;
+                g.dp.upsert_endpoint(endpoint_info(ep, net_id, &link))?;
+                g.ifindexes.insert(ep.host_ifname.clone(), link.index);
+                want_ips.insert(ep.ip.octets());
+                want_ifs.insert(link.index);
+                want_links.insert((prog_names::FROM_CONTAINER.into(), ep.host_ifname.clone()));
+            }
+        }
+        for ip in g.dp.endpoint_ips() {
+            if !want_ips.contains(&ip) {
+                g.dp.remove_endpoint(ip);
+            }
+        }
+        for idx in g.dp.if_endpoint_indexes() {
+            if !want_ifs.contains(&idx) {
+                g.dp.remove_if_endpoint(idx);
+            }
+        }
+        for (p, i) in g.dp.pinned_links() {
+            if !want_links.contains(&(p.clone(), i.clone())) {
+                info!(prog = %p, ifname = %i, "removing stale link");
+                g.dp.detach(&p, &i);
+            }
+        }
+        // Orphaned host-side veths (a crash between kernel change and commit).
+        let wanted: BTreeSet<String> = containers
+            .iter()
+            .flat_map(|c| c.endpoints.iter().map(|e| e.host_ifname.clone()))
+            .collect();
+        for (_, name) in kernel::link_names(&g.host).await? {
+            if is_endpoint_ifname(&name) && !wanted.contains(&name) {
+                info!(ifname = %name, "removing orphaned veth");
+                kernel::delete_link(&g.host, &name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove every kernel object the agent made (namespaces, veths, gateway
+    /// device, pinned maps and links). Desired state is kept unless `purge`.
+    pub async fn cleanup(cfg: &AgentConfig, purge: bool) -> Result<()> {
+        let host = kernel::host_handle()?;
+        let store_path = cfg.state_dir.join("state.redb");
+        if store_path.exists() {
+            let store = Store::open(&store_path)?;
+            let (_, containers) = store.load()?;
+            drop(store);
+            for c in containers.values() {
+                for ep in &c.endpoints {
+                    kernel::delete_link(&host, &ep.host_ifname).await?;
+                }
+            }
+        }
+        for (_, name) in kernel::link_names(&host).await? {
+            if is_endpoint_ifname(&name) {
+                kernel::delete_link(&host, &name).await?;
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(cfg.run_dir.join("netns")) {
+            for e in rd.flatten() {
+                kernel::delete_netns(&e.path())?;
+            }
+        }
+        kernel::delete_netns(&cfg.run_dir.join("host.netns"))?;
+        kernel::delete_gateway_dev(&host).await?;
+        datapath::remove_pins(&cfg.bpffs)?;
+        if nix::mount::umount2(&cfg.bpffs, nix::mount::MntFlags::MNT_DETACH).is_ok() {
+            let _ = std::fs::remove_dir(&cfg.bpffs);
+        }
+        if purge {
+            let _ = std::fs::remove_file(&store_path);
+        }
+        let _ = std::fs::remove_file(cfg.run_dir.join("dataplane.sock"));
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- networks
+
+    pub async fn create_network(&self, req: NetworkCreate) -> ApiResult<NetworkView> {
+        ipam::validate_name("network", &req.name).map_err(bad)?;
+        if matches!(req.name.as_str(), "host" | "none") || req.name.starts_with("container:") {
+            return Err(bad(format!("network name {:?} is reserved", req.name)));
+        }
+        let driver = req.driver.clone().unwrap_or_else(|| "bridge".into());
+        if driver != "bridge" {
+            return Err(bad(format!(
+                "unsupported driver {driver:?} (supported: bridge)"
+            )));
+        }
+        let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
+        ipam::validate_mtu(mtu).map_err(bad)?;
+        let subnet = req.subnet.as_deref().map(ipam::parse_subnet).transpose()?;
+        let gateway = req.gateway.as_deref().map(ipam::parse_ip).transpose()?;
+        let range = req
+            .ip_range
+            .as_deref()
+            .map(ipam::parse_subnet)
+            .transpose()?;
+        if subnet.is_none() && (gateway.is_some() || range.is_some()) {
+            return Err(bad("--gateway and --ip-range need --subnet"));
+        }
+
+        let mut g = self.inner.lock().await;
+        let g = &mut *g;
+        if g.networks.contains_key(&req.name) {
+            return Err(ApiError::Conflict(format!(
+                "network {} already exists",
+                req.name
+            )));
+        }
+        let others: Vec<(String, Ipv4Net)> = g
+            .networks
+            .values()
+            .map(|n| (n.name.clone(), n.pool.subnet))
+            .collect();
+        let subnet = match subnet {
+            Some(s) => {
+                Pool::check_overlap(s, others.iter().map(|(n, s)| (n.as_str(), *s)))?;
+                s
+            }
+            None => default_pools()
+                .find(|s| {
+                    Pool::check_overlap(*s, others.iter().map(|(n, s)| (n.as_str(), *s))).is_ok()
+                })
+                .ok_or_else(|| bad("no free subnet left in the default pools; pass --subnet"))?,
+        };
+        let pool = Pool::new(subnet, range, gateway)?;
+        let id = g.networks.values().map(|n| n.id).max().unwrap_or(0) + 1;
+        let net = Network {
+            id,
+            name: req.name.clone(),
+            driver,
+            pool,
+            mtu,
+            internal: req.internal,
+            icc: req.icc.unwrap_or(true),
+            last_ip: None,
+            builtin: false,
+        };
+        // Kernel, then store.
+        kernel::add_gateway(&g.host, net.pool.gateway).await?;
+        let res = g.dp.upsert_network(id, network_info(&net)).and_then(|_| {
+            g.store.apply(Change {
+                put_networks: vec![&net],
+                ..Default::default()
+            })
+        });
+        if let Err(e) = res {
+            g.dp.remove_network(id);
+            let _ = kernel::del_gateway(&g.host, net.pool.gateway).await;
+            return Err(e.into());
+        }
+        info!(network = %net.name, subnet = %net.pool.subnet, "network created");
+        g.networks.insert(net.name.clone(), net.clone());
+        Ok(self.network_view(g, &net))
+    }
+
+    pub async fn remove_network(&self, name: &str) -> ApiResult<()> {
+        let mut g = self.inner.lock().await;
+        let g = &mut *g;
+        let net = g
+            .networks
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("network {name} not found")))?;
+        if net.builtin {
+            return Err(bad(format!("the default network {name} cannot be removed")));
+        }
+        let users: Vec<String> = g
+            .containers
+            .values()
+            .filter(|c| c.endpoints.iter().any(|e| e.network == name))
+            .map(|c| c.name.clone())
+            .collect();
+        if !users.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "network {name} has active endpoints (containers: {})",
+                users.join(", ")
+            )));
+        }
+        g.store.apply(Change {
+            del_networks: vec![name],
+            ..Default::default()
+        })?;
+        g.dp.remove_network(net.id);
+        let shared_gw = g
+            .networks
+            .values()
+            .any(|n| n.name != name && n.pool.gateway == net.pool.gateway);
+        if !shared_gw {
+            kernel::del_gateway(&g.host, net.pool.gateway).await?;
+        }
+        g.networks.remove(name);
+        info!(network = %name, "network removed");
+        Ok(())
+    }
+
+    pub async fn list_networks(&self) -> Vec<NetworkView> {
+        let g = self.inner.lock().await;
+        g.networks
+            .values()
+            .map(|n| self.network_view(&g, n))
+            .collect()
+    }
+
+    pub async fn inspect_network(&self, name: &str) -> ApiResult<NetworkView> {
+        let g = self.inner.lock().await;
+        let n = g
+            .networks
+            .get(name)
+            .ok_or_else(|| ApiError::NotFound(format!("network {name} not found")))?;
+        Ok(self.network_view(&g, n))
+    }
+
+    fn network_view(&self, g: &Inner, n: &Network) -> NetworkView {
+        let mut members = Vec::new();
+        let mut drops: BTreeMap<String, u64> = BTreeMap::new();
+        for c in g.containers.values() {
+            for e in c.endpoints.iter().filter(|e| e.network == n.name) {
+                members.push(NetworkMember {
+                    container: c.name.clone(),
+                    ip: e.ip,
+                    mac: fmt_mac(&e.mac),
+                });
+                if let Some(s) = g
+                    .ifindexes
+                    .get(&e.host_ifname)
+                    .and_then(|i| g.dp.endpoint_stats(*i))
+                {
+                    for r in DropReason::ALL {
+                        *drops.entry(r.name().into()).or_default() += s.drops[r as usize];
+                    }
+                }
+            }
+        }
+        NetworkView {
+            id: n.id,
+            name: n.name.clone(),
+            driver: n.driver.clone(),
+            subnet: n.pool.subnet,
+            gateway: n.pool.gateway,
+            ip_range: n.pool.range,
+            mtu: n.mtu,
+            internal: n.internal,
+            icc: n.icc,
+            containers: members,
+            drops,
+        }
+    }
+
+    // -------------------------------------------------------------- containers
+
+    pub async fn create_container(&self, req: ContainerCreate) -> ApiResult<ContainerView> {
+        ipam::validate_name("container", &req.name).map_err(bad)?;
+        if let Some(h) = &req.hostname {
+            validate_hostname(h).map_err(bad)?;
+        }
+        let (mode, net_name) = NetMode::parse(req.network.as_deref().unwrap_or(DEFAULT_NETWORK));
+        let ip = req.ip.as_deref().map(ipam::parse_ip).transpose()?;
+        if ip.is_some() && mode != NetMode::Bridge {
+            return Err(bad(format!(
+                "--ip needs a network; network mode {} has no address of its own",
+                mode.describe()
+            )));
+        }
+
+        let mut g = self.inner.lock().await;
+        let g = &mut *g;
+        if g.containers.contains_key(&req.name) {
+            return Err(ApiError::Conflict(format!(
+                "container {} already exists",
+                req.name
+            )));
+        }
+        if let NetMode::Container(target) = &mode {
+            let t = g
+                .containers
+                .get(target)
+                .ok_or_else(|| ApiError::NotFound(format!("container {target} not found")))?;
+            if let NetMode::Container(_) = t.mode {
+                return Err(bad(format!(
+                    "container {target} itself shares another container's namespace; join that one"
+                )));
+            }
+        }
+        let net = match &net_name {
+            Some(n) => Some(
+                g.networks
+                    .get(n)
+                    .cloned()
+                    .ok_or_else(|| ApiError::NotFound(format!("network {n} not found")))?,
+            ),
+            None => None,
+        };
+        let mut c = Container {
+            id: random_id(),
+            name: req.name.clone(),
+            mode: mode.clone(),
+            hostname: req.hostname.clone(),
+            endpoints: Vec::new(),
+        };
+        let mut net_after = None;
+        if let Some(net) = &net {
+            let (ep, n2) = self.plan_endpoint(g, net, &c, ip)?;
+            c.endpoints.push(ep);
+            net_after = Some(n2);
+        }
+
+        // Kernel.
+        let ns = self.netns_path(&c.name);
+        if matches!(mode, NetMode::Bridge | NetMode::None) {
+            if ns.exists() {
+                // Left over by a crash: not in the desired state, safe to drop.
+                kernel::delete_netns(&ns)?;
+            }
+            kernel::create_netns(&ns)?;
+            let setup = async {
+                let h = kernel::handle_in_netns(&ns)?;
+                kernel::netns_lo_up(&h).await?;
+                for ep in &c.endpoints {
+                    self.plumb_endpoint(g, &ns, ep).await?;
+                }
+                let nets: Vec<&Network> = net_after.iter().collect();
+                g.store.apply(Change {
+                    put_containers: vec![&c],
+                    put_networks: nets,
+                    ..Default::default()
+                })
+            }
+            .await;
+            if let Err(e) = setup {
+                for ep in &c.endpoints {
+                    self.unplumb_endpoint(g, ep).await;
+                }
+                let _ = kernel::delete_netns(&ns);
+                return Err(e.into());
+            }
+        } else {
+            g.store.apply(Change {
+                put_containers: vec![&c],
+                ..Default::default()
+            })?;
+        }
+        if let Some(n) = net_after {
+            g.networks.insert(n.name.clone(), n);
+        }
+        g.containers.insert(c.name.clone(), c.clone());
+        info!(container = %c.name, mode = %mode.describe(), "container created");
+        Ok(self.container_view(g, &c))
+    }
+
+    /// Choose the address, interface names and MAC of a new endpoint of `c` on
+    /// `net`; returns it with the network's updated IPAM cursor.
+    fn plan_endpoint(
+        &self,
+        g: &Inner,
+        net: &Network,
+        c: &Container,
+        ip: Option<Ipv4Addr>,
+    ) -> ApiResult<(Endpoint, Network)> {
+        let used: BTreeSet<Ipv4Addr> = g
+            .containers
+            .values()
+            .flat_map(|c| c.endpoints.iter())
+            .filter(|e| e.network == net.name)
+            .map(|e| e.ip)
+            .collect();
+        let ip = match ip {
+            Some(ip) => {
+                net.pool.check_static(ip, &used)?;
+                ip
+            }
+            None => net.pool.allocate(&used, net.last_ip)?,
+        };
+        let taken: BTreeSet<&str> = c.endpoints.iter().map(|e| e.ifname.as_str()).collect();
+        let ifname = (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !taken.contains(n.as_str()))
+            .unwrap();
+        let host_names: BTreeSet<&str> = g
+            .containers
+            .values()
+            .flat_map(|c| c.endpoints.iter().map(|e| e.host_ifname.as_str()))
+            .collect();
+        let host_ifname = loop {
+            let n = format!("dp{:08x}", rand::random::<u32>());
+            if !host_names.contains(n.as_str()) {
+                break n;
+            }
+        };
+        let default_route = !net.internal && !c.endpoints.iter().any(|e| e.default_route);
+        let ep = Endpoint {
+            network: net.name.clone(),
+            ifname,
+            host_ifname,
+            ip,
+            prefix_len: net.pool.subnet.prefix_len(),
+            mac: mac_for_ip(ip),
+            gateway: net.pool.gateway,
+            mtu: net.mtu,
+            default_route,
+        };
+        let mut n2 = net.clone();
+        n2.last_ip = Some(ip);
+        Ok((ep, n2))
+    }
+
+    async fn plumb_endpoint(&self, g: &mut Inner, ns: &Path, ep: &Endpoint) -> Result<()> {
+        let net_id = g
+            .networks
+            .get(&ep.network)
+            .map(|n| n.id)
+            .ok_or_else(|| anyhow!("network {} vanished", ep.network))?;
+        let link = kernel::create_endpoint(&g.host, ns, ep).await?;
+        g.dp.upsert_endpoint(endpoint_info(ep, net_id, &link))?;
+        g.dp.attach(prog_names::FROM_CONTAINER, &ep.host_ifname)?;
+        g.ifindexes.insert(ep.host_ifname.clone(), link.index);
+        Ok(())
+    }
+
+    async fn unplumb_endpoint(&self, g: &mut Inner, ep: &Endpoint) {
+        g.dp.detach(prog_names::FROM_CONTAINER, &ep.host_ifname);
+        g.dp.remove_endpoint(ep.ip.octets());
+        if let Some(idx) = g.ifindexes.remove(&ep.host_ifname) {
+            g.dp.remove_if_endpoint(idx);
+        }
+        if let Err(e) = kernel::delete_link(&g.host, &ep.host_ifname).await {
+            warn!("removing {}: {e:#}", ep.host_ifname);
+        }
+    }
+
+    pub async fn remove_container(&self, name: &str) -> ApiResult<()> {
+        let mut g = self.inner.lock().await;
+        let g = &mut *g;
+        let c = g
+            .containers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("container {name} not found")))?;
+        let sharers: Vec<String> = g
+            .containers
+            .values()
+            .filter(|o| o.mode == NetMode::Container(name.to_string()))
+            .map(|o| o.name.clone())
+            .collect();
+        if !sharers.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "container {name} is in use: {} share its network namespace; remove them first",
+                sharers.join(", ")
+            )));
+        }
+        g.store.apply(Change {
+            del_containers: vec![name],
+            ..Default::default()
+        })?;
+        for ep in &c.endpoints {
+            self.unplumb_endpoint(g, ep).await;
+        }
+        if matches!(c.mode, NetMode::Bridge | NetMode::None) {
+            kernel::delete_netns(&self.netns_path(name))?;
+        }
+        g.containers.remove(name);
+        info!(container = %name, "container removed");
+        Ok(())
+    }
+
+    pub async fn connect(&self, network: &str, req: ConnectRequest) -> ApiResult<ContainerView> {
+        let ip = req.ip.as_deref().map(ipam::parse_ip).transpose()?;
+        let mut g = self.inner.lock().await;
+        let g = &mut *g;
+        let net = g
+            .networks
+            .get(network)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("network {network} not found")))?;
+        let mut c =
+            g.containers.get(&req.container).cloned().ok_or_else(|| {
+                ApiError::NotFound(format!("container {} not found", req.container))
+            })?;
+        if c.mode != NetMode::Bridge {
+            return Err(bad(format!(
+                "container {} uses network mode {}; it cannot be connected to networks",
+                c.name,
+                c.mode.describe()
+            )));
+        }
+        if c.endpoints.iter().any(|e| e.network == network) {
+            return Err(ApiError::Conflict(format!(
+                "container {} is already connected to network {network}",
+                c.name
+            )));
+        }
+        let (ep, net_after) = self.plan_endpoint(g, &net, &c, ip)?;
+        let ns = self.netns_path(&c.name);
+        c.endpoints.push(ep.clone());
+        let res = async {
+            self.plumb_endpoint(g, &ns, &ep).await?;
+            g.store.apply(Change {
+                put_containers: vec![&c],
+                put_networks: vec![&net_after],
+                ..Default::default()
+            })
+        }
+        .await;
+        if let Err(e) = res {
+            self.unplumb_endpoint(g, &ep).await;
+            return Err(e.into());
+        }
+        g.networks.insert(net_after.name.clone(), net_after);
+        g.containers.insert(c.name.clone(), c.clone());
+        info!(container = %c.name, network, ip = %ep.ip, "connected");
+        Ok(self.container_view(g, &c))
+    }
+
+    pub async fn disconnect(&self, network: &str, container: &str) -> ApiResult<()> {
+        let mut g = self.inner.lock().await;
+        let g = &mut *g;
+        if !g.networks.contains_key(network) {
+            return Err(ApiError::NotFound(format!("network {network} not found")));
+        }
+        let mut c = g
+            .containers
+            .get(container)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("container {container} not found")))?;
+        let pos = c
+            .endpoints
+            .iter()
+            .position(|e| e.network == network)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "container {container} is not connected to network {network}"
+                ))
+            })?;
+        let ep = c.endpoints.remove(pos);
+        g.store.apply(Change {
+            put_containers: vec![&c],
+            ..Default::default()
+        })?;
+        self.unplumb_endpoint(g, &ep).await;
+        g.containers.insert(c.name.clone(), c);
+        info!(container, network, "disconnected");
+        Ok(())
+    }
+
+    pub async fn list_containers(&self) -> Vec<ContainerView> {
+        let g = self.inner.lock().await;
+        g.containers
+            .values()
+            .map(|c| self.container_view(&g, c))
+            .collect()
+    }
+
+    pub async fn inspect_container(&self, name: &str) -> ApiResult<ContainerView> {
+        let g = self.inner.lock().await;
+        let c = g
+            .containers
+            .get(name)
+            .ok_or_else(|| ApiError::NotFound(format!("container {name} not found")))?;
+        Ok(self.container_view(&g, c))
+    }
+
+    fn container_view(&self, g: &Inner, c: &Container) -> ContainerView {
+        // A container sharing another's namespace shows that one's endpoints.
+        let (netns, eps) = match &c.mode {
+            NetMode::Host => (self.host_netns_path(), Vec::new()),
+            NetMode::Container(t) => match g.containers.get(t) {
+                Some(tc) if tc.mode == NetMode::Host => (self.host_netns_path(), Vec::new()),
+                Some(tc) => (self.netns_path(t), tc.endpoints.clone()),
+                None => (self.netns_path(t), Vec::new()),
+            },
+            _ => (self.netns_path(&c.name), c.endpoints.clone()),
+        };
+        let endpoints = eps
+            .iter()
+            .map(|e| EndpointView {
+                network: e.network.clone(),
+                interface: e.ifname.clone(),
+                host_interface: e.host_ifname.clone(),
+                ip: e.ip,
+                prefix_len: e.prefix_len,
+                mac: fmt_mac(&e.mac),
+                gateway: e.gateway,
+                mtu: e.mtu,
+                counters: g
+                    .ifindexes
+                    .get(&e.host_ifname)
+                    .and_then(|i| g.dp.endpoint_stats(*i))
+                    .map(|s| CountersView {
+                        tx_packets: s.tx_packets,
+                        tx_bytes: s.tx_bytes,
+                        rx_packets: s.rx_packets,
+                        rx_bytes: s.rx_bytes,
+                        drops: DropReason::ALL
+                            .iter()
+                            .map(|r| (r.name().to_string(), s.drops[*r as usize]))
+                            .collect(),
+                    }),
+            })
+            .collect();
+        ContainerView {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            network_mode: c.mode.describe(),
+            hostname: c.hostname.clone(),
+            netns: netns.display().to_string(),
+            endpoints,
+        }
+    }
+
+    pub async fn info(&self) -> AgentInfo {
+        let g = self.inner.lock().await;
+        AgentInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            uplink: g.uplink.as_ref().map(|u| u.name.clone()),
+            uplink_ip: g.uplink.as_ref().and_then(|u| u.ip),
+            bpffs: self.cfg.bpffs.display().to_string(),
+            host_netns: self.host_netns_path().display().to_string(),
+            nat_port_range: g.nat_range,
+        }
+    }
+
+    pub async fn drops(&self) -> BTreeMap<String, u64> {
+        self.inner.lock().await.dp.drops()
+    }
+
+    /// Expire idle masquerade flows.
+    pub async fn gc(&self) -> usize {
+        self.inner.lock().await.dp.gc_nat()
+    }
+}
+
+fn network_info(n: &Network) -> NetworkInfo {
+    let mut flags = 0;
+    if n.internal {
+        flags |= NET_F_INTERNAL;
+    }
+    if !n.icc {
+        flags |= NET_F_NO_ICC;
+    }
+    NetworkInfo {
+        gateway: n.pool.gateway.octets(),
+        subnet: n.pool.subnet.network().octets(),
+        prefix_len: n.pool.subnet.prefix_len() as u32,
+        flags,
+    }
+}
+
+fn endpoint_info(ep: &Endpoint, net_id: u32, link: &kernel::LinkInfo) -> EndpointInfo {
+    EndpointInfo {
+        ifindex: link.index,
+        net_id,
+        ip: ep.ip.octets(),
+        mac: ep.mac,
+        host_mac: link.mac,
+        flags: 0,
+        _pad: [0; 2],
+    }
+}
+
+/// Host-side veth names the agent generates: `dp` + 8 hex digits.
+pub fn is_endpoint_ifname(name: &str) -> bool {
+    name.len() == 10 && name.starts_with("dp") && name[2..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+fn random_id() -> String {
+    (0..4)
+        .map(|_| format!("{:016x}", rand::random::<u64>()))
+        .collect()
+}
+
+/// `--bip`: the default network's gateway address with its prefix, e.g. 172.17.0.1/16.
+pub fn parse_bip(bip: &str) -> Result<(Ipv4Addr, Ipv4Net)> {
+    let net: Ipv4Net = bip.parse().map_err(|_| {
+        anyhow!("invalid --bip {bip:?}: expected gateway/prefix, e.g. 172.17.0.1/16")
+    })?;
+    Ok((net.addr(), net.trunc()))
+}
+
+fn validate_hostname(h: &str) -> std::result::Result<(), String> {
+    let ok = !h.is_empty()
+        && h.len() <= 63
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && !h.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid hostname {h:?}: letters, digits, '-' and '.', at most 63 characters"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nat_range_avoids_ephemeral_ports() {
+        assert_eq!(default_nat_range((32768, 60999)), (61000, 65535));
+        assert_eq!(default_nat_range((32768, 65535)), (1024, 32767));
+        assert_eq!(default_nat_range((1024, 65535)), (61000, 65535));
+    }
+
+    #[test]
+    fn bip_parsing() {
+        let (gw, net) = parse_bip("172.17.0.1/16").unwrap();
+        assert_eq!(gw, Ipv4Addr::new(172, 17, 0, 1));
+        assert_eq!(net.to_string(), "172.17.0.0/16");
+        assert!(parse_bip("172.17.0.1").is_err());
+    }
+
+    #[test]
+    fn endpoint_names() {
+        assert!(is_endpoint_ifname("dp0a1b2c3d"));
+        assert!(!is_endpoint_ifname("dp0"));
+        assert!(!is_endpoint_ifname("dp0p"));
+        assert!(!is_endpoint_ifname("eth0"));
+    }
+
+    #[test]
+    fn hostnames() {
+        assert!(validate_hostname("web-1.local").is_ok());
+        assert!(validate_hostname("-x").is_err());
+        assert!(validate_hostname("").is_err());
+        assert!(validate_hostname("a b").is_err());
+    }
+
+    #[test]
+    fn default_pools_do_not_overlap_docker0() {
+        let docker0: Ipv4Net = "172.17.0.0/16".parse().unwrap();
+        assert!(default_pools().all(|p| !p.contains(&docker0.network())));
+    }
+}

@@ -1,0 +1,452 @@
+//! Kernel objects other than BPF: network namespaces, veth pairs, addresses
+//! and routes, all through netlink (rtnetlink) and syscalls. Nothing here
+//! shells out.
+
+use std::{
+    fs::File,
+    net::{IpAddr, Ipv4Addr},
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures::TryStreamExt;
+use nix::{
+    errno::Errno,
+    mount::{mount, umount2, MntFlags, MsFlags},
+    sched::{setns, unshare, CloneFlags},
+};
+use rtnetlink::{
+    packet_route::{
+        address::AddressAttribute,
+        link::{InfoData, InfoVeth, LinkAttribute, LinkMessage},
+        route::{RouteAddress, RouteAttribute, RouteHeader, RouteProtocol, RouteScope},
+        AddressFamily,
+    },
+    Handle, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
+
+use crate::model::Endpoint;
+
+/// Holder of the networks' gateway addresses in the host namespace (a veth
+/// pair whose peer stays in the host, like Cilium's cilium_host/cilium_net:
+/// no Linux bridge is involved, it only owns addresses).
+pub const GATEWAY_DEV: &str = "dp0";
+const GATEWAY_PEER: &str = "dp0p";
+
+pub fn is_errno(e: &rtnetlink::Error, errno: Errno) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -(errno as i32))
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+}
+
+fn link_info(m: &LinkMessage) -> LinkInfo {
+    let mut info = LinkInfo {
+        index: m.header.index,
+        mac: [0; 6],
+        mtu: 0,
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::Address(mac) if mac.len() == 6 => info.mac.copy_from_slice(mac),
+            LinkAttribute::Mtu(mtu) => info.mtu = *mtu,
+            _ => {}
+        }
+    }
+    info
+}
+
+pub async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkInfo>> {
+    match h.link().get().match_name(name).execute().try_next().await {
+        Ok(m) => Ok(m.as_ref().map(link_info)),
+        Err(e) if is_errno(&e, Errno::ENODEV) => Ok(None),
+        Err(e) => Err(anyhow!(e).context(format!("looking up link {name}"))),
+    }
+}
+
+pub async fn link_names(h: &Handle) -> Result<Vec<(u32, String)>> {
+    let links: Vec<LinkMessage> = h.link().get().execute().try_collect().await?;
+    Ok(links
+        .iter()
+        .filter_map(|m| {
+            m.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some((m.header.index, n.clone())),
+                _ => None,
+            })
+        })
+        .collect())
+}
+
+/// A netlink handle in the namespace bound at `path`. The socket is created on
+/// a throwaway thread that entered the namespace, never on a runtime worker.
+pub fn handle_in_netns(path: &Path) -> Result<Handle> {
+    let rt = tokio::runtime::Handle::current();
+    let ns = File::open(path).with_context(|| format!("opening netns {}", path.display()))?;
+    let (conn, handle) = std::thread::spawn(move || -> Result<_> {
+        setns(&ns, CloneFlags::CLONE_NEWNET).context("setns")?;
+        let _g = rt.enter();
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        Ok((conn, handle))
+    })
+    .join()
+    .map_err(|_| anyhow!("netns thread panicked"))??;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+pub fn host_handle() -> Result<Handle> {
+    let (conn, handle, _) = rtnetlink::new_connection()?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+/// Create a new network namespace and bind-mount it at `path`.
+pub fn create_netns(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let p = path.to_path_buf();
+    let res = std::thread::spawn(move || -> Result<()> {
+        unshare(CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &p,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .context("bind-mounting the new netns")?;
+        Ok(())
+    })
+    .join()
+    .map_err(|_| anyhow!("netns thread panicked"))?;
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Bind-mount the calling process's own namespace at `path` (the host's).
+pub fn bind_own_netns(path: &Path) -> Result<()> {
+    if is_netns_mount(path) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    File::create(path)?;
+    mount(
+        Some("/proc/self/ns/net"),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .with_context(|| format!("bind-mounting the host netns at {}", path.display()))
+}
+
+/// Whether `path` is a bound network namespace (and not a plain file).
+pub fn is_netns_mount(path: &Path) -> bool {
+    match nix::sys::statfs::statfs(path) {
+        Ok(st) => st.filesystem_type() == nix::sys::statfs::NSFS_MAGIC,
+        Err(_) => false,
+    }
+}
+
+pub fn delete_netns(path: &Path) -> Result<()> {
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+        Err(e) => return Err(anyhow!(e).context(format!("unmounting {}", path.display()))),
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Bring `lo` up inside a namespace.
+pub async fn netns_lo_up(ns: &Handle) -> Result<()> {
+    let lo = link_by_name(ns, "lo")
+        .await?
+        .ok_or_else(|| anyhow!("no lo in namespace"))?;
+    ns.link()
+        .set(LinkUnspec::new_with_index(lo.index).up().build())
+        .execute()
+        .await?;
+    Ok(())
+}
+
+pub fn set_sysctl(path: &str, value: &str) -> Result<()> {
+    std::fs::write(path, value).with_context(|| format!("writing {value} to {path}"))
+}
+
+/// Set up the per-interface sysctls of a host-side veth.
+fn prepare_host_if(name: &str) -> Result<()> {
+    // bpf_fib_lookup() refuses to route for devices with forwarding off.
+    set_sysctl(&format!("/proc/sys/net/ipv4/conf/{name}/forwarding"), "1")?;
+    // No IPv6 on host-side veths: the datapath is IPv4.
+    let _ = set_sysctl(&format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+    Ok(())
+}
+
+/// Ensure the gateway holder device exists and is up; returns its ifindex.
+pub async fn ensure_gateway_dev(h: &Handle) -> Result<u32> {
+    if let Some(l) = link_by_name(h, GATEWAY_DEV).await? {
+        return Ok(l.index);
+    }
+    let msg = LinkVeth::new(GATEWAY_DEV, GATEWAY_PEER).up().build();
+    h.link()
+        .add(msg)
+        .execute()
+        .await
+        .context("creating the gateway device")?;
+    if let Some(p) = link_by_name(h, GATEWAY_PEER).await? {
+        h.link()
+            .set(LinkUnspec::new_with_index(p.index).up().build())
+            .execute()
+            .await?;
+    }
+    let l = link_by_name(h, GATEWAY_DEV)
+        .await?
+        .ok_or_else(|| anyhow!("gateway device vanished"))?;
+    Ok(l.index)
+}
+
+pub async fn delete_gateway_dev(h: &Handle) -> Result<()> {
+    if let Some(l) = link_by_name(h, GATEWAY_DEV).await? {
+        h.link().del(l.index).execute().await?;
+    }
+    Ok(())
+}
+
+/// Give the host the gateway address of a network (as a /32: containers are
+/// reached through per-endpoint /32 routes, the subnet itself has no route).
+pub async fn add_gateway(h: &Handle, gw: Ipv4Addr) -> Result<()> {
+    let idx = ensure_gateway_dev(h).await?;
+    h.address()
+        .add(idx, IpAddr::V4(gw), 32)
+        .replace()
+        .execute()
+        .await
+        .with_context(|| format!("adding gateway address {gw}"))
+}
+
+pub async fn del_gateway(h: &Handle, gw: Ipv4Addr) -> Result<()> {
+    let Some(l) = link_by_name(h, GATEWAY_DEV).await? else {
+        return Ok(());
+    };
+    let addrs: Vec<_> = h
+        .address()
+        .get()
+        .set_link_index_filter(l.index)
+        .execute()
+        .try_collect()
+        .await?;
+    for a in addrs {
+        if a.header.family != AddressFamily::Inet {
+            continue;
+        }
+        let is_gw = a
+            .attributes
+            .iter()
+            .any(|x| matches!(x, AddressAttribute::Local(IpAddr::V4(ip)) if *ip == gw));
+        if is_gw {
+            h.address().del(a).execute().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Create one endpoint: the veth pair, the container side in `netns` with its
+/// MAC, address, MTU and (optionally) default route, and the host side with a
+/// /32 route to the container. On error, whatever was created is removed.
+pub async fn create_endpoint(host: &Handle, netns: &Path, ep: &Endpoint) -> Result<LinkInfo> {
+    if link_by_name(host, &ep.host_ifname).await?.is_some() {
+        bail!("host interface {} already exists", ep.host_ifname);
+    }
+    let ns_file = File::open(netns).with_context(|| format!("opening {}", netns.display()))?;
+    let peer = LinkUnspec::new_with_name(&ep.ifname)
+        .setns_by_fd(ns_file.as_raw_fd())
+        .mtu(ep.mtu)
+        .address(ep.mac.to_vec())
+        .build();
+    let msg = LinkVeth::new(&ep.host_ifname, &ep.ifname)
+        .mtu(ep.mtu)
+        .up()
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
+    host.link()
+        .add(msg)
+        .execute()
+        .await
+        .with_context(|| format!("creating veth {}", ep.host_ifname))?;
+    drop(ns_file);
+    match configure_endpoint(host, netns, ep).await {
+        Ok(info) => Ok(info),
+        Err(e) => {
+            let _ = delete_link(host, &ep.host_ifname).await;
+            Err(e)
+        }
+    }
+}
+
+async fn configure_endpoint(host: &Handle, netns: &Path, ep: &Endpoint) -> Result<LinkInfo> {
+    let hl = link_by_name(host, &ep.host_ifname)
+        .await?
+        .ok_or_else(|| anyhow!("veth {} vanished", ep.host_ifname))?;
+    prepare_host_if(&ep.host_ifname)?;
+
+    let ns = handle_in_netns(netns)?;
+    let cl = link_by_name(&ns, &ep.ifname)
+        .await?
+        .ok_or_else(|| anyhow!("{} missing in the container", ep.ifname))?;
+    ns.address()
+        .add(cl.index, IpAddr::V4(ep.ip), ep.prefix_len)
+        .replace()
+        .execute()
+        .await
+        .with_context(|| format!("adding {}/{} to {}", ep.ip, ep.prefix_len, ep.ifname))?;
+    ns.link()
+        .set(LinkUnspec::new_with_index(cl.index).up().build())
+        .execute()
+        .await?;
+    if ep.default_route {
+        let r = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(ep.gateway)
+            .output_interface(cl.index)
+            .build();
+        ns.route()
+            .add(r)
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("adding default route via {}", ep.gateway))?;
+    }
+    let r = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(ep.ip, 32)
+        .output_interface(hl.index)
+        .scope(RouteScope::Link)
+        .pref_source(ep.gateway)
+        .build();
+    host.route()
+        .add(r)
+        .replace()
+        .execute()
+        .await
+        .with_context(|| format!("adding host route to {}", ep.ip))?;
+    Ok(hl)
+}
+
+pub async fn delete_link(h: &Handle, name: &str) -> Result<()> {
+    if let Some(l) = link_by_name(h, name).await? {
+        match h.link().del(l.index).execute().await {
+            Ok(()) => {}
+            Err(e) if is_errno(&e, Errno::ENODEV) => {}
+            Err(e) => return Err(anyhow!(e).context(format!("deleting {name}"))),
+        }
+    }
+    Ok(())
+}
+
+/// The uplink: its name, ifindex and first IPv4 address.
+#[derive(Debug, Clone)]
+pub struct Uplink {
+    pub name: String,
+    pub index: u32,
+    pub ip: Option<Ipv4Addr>,
+}
+
+/// Find the uplink: the named interface, or the one of the default route.
+pub async fn find_uplink(h: &Handle, name: Option<&str>) -> Result<Option<Uplink>> {
+    let index = match name {
+        Some(n) => match link_by_name(h, n).await? {
+            Some(l) => l.index,
+            None => bail!("uplink interface {n} does not exist"),
+        },
+        None => {
+            let mut routes = h
+                .route()
+                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+                .execute();
+            let mut oif = None;
+            while let Some(rt) = routes.try_next().await? {
+                if rt.header.destination_prefix_length == 0
+                    && rt.header.table == RouteHeader::RT_TABLE_MAIN
+                {
+                    oif = rt.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Oif(i) => Some(*i),
+                        _ => None,
+                    });
+                    if oif.is_some() {
+                        break;
+                    }
+                }
+            }
+            match oif {
+                Some(i) => i,
+                None => return Ok(None),
+            }
+        }
+    };
+    let names = link_names(h).await?;
+    let name = names
+        .into_iter()
+        .find(|(i, _)| *i == index)
+        .map(|(_, n)| n)
+        .ok_or_else(|| anyhow!("uplink ifindex {index} vanished"))?;
+    let addrs: Vec<_> = h
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await?;
+    let ip = addrs.iter().find_map(|a| {
+        a.attributes.iter().find_map(|x| match x {
+            AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+            _ => None,
+        })
+    });
+    Ok(Some(Uplink { name, index, ip }))
+}
+
+/// Every IPv4 address of the host namespace.
+pub async fn host_addresses(h: &Handle) -> Result<Vec<Ipv4Addr>> {
+    let addrs: Vec<_> = h.address().get().execute().try_collect().await?;
+    Ok(addrs
+        .iter()
+        .flat_map(|a| {
+            a.attributes.iter().filter_map(|x| match x {
+                AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            })
+        })
+        .collect())
+}
+
+/// The host's ephemeral port range (net.ipv4.ip_local_port_range).
+pub fn local_port_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+pub fn netns_path(run_dir: &Path, name: &str) -> PathBuf {
+    run_dir.join("netns").join(name)
+}
+
+// Silence "unused" for items only some builds use.
+#[allow(dead_code)]
+fn _unused(_: RouteAddress, _: RouteProtocol) {}

@@ -1,0 +1,16 @@
+//! dataplane: a container network dataplane with eBPF instead of iptables.
+//!
+//! - `model`, `ipam`: the core model and address management (pure).
+//! - `engine`: the agent's core, used by every front end.
+//! - `kernel`: namespaces, veths, addresses and routes over netlink.
+//! - `datapath`: the eBPF programs and their pinned maps and links.
+//! - `store`: desired state in redb.
+//! - `api`, `client`: HTTP/JSON over a Unix socket.
+pub mod api;
+pub mod client;
+pub mod datapath;
+pub mod engine;
+pub mod ipam;
+pub mod kernel;
+pub mod model;
+pub mod store;

@@ -1,0 +1,247 @@
+//! Types shared by the eBPF programs and the agent.
+//!
+//! Every key and value stored in a BPF map is defined here, once, as `#[repr(C)]`
+//! plain data with explicit padding so that the kernel and user space agree on
+//! the layout byte for byte, and so that `bpftool map dump` (which reads the BTF
+//! emitted for these types) prints named, typed fields.
+//!
+//! Addresses are stored as byte arrays in network order (`[u8; 4]` for IPv4,
+//! `[u8; 6]` for MACs) so that bpftool prints them as dotted bytes, and ports as
+//! `u16` in *host* order so that they read naturally.
+#![no_std]
+
+/// Names of the pinned maps under the agent's bpffs root (`<bpffs>/maps/<NAME>`).
+pub mod map_names {
+    pub const ENDPOINTS: &str = "DP_ENDPOINTS";
+    pub const IF_ENDPOINTS: &str = "DP_IF_ENDPOINTS";
+    pub const NETWORKS: &str = "DP_NETWORKS";
+    pub const CONFIG: &str = "DP_CONFIG";
+    pub const NAT_OUT: &str = "DP_NAT_OUT";
+    pub const NAT_IN: &str = "DP_NAT_IN";
+    pub const EP_STATS: &str = "DP_EP_STATS";
+    pub const DROPS: &str = "DP_DROPS";
+    pub const ALL: [&str; 8] = [
+        ENDPOINTS,
+        IF_ENDPOINTS,
+        NETWORKS,
+        CONFIG,
+        NAT_OUT,
+        NAT_IN,
+        EP_STATS,
+        DROPS,
+    ];
+}
+
+/// Names of the programs in the object file.
+pub mod prog_names {
+    /// TC ingress on the host side of every container veth (packets leaving a container).
+    pub const FROM_CONTAINER: &str = "dp_from_container";
+    /// TC ingress on the uplink (packets arriving from outside the host).
+    pub const FROM_UPLINK: &str = "dp_from_uplink";
+}
+
+pub const MAX_ENDPOINTS: u32 = 16384;
+pub const MAX_NETWORKS: u32 = 1024;
+pub const MAX_NAT_FLOWS: u32 = 262144;
+
+/// Key of the endpoint map: the endpoint's IPv4 address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct EndpointKey {
+    pub ip: [u8; 4],
+}
+
+/// Endpoint flag: the endpoint lives in another host (reserved for overlay networks).
+pub const EP_F_REMOTE: u16 = 1;
+
+/// One container endpoint (a veth pair with the container side in its namespace).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct EndpointInfo {
+    /// ifindex of the host side of the veth pair (in the host namespace).
+    pub ifindex: u32,
+    /// Network the endpoint is attached to.
+    pub net_id: u32,
+    /// The container's address on that network.
+    pub ip: [u8; 4],
+    /// MAC of the container side (`eth0`, ...).
+    pub mac: [u8; 6],
+    /// MAC of the host side: the one the container resolves every address to.
+    pub host_mac: [u8; 6],
+    pub flags: u16,
+    pub _pad: [u8; 2],
+}
+
+/// Network flag: `--internal`, no path beyond the network and its gateway.
+pub const NET_F_INTERNAL: u32 = 1;
+/// Network flag: inter-container communication disabled (`--icc=false`).
+pub const NET_F_NO_ICC: u32 = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NetworkInfo {
+    pub gateway: [u8; 4],
+    pub subnet: [u8; 4],
+    pub prefix_len: u32,
+    pub flags: u32,
+}
+
+/// Global datapath configuration, slot 0 of a one-entry array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Config {
+    /// ifindex of the uplink in the host namespace (0: no uplink, no masquerade).
+    pub uplink_ifindex: u32,
+    /// Address outbound traffic is masqueraded to.
+    pub uplink_ip: [u8; 4],
+    /// Source ports (and ICMP identifiers) used for masquerade, inclusive.
+    pub nat_port_min: u16,
+    pub nat_port_max: u16,
+    pub _pad: u32,
+}
+
+/// A flow as seen on the wire. For ICMP echo, `sport` is the identifier and
+/// `dport` is 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// NAT entry: what the translated side of a flow becomes.
+/// In `DP_NAT_OUT` (keyed by the container's original flow) it holds the
+/// masquerade address and port; in `DP_NAT_IN` (keyed by the reply flow as it
+/// arrives on the uplink) it holds the container's address and port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NatEntry {
+    pub addr: [u8; 4],
+    pub port: u16,
+    /// TCP state bits seen on this flow (`NAT_F_*`).
+    pub flags: u16,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the last packet.
+    pub last_seen_ns: u64,
+}
+
+/// A FIN or RST was seen: the flow expires after the short timeout.
+pub const NAT_F_CLOSING: u16 = 1;
+
+/// Per-endpoint counters (per CPU), keyed by the host-side ifindex.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct EndpointStats {
+    /// Packets sent by the container (entering the datapath on its veth).
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Packets delivered to the container by the datapath.
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Packets from this endpoint dropped, by `DropReason`.
+    pub drops: [u64; DROP_REASONS],
+}
+
+/// Why the datapath dropped a packet. Shared by the programs (which count) and
+/// the agent (which names them in `inspect`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Ethernet, IP or L4 header shorter than its declared size.
+    Malformed = 0,
+    /// Destination is an endpoint on another network.
+    CrossNetwork = 1,
+    /// `--internal` network: destination beyond the network and gateway.
+    Internal = 2,
+    /// TTL expired on a routed path.
+    TtlExceeded = 3,
+    /// No free masquerade port for this destination.
+    NatExhausted = 4,
+    /// Route lookup failed (no route, blackhole, ...).
+    NoRoute = 5,
+    /// Source IPv4 or MAC is not the endpoint's own.
+    Spoofed = 6,
+    /// Inter-container communication disabled on this network.
+    Icc = 7,
+    /// Packet arrived on an interface the datapath does not know.
+    UnknownInterface = 8,
+    /// Fragment of a flow that needs translation (no ports to translate).
+    Fragment = 9,
+    /// Protocol the masquerade cannot translate (not TCP, UDP or ICMP echo).
+    Unsupported = 10,
+}
+
+pub const DROP_REASONS: usize = 11;
+
+impl DropReason {
+    pub const ALL: [DropReason; DROP_REASONS] = [
+        DropReason::Malformed,
+        DropReason::CrossNetwork,
+        DropReason::Internal,
+        DropReason::TtlExceeded,
+        DropReason::NatExhausted,
+        DropReason::NoRoute,
+        DropReason::Spoofed,
+        DropReason::Icc,
+        DropReason::UnknownInterface,
+        DropReason::Fragment,
+        DropReason::Unsupported,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::CrossNetwork => "cross_network",
+            DropReason::Internal => "internal_network",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::NatExhausted => "nat_exhausted",
+            DropReason::NoRoute => "no_route",
+            DropReason::Spoofed => "spoofed_source",
+            DropReason::Icc => "icc_disabled",
+            DropReason::UnknownInterface => "unknown_interface",
+            DropReason::Fragment => "untranslatable_fragment",
+            DropReason::Unsupported => "unsupported_protocol",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are #[repr(C)] plain data with explicit padding and
+    // no invalid bit patterns.
+    unsafe impl aya::Pod for EndpointKey {}
+    unsafe impl aya::Pod for EndpointInfo {}
+    unsafe impl aya::Pod for NetworkInfo {}
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for NatEntry {}
+    unsafe impl aya::Pod for EndpointStats {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<EndpointKey>(), 4);
+        assert_eq!(size_of::<EndpointInfo>(), 4 + 4 + 4 + 6 + 6 + 2 + 2);
+        assert_eq!(size_of::<NetworkInfo>(), 16);
+        assert_eq!(size_of::<Config>(), 16);
+        assert_eq!(size_of::<FlowKey>(), 16);
+        assert_eq!(size_of::<NatEntry>(), 16);
+        assert_eq!(size_of::<EndpointStats>(), 8 * (4 + DROP_REASONS));
+    }
+
+    #[test]
+    fn drop_reasons_are_dense() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+}

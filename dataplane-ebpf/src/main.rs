@@ -1,0 +1,26 @@
+//! dataplane's eBPF programs.
+//!
+//! One file per attach point:
+//! - `from_container`: TC ingress on the host side of every container veth.
+//! - `from_uplink`: TC ingress on the host's uplink.
+//!
+//! Maps are defined once, in `maps`; packet parsing with explicit bounds checks
+//! lives in `parse`; address translation in `nat`.
+#![no_std]
+#![no_main]
+
+mod from_container;
+mod from_uplink;
+mod maps;
+mod nat;
+mod parse;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,85 @@
+//! Every map of the datapath, in one place. Key and value types come from
+//! `dataplane-common`; the agent pins each map under its bpffs root by name.
+
+use aya_ebpf::{
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
+    macros::btf_map,
+};
+use dataplane_common::{
+    Config, DropReason, EndpointInfo, EndpointKey, EndpointStats, FlowKey, NatEntry, NetworkInfo,
+    DROP_REASONS,
+};
+
+/// Container endpoints on this host, by IPv4 address.
+#[btf_map]
+pub static DP_ENDPOINTS: HashMap<EndpointKey, EndpointInfo, 16384> = HashMap::new();
+
+/// The same endpoints, by the ifindex of their host-side veth.
+#[btf_map]
+pub static DP_IF_ENDPOINTS: HashMap<u32, EndpointInfo, 16384> = HashMap::new();
+
+/// Networks by id.
+#[btf_map]
+pub static DP_NETWORKS: HashMap<u32, NetworkInfo, 1024> = HashMap::new();
+
+/// Global configuration (slot 0).
+#[btf_map]
+pub static DP_CONFIG: Array<Config, 1> = Array::new();
+
+/// Masquerade: a container's original flow -> the uplink address/port it is
+/// translated to.
+#[btf_map]
+pub static DP_NAT_OUT: LruHashMap<FlowKey, NatEntry, 262144> = LruHashMap::new();
+
+/// Masquerade, reverse: the reply flow as it arrives on the uplink -> the
+/// container address/port it is translated back to.
+#[btf_map]
+pub static DP_NAT_IN: LruHashMap<FlowKey, NatEntry, 262144> = LruHashMap::new();
+
+/// Per-endpoint counters, by host-side ifindex.
+#[btf_map]
+pub static DP_EP_STATS: PerCpuHashMap<u32, EndpointStats, 16384> = PerCpuHashMap::new();
+
+/// Global drop counters, indexed by `DropReason`.
+#[btf_map]
+pub static DP_DROPS: PerCpuArray<u64, DROP_REASONS> = PerCpuArray::new();
+
+#[inline(always)]
+pub fn config() -> Option<&'static Config> {
+    DP_CONFIG.get(0)
+}
+
+/// Count a drop globally and, when the endpoint is known, on it.
+#[inline(always)]
+pub fn count_drop(ifindex: u32, reason: DropReason) {
+    let r = reason as u32;
+    if let Some(p) = DP_DROPS.get_ptr_mut(r) {
+        unsafe { *p += 1 };
+    }
+    if let Some(s) = DP_EP_STATS.get_ptr_mut(ifindex) {
+        let idx = r as usize;
+        if idx < DROP_REASONS {
+            unsafe { (*s).drops[idx] += 1 };
+        }
+    }
+}
+
+#[inline(always)]
+pub fn count_tx(ifindex: u32, bytes: u32) {
+    if let Some(s) = DP_EP_STATS.get_ptr_mut(ifindex) {
+        unsafe {
+            (*s).tx_packets += 1;
+            (*s).tx_bytes += bytes as u64;
+        }
+    }
+}
+
+#[inline(always)]
+pub fn count_rx(ifindex: u32, bytes: u32) {
+    if let Some(s) = DP_EP_STATS.get_ptr_mut(ifindex) {
+        unsafe {
+            (*s).rx_packets += 1;
+            (*s).rx_bytes += bytes as u64;
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Packet parsing with explicit bounds checks.
+//!
+//! Parsers copy what they need out of the packet into plain values, so that
+//! callers can rewrite the packet afterwards (which invalidates packet
+//! pointers) without re-validating anything.
+
+use aya_ebpf::programs::TcContext;
+use core::mem::size_of;
+
+pub const ETH_LEN: usize = 14;
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_ARP: u16 = 0x0806;
+
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+pub const ICMP_ECHO_REPLY: u8 = 0;
+pub const ICMP_ECHO_REQUEST: u8 = 8;
+
+/// Offsets inside the IPv4 header.
+pub const IP_TTL_OFF: usize = 8;
+pub const IP_CSUM_OFF: usize = 10;
+pub const IP_SRC_OFF: usize = 12;
+pub const IP_DST_OFF: usize = 16;
+
+/// Headers this long are pulled into the linear area before parsing
+/// (Ethernet + maximal IPv4 header + TCP header without options).
+const PULL_LEN: u32 = (ETH_LEN + 60 + 20) as u32;
+
+/// Bounds-checked pointer to a `T` at `off` bytes into the packet.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &TcContext, off: usize) -> Option<*const T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + off + size_of::<T>() > end {
+        return None;
+    }
+    Some((start + off) as *const T)
+}
+
+#[inline(always)]
+pub fn read<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
+    ptr_at::<T>(ctx, off).map(|p| unsafe { p.read_unaligned() })
+}
+
+/// Make sure the headers are in the linear part of the skb.
+#[inline(always)]
+pub fn pull_headers(ctx: &TcContext) {
+    let linear = (ctx.data_end() - ctx.data()) as u32;
+    let len = ctx.len();
+    let want = if len < PULL_LEN { len } else { PULL_LEN };
+    if linear < want {
+        let _ = ctx.pull_data(want);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Frag {
+    /// Not fragmented.
+    No,
+    /// First fragment: carries the L4 header.
+    First,
+    /// Later fragment: no L4 header, no ports.
+    Later,
+}
+
+/// What the programs need to know about an IPv4 packet.
+#[derive(Clone, Copy)]
+pub struct Ipv4 {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub proto: u8,
+    pub ttl: u8,
+    pub frag: Frag,
+    /// Offset of the L4 header from the start of the frame.
+    pub l4_off: usize,
+    /// Ports in host order (ICMP echo: `sport` is the identifier).
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags, ICMP type.
+    pub tcp_flags: u8,
+    pub icmp_type: u8,
+    /// Whether the L4 header was present in full (always false for `Frag::Later`).
+    pub has_l4: bool,
+}
+
+pub enum ParseError {
+    /// A header is shorter than it claims.
+    Truncated,
+}
+
+/// Parse the IPv4 header at `l3_off` and, when present, the L4 header.
+#[inline(always)]
+pub fn parse_ipv4(ctx: &TcContext, l3_off: usize) -> Result<Ipv4, ParseError> {
+    let vihl: u8 = read(ctx, l3_off).ok_or(ParseError::Truncated)?;
+    // The fixed part of the header must be there.
+    let hdr: [u8; 20] = read(ctx, l3_off).ok_or(ParseError::Truncated)?;
+    if vihl >> 4 != 4 {
+        return Err(ParseError::Truncated);
+    }
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    if ihl < 20 {
+        return Err(ParseError::Truncated);
+    }
+    let tot_len = u16::from_be_bytes([hdr[2], hdr[3]]) as usize;
+    if tot_len < ihl {
+        return Err(ParseError::Truncated);
+    }
+    // Options, if any, must be inside the packet too.
+    if ctx.data() + l3_off + ihl > ctx.data_end() {
+        return Err(ParseError::Truncated);
+    }
+    let frag_word = u16::from_be_bytes([hdr[6], hdr[7]]);
+    let more_frags = frag_word & 0x2000 != 0;
+    let frag_off = frag_word & 0x1fff;
+    let frag = if frag_off != 0 {
+        Frag::Later
+    } else if more_frags {
+        Frag::First
+    } else {
+        Frag::No
+    };
+    let mut p = Ipv4 {
+        src: [hdr[12], hdr[13], hdr[14], hdr[15]],
+        dst: [hdr[16], hdr[17], hdr[18], hdr[19]],
+        proto: hdr[9],
+        ttl: hdr[8],
+        frag,
+        l4_off: l3_off + ihl,
+        sport: 0,
+        dport: 0,
+        tcp_flags: 0,
+        icmp_type: 0,
+        has_l4: false,
+    };
+    if frag == Frag::Later {
+        return Ok(p);
+    }
+    let l4 = p.l4_off;
+    match p.proto {
+        IPPROTO_TCP => {
+            let h: [u8; 20] = read(ctx, l4).ok_or(ParseError::Truncated)?;
+            p.sport = u16::from_be_bytes([h[0], h[1]]);
+            p.dport = u16::from_be_bytes([h[2], h[3]]);
+            p.tcp_flags = h[13];
+            p.has_l4 = true;
+        }
+        IPPROTO_UDP => {
+            let h: [u8; 8] = read(ctx, l4).ok_or(ParseError::Truncated)?;
+            p.sport = u16::from_be_bytes([h[0], h[1]]);
+            p.dport = u16::from_be_bytes([h[2], h[3]]);
+            p.has_l4 = true;
+        }
+        IPPROTO_ICMP => {
+            let h: [u8; 8] = read(ctx, l4).ok_or(ParseError::Truncated)?;
+            p.icmp_type = h[0];
+            if h[0] == ICMP_ECHO_REQUEST || h[0] == ICMP_ECHO_REPLY {
+                p.sport = u16::from_be_bytes([h[4], h[5]]);
+            }
+            p.has_l4 = true;
+        }
+        _ => {}
+    }
+    Ok(p)
+}
+
+/// Offset of the L4 checksum field from the L4 header, for the protocols the
+/// datapath rewrites.
+#[inline(always)]
+pub fn l4_csum_off(proto: u8) -> usize {
+    match proto {
+        IPPROTO_TCP => 16,
+        IPPROTO_UDP => 6,
+        _ => 2, // ICMP
+    }
+}
+
+#[inline(always)]
+pub fn is_multicast_or_broadcast(ip: [u8; 4]) -> bool {
+    ip[0] >= 224 || ip == [255, 255, 255, 255]
+}
