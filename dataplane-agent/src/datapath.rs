@@ -30,6 +30,11 @@ use tracing::{debug, info, warn};
 
 static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dataplane-ebpf"));
 
+/// The compiled eBPF object (ELF with BTF), for tools and tests.
+pub fn object() -> &'static [u8] {
+    OBJ
+}
+
 /// Masquerade entries idle for longer than this are removed (seconds).
 pub const NAT_TIMEOUT_TCP: u64 = 3600;
 pub const NAT_TIMEOUT_TCP_CLOSING: u64 = 10;
