@@ -13,18 +13,22 @@ use std::{
 };
 
 use anyhow::{anyhow, Context, Result};
+use std::os::fd::{AsFd, AsRawFd};
+
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
     programs::{
-        links::{FdLink, PinnedLink},
+        links::{CgroupAttachMode, FdLink, PinnedLink},
         tc::SchedClassifierLink,
-        SchedClassifier, TcAttachType,
+        xdp::XdpLink,
+        CgroupSockAddr, SchedClassifier, TcAttachType, Xdp, XdpMode,
     },
     Ebpf, EbpfLoader,
 };
 use dataplane_common::{
-    map_names, prog_names, Config, DropReason, EndpointInfo, EndpointKey, EndpointStats, FlowKey,
-    NatEntry, NetworkInfo, DROP_REASONS, NAT_F_CLOSING,
+    map_names, prog_names, Config, CtEntry, DropReason, EndpointInfo, EndpointKey, EndpointStats,
+    FlowKey, HostInfo, LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget, SockKey, SockOrig,
+    DROP_REASONS, NAT_F_CLOSING,
 };
 use tracing::{debug, info, warn};
 
@@ -52,6 +56,14 @@ pub struct Datapath {
     nat_in: HashMap<MapData, FlowKey, NatEntry>,
     ep_stats: PerCpuHashMap<MapData, u32, EndpointStats>,
     drops: PerCpuArray<MapData, u64>,
+    ports: HashMap<MapData, PortKey, PortTarget>,
+    ports_fd: MapData,
+    ct: HashMap<MapData, FlowKey, CtEntry>,
+    host_ips: HashMap<MapData, EndpointKey, u32>,
+    host: Array<MapData, HostInfo>,
+    links: HashMap<MapData, LinkKey, u32>,
+    policy_ct: HashMap<MapData, FlowKey, u64>,
+    sock_nat: HashMap<MapData, SockKey, SockOrig>,
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
@@ -88,7 +100,38 @@ impl Datapath {
             prog.load()
                 .with_context(|| format!("loading program {name} (verifier)"))?;
         }
+        {
+            let name = prog_names::XDP_UPLINK;
+            let prog: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing"))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("loading program {name} (verifier)"))?;
+        }
+        for name in [
+            prog_names::SOCK_CONNECT4,
+            prog_names::SOCK_SENDMSG4,
+            prog_names::SOCK_RECVMSG4,
+        ] {
+            let prog: &mut CgroupSockAddr = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing"))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("loading program {name} (verifier)"))?;
+        }
+        let ports_fd = MapData::from_pin(maps_dir.join(map_names::PORTS))
+            .context("opening the pinned port map")?;
         Ok(Datapath {
+            ports: take(&mut ebpf, map_names::PORTS)?,
+            ports_fd,
+            ct: take(&mut ebpf, map_names::CT)?,
+            host_ips: take(&mut ebpf, map_names::HOST_IPS)?,
+            host: take(&mut ebpf, map_names::HOST)?,
+            links: take(&mut ebpf, map_names::LINKS)?,
+            policy_ct: take(&mut ebpf, map_names::POLICY_CT)?,
+            sock_nat: take(&mut ebpf, map_names::SOCK_NAT)?,
             endpoints: take(&mut ebpf, map_names::ENDPOINTS)?,
             if_endpoints: take(&mut ebpf, map_names::IF_ENDPOINTS)?,
             networks: take(&mut ebpf, map_names::NETWORKS)?,
@@ -170,6 +213,76 @@ impl Datapath {
             .context("TCX link expected (kernel >= 6.6)")?;
         link.pin(&pin)
             .with_context(|| format!("pinning link at {}", pin.display()))?;
+        Ok(())
+    }
+
+    /// Attach the XDP program to the uplink with a pinned link (re-adopted if
+    /// pinned already).
+    pub fn attach_xdp(&mut self, ifname: &str) -> Result<()> {
+        let name = prog_names::XDP_UPLINK;
+        let pin = self.link_path(name, ifname);
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing"))?
+            .try_into()?;
+        if pin.exists() {
+            match PinnedLink::from_pin(&pin) {
+                Ok(p) => {
+                    let fd: FdLink = p.into();
+                    let id = prog.attach_to_link(XdpLink::try_from(fd)?)?;
+                    let fd: FdLink = prog.take_link(id)?.try_into()?;
+                    drop(fd);
+                    return Ok(());
+                }
+                Err(e) => {
+                    warn!(?pin, "stale link pin ({e}), re-attaching");
+                    let _ = std::fs::remove_file(&pin);
+                }
+            }
+        }
+        let id = prog
+            .attach(ifname, XdpMode::Default)
+            .with_context(|| format!("attaching XDP to {ifname}"))?;
+        let link: FdLink = prog
+            .take_link(id)?
+            .try_into()
+            .context("XDP bpf_link expected")?;
+        link.pin(&pin)
+            .with_context(|| format!("pinning link at {}", pin.display()))?;
+        Ok(())
+    }
+
+    /// Attach the socket programs to a cgroup (v2) with pinned links. They
+    /// act only on sockets of the namespace whose cookie is in `DP_HOST`.
+    pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<()> {
+        let cg = std::fs::File::open(cgroup)
+            .with_context(|| format!("opening cgroup {}", cgroup.display()))?;
+        for name in [
+            prog_names::SOCK_CONNECT4,
+            prog_names::SOCK_SENDMSG4,
+            prog_names::SOCK_RECVMSG4,
+        ] {
+            let pin = self.link_path(name, "cgroup");
+            if pin.exists() && PinnedLink::from_pin(&pin).is_ok() {
+                // bpf_link_update is not offered for these by aya 0.14: the
+                // pinned program keeps running, sharing the same maps.
+                continue;
+            }
+            let _ = std::fs::remove_file(&pin);
+            let prog: &mut CgroupSockAddr = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing"))?
+                .try_into()?;
+            let id = prog
+                // Single = flags 0: bpf_link attachments are multi by nature.
+                .attach(cg.as_fd(), CgroupAttachMode::Single)
+                .with_context(|| format!("attaching {name} to {}", cgroup.display()))?;
+            let link: FdLink = prog.take_link(id)?.try_into()?;
+            link.pin(&pin)
+                .with_context(|| format!("pinning link at {}", pin.display()))?;
+        }
         Ok(())
     }
 
@@ -373,6 +486,132 @@ impl Datapath {
         n
     }
 
+    pub fn set_host(&mut self, info: HostInfo) -> Result<()> {
+        self.host.set(0, info, 0)?;
+        Ok(())
+    }
+
+    /// Make DP_HOST_IPS exactly `ips`.
+    pub fn sync_host_ips(&mut self, ips: &[[u8; 4]]) -> Result<()> {
+        let want: std::collections::BTreeSet<[u8; 4]> = ips.iter().copied().collect();
+        let have: Vec<EndpointKey> = self.host_ips.keys().filter_map(Result::ok).collect();
+        for k in &have {
+            if !want.contains(&k.ip) {
+                let _ = self.host_ips.remove(k);
+            }
+        }
+        for ip in want {
+            if !have.iter().any(|k| k.ip == ip) {
+                self.host_ips.insert(EndpointKey { ip }, 1, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Publish ports in one batched map update.
+    pub fn add_ports(&mut self, entries: &[(PortKey, PortTarget)]) -> Result<()> {
+        let keys: Vec<PortKey> = entries.iter().map(|(k, _)| *k).collect();
+        let vals: Vec<PortTarget> = entries.iter().map(|(_, v)| *v).collect();
+        map_batch(&self.ports_fd, BPF_MAP_UPDATE_BATCH, &keys, Some(&vals))
+            .context("publishing ports (batched map update)")
+    }
+
+    /// Unpublish ports in one batched map delete.
+    pub fn remove_ports(&mut self, keys: &[PortKey]) -> Result<()> {
+        // Missing keys make the batch stop early; delete what exists.
+        let present: Vec<PortKey> = keys
+            .iter()
+            .copied()
+            .filter(|k| self.ports.get(k, 0).is_ok())
+            .collect();
+        map_batch::<PortKey, PortTarget>(&self.ports_fd, BPF_MAP_DELETE_BATCH, &present, None)
+            .context("unpublishing ports (batched map delete)")
+    }
+
+    pub fn port_keys(&self) -> Vec<PortKey> {
+        self.ports.keys().filter_map(Result::ok).collect()
+    }
+
+    /// Make DP_LINKS exactly `want`; connections of removed links are cut.
+    pub fn sync_links(&mut self, want: &std::collections::BTreeSet<LinkKey>) -> Result<()> {
+        let have: Vec<LinkKey> = self.links.keys().filter_map(Result::ok).collect();
+        for k in &have {
+            if !want.contains(k) {
+                let _ = self.links.remove(k);
+                // Replies of connections the link allowed are no longer allowed.
+                let dead: Vec<FlowKey> = self
+                    .policy_ct
+                    .keys()
+                    .filter_map(Result::ok)
+                    .filter(|f| {
+                        (f.src == k.dst && f.dst == k.src) || (f.src == k.src && f.dst == k.dst)
+                    })
+                    .collect();
+                for f in dead {
+                    let _ = self.policy_ct.remove(&f);
+                }
+            }
+        }
+        for k in want {
+            if !have.contains(k) {
+                self.links.insert(*k, 1, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forget translated flows to or from `ip` (a removed container).
+    pub fn purge_ct(&mut self, ip: [u8; 4]) {
+        let dead: Vec<FlowKey> = self
+            .ct
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, v)| k.src == ip || k.dst == ip || v.src == ip || v.dst == ip)
+            .map(|(k, _)| k)
+            .collect();
+        for k in dead {
+            let _ = self.ct.remove(&k);
+        }
+    }
+
+    /// Expire idle translated flows and link-allowed replies. Returns how many.
+    pub fn gc_ct(&mut self) -> usize {
+        let now = monotonic_ns();
+        let timeout = |proto: u8| match proto {
+            6 => NAT_TIMEOUT_TCP,
+            17 => NAT_TIMEOUT_UDP,
+            _ => NAT_TIMEOUT_ICMP,
+        } * 1_000_000_000;
+        let mut n = 0;
+        let dead: Vec<FlowKey> = self
+            .ct
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, v)| now.saturating_sub(v.last_seen_ns) > timeout(k.proto))
+            .map(|(k, _)| k)
+            .collect();
+        for k in dead {
+            let _ = self.ct.remove(&k);
+            n += 1;
+        }
+        let dead: Vec<FlowKey> = self
+            .policy_ct
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, v)| now.saturating_sub(*v) > timeout(k.proto))
+            .map(|(k, _)| k)
+            .collect();
+        for k in dead {
+            let _ = self.policy_ct.remove(&k);
+            n += 1;
+        }
+        n
+    }
+
+    pub fn sock_nat_len(&self) -> usize {
+        self.sock_nat.keys().count()
+    }
+
     pub fn nat_flows(&self) -> usize {
         self.nat_out.keys().count()
     }
@@ -401,5 +640,52 @@ pub fn remove_pins(root: &Path) -> Result<()> {
             .with_context(|| format!("removing pins under {}", root.display()))?;
     }
     info!(root = %root.display(), "removed pinned maps and links");
+    Ok(())
+}
+
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+
+/// `bpf_attr` for the BPF_MAP_*_BATCH commands.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// One bpf() call for many keys (aya 0.14 has no batch API).
+fn map_batch<K, V>(map: &MapData, cmd: libc::c_long, keys: &[K], vals: Option<&[V]>) -> Result<()> {
+    let mut done = 0usize;
+    while done < keys.len() {
+        let mut attr = BatchAttr {
+            keys: keys[done..].as_ptr() as u64,
+            values: vals.map(|v| v[done..].as_ptr() as u64).unwrap_or(0),
+            count: (keys.len() - done) as u32,
+            map_fd: map.fd().as_fd().as_raw_fd() as u32,
+            ..Default::default()
+        };
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                &mut attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>(),
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        if attr.count == 0 {
+            break;
+        }
+        done += attr.count as usize;
+    }
     Ok(())
 }

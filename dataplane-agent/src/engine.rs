@@ -14,7 +14,8 @@ use std::{
 
 use anyhow::{anyhow, Context, Result};
 use dataplane_common::{
-    prog_names, Config, DropReason, EndpointInfo, NetworkInfo, NET_F_INTERNAL, NET_F_NO_ICC,
+    prog_names, Config, DropReason, EndpointInfo, HostInfo, LinkKey, NetworkInfo, PortKey,
+    PortTarget, NET_F_INTERNAL, NET_F_NO_ICC,
 };
 use ipnet::Ipv4Net;
 use rtnetlink::Handle;
@@ -26,6 +27,7 @@ use crate::{
     ipam::{self, Pool},
     kernel::{self, Uplink},
     model::*,
+    ports::{self, HostPorts, PortMapping, Proto, Reservations},
     store::{Change, Store},
 };
 
@@ -38,6 +40,12 @@ pub struct AgentConfig {
     pub uplink: Option<String>,
     pub bip: String,
     pub nat_port_range: Option<(u16, u16)>,
+    /// Range random published host ports come from (default: the host's
+    /// ephemeral port range, as Docker).
+    pub port_range: Option<(u16, u16)>,
+    /// cgroup v2 directory the socket programs are attached to (default:
+    /// the system's cgroup2 mount).
+    pub cgroup: Option<PathBuf>,
 }
 
 /// An error for the API's caller: what was wrong, with the matching HTTP status.
@@ -99,6 +107,9 @@ struct Inner {
     /// Runtime ifindex of each host-side veth (not persisted: it changes when
     /// an interface is recreated).
     ifindexes: HashMap<String, u32>,
+    /// Sockets holding the published host ports.
+    reservations: Reservations,
+    port_range: (u16, u16),
 }
 
 /// Pools user-defined networks get a subnet from, in order (as Docker's defaults).
@@ -179,6 +190,7 @@ impl Engine {
         let nat_range = cfg
             .nat_port_range
             .unwrap_or_else(|| default_nat_range(kernel::local_port_range()));
+        let port_range = cfg.port_range.unwrap_or_else(kernel::local_port_range);
         let engine = Arc::new(Engine {
             inner: Mutex::new(Inner {
                 networks,
@@ -189,6 +201,8 @@ impl Engine {
                 uplink,
                 nat_range,
                 ifindexes: HashMap::new(),
+                reservations: Reservations::default(),
+                port_range,
             }),
             cfg,
         });
@@ -248,10 +262,35 @@ impl Engine {
             _pad: 0,
         };
         g.dp.set_config(cfg)?;
+        g.dp.set_host(HostInfo {
+            netns_cookie: kernel::netns_cookie()?,
+        })?;
+        refresh_host_ips(g).await?;
         let mut want_links: BTreeSet<(String, String)> = BTreeSet::new();
+        match self.cfg.cgroup.clone().or_else(kernel::cgroup2_mount) {
+            Some(cg) => match g.dp.attach_cgroup(&cg) {
+                Ok(()) => {
+                    for p in [
+                        prog_names::SOCK_CONNECT4,
+                        prog_names::SOCK_SENDMSG4,
+                        prog_names::SOCK_RECVMSG4,
+                    ] {
+                        want_links.insert((p.into(), "cgroup".into()));
+                    }
+                }
+                Err(e) => {
+                    warn!("published ports will not be reachable from the host itself: {e:#}")
+                }
+            },
+            None => warn!(
+                "no cgroup2 mount: published ports will not be reachable from the host itself"
+            ),
+        }
         if let Some(u) = &g.uplink {
             g.dp.attach(prog_names::FROM_UPLINK, &u.name)?;
+            g.dp.attach_xdp(&u.name)?;
             want_links.insert((prog_names::FROM_UPLINK.into(), u.name.clone()));
+            want_links.insert((prog_names::XDP_UPLINK.into(), u.name.clone()));
             info!(uplink = %u.name, ip = ?u.ip, "uplink");
         } else {
             warn!("no uplink: containers have no outbound path");
@@ -299,8 +338,31 @@ impl Engine {
         for ip in g.dp.endpoint_ips() {
             if !want_ips.contains(&ip) {
                 g.dp.remove_endpoint(ip);
+                g.dp.purge_ct(ip);
             }
         }
+        // Published ports: hold the host ports again, and make the map match.
+        let mut want_ports = Vec::new();
+        for c in &containers {
+            for m in &c.ports {
+                if !g.reservations.is_held(m.host_ip, m.host_port, m.proto) {
+                    if let Err(e) = g.reservations.reserve(m.host_ip, m.host_port, m.proto) {
+                        warn!(container = %c.name, "cannot hold published port again: {e}");
+                    }
+                }
+            }
+            want_ports.extend(port_entries(c));
+        }
+        let want_keys: BTreeSet<PortKey> = want_ports.iter().map(|(k, _)| *k).collect();
+        let stale: Vec<PortKey> =
+            g.dp.port_keys()
+                .into_iter()
+                .filter(|k| !want_keys.contains(k))
+                .collect();
+        g.dp.remove_ports(&stale)?;
+        g.dp.add_ports(&want_ports)?;
+        let links = link_keys(&g.containers);
+        g.dp.sync_links(&links)?;
         for idx in g.dp.if_endpoint_indexes() {
             if !want_ifs.contains(&idx) {
                 g.dp.remove_if_endpoint(idx);
@@ -553,6 +615,29 @@ impl Engine {
                 mode.describe()
             )));
         }
+        let mut expose = BTreeSet::new();
+        for e in &req.expose {
+            expose.extend(ports::parse_expose(e).map_err(|e| bad(format!("--expose: {e}")))?);
+        }
+        let specs = req
+            .publish
+            .iter()
+            .map(|s| ports::parse_spec(s))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        if (!specs.is_empty() || (req.publish_all && !expose.is_empty())) && mode != NetMode::Bridge
+        {
+            return Err(bad(format!(
+                "cannot publish ports with network mode {}",
+                mode.describe()
+            )));
+        }
+        let links = req
+            .links
+            .iter()
+            .map(|l| parse_link(l))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(bad)?;
 
         let mut g = self.inner.lock().await;
         let g = &mut *g;
@@ -582,12 +667,30 @@ impl Engine {
             ),
             None => None,
         };
+        for l in &links {
+            let t = g.containers.get(&l.name).ok_or_else(|| {
+                ApiError::NotFound(format!("--link: container {} not found", l.name))
+            })?;
+            let shares = net_name
+                .as_ref()
+                .is_some_and(|n| t.endpoints.iter().any(|e| &e.network == n));
+            if !shares {
+                return Err(bad(format!(
+                    "--link: container {} is not on network {}",
+                    l.name,
+                    net_name.as_deref().unwrap_or(&mode.describe())
+                )));
+            }
+        }
         let mut c = Container {
             id: random_id(),
             name: req.name.clone(),
             mode: mode.clone(),
             hostname: req.hostname.clone(),
             endpoints: Vec::new(),
+            ports: Vec::new(),
+            expose: expose.iter().copied().collect(),
+            links,
         };
         let mut net_after = None;
         if let Some(net) = &net {
@@ -595,6 +698,20 @@ impl Engine {
             c.endpoints.push(ep);
             net_after = Some(n2);
         }
+        // Host ports are reserved (bound) here: the last check that can fail
+        // on bad input. Released again if anything below fails.
+        let mut wanted: Vec<ports::PortSpec> = specs;
+        if req.publish_all {
+            for e in &expose {
+                wanted.push(ports::PortSpec {
+                    host_ip: None,
+                    proto: e.proto,
+                    container_ports: vec![e.port],
+                    host_ports: HostPorts::Random,
+                });
+            }
+        }
+        c.ports = self.reserve_ports(g, &wanted).await?;
 
         // Kernel.
         let ns = self.netns_path(&c.name);
@@ -610,6 +727,7 @@ impl Engine {
                 for ep in &c.endpoints {
                     self.plumb_endpoint(g, &ns, ep).await?;
                 }
+                g.dp.add_ports(&port_entries(&c))?;
                 let nets: Vec<&Network> = net_after.iter().collect();
                 g.store.apply(Change {
                     put_containers: vec![&c],
@@ -619,6 +737,9 @@ impl Engine {
             }
             .await;
             if let Err(e) = setup {
+                let keys: Vec<PortKey> = port_entries(&c).into_iter().map(|(k, _)| k).collect();
+                let _ = g.dp.remove_ports(&keys);
+                release_ports(g, &c.ports);
                 for ep in &c.endpoints {
                     self.unplumb_endpoint(g, ep).await;
                 }
@@ -635,7 +756,11 @@ impl Engine {
             g.networks.insert(n.name.clone(), n);
         }
         g.containers.insert(c.name.clone(), c.clone());
-        info!(container = %c.name, mode = %mode.describe(), "container created");
+        if !c.links.is_empty() {
+            let links = link_keys(&g.containers);
+            g.dp.sync_links(&links)?;
+        }
+        info!(container = %c.name, mode = %mode.describe(), ports = c.ports.len(), "container created");
         Ok(self.container_view(g, &c))
     }
 
@@ -743,13 +868,19 @@ impl Engine {
             del_containers: vec![name],
             ..Default::default()
         })?;
+        let keys: Vec<PortKey> = port_entries(&c).into_iter().map(|(k, _)| k).collect();
+        g.dp.remove_ports(&keys)?;
+        release_ports(g, &c.ports);
         for ep in &c.endpoints {
             self.unplumb_endpoint(g, ep).await;
+            g.dp.purge_ct(ep.ip.octets());
         }
         if matches!(c.mode, NetMode::Bridge | NetMode::None) {
             kernel::delete_netns(&self.netns_path(name))?;
         }
         g.containers.remove(name);
+        let links = link_keys(&g.containers);
+        g.dp.sync_links(&links)?;
         info!(container = %name, "container removed");
         Ok(())
     }
@@ -828,7 +959,10 @@ impl Engine {
             ..Default::default()
         })?;
         self.unplumb_endpoint(g, &ep).await;
+        g.dp.purge_ct(ep.ip.octets());
         g.containers.insert(c.name.clone(), c);
+        let links = link_keys(&g.containers);
+        g.dp.sync_links(&links)?;
         info!(container, network, "disconnected");
         Ok(())
     }
@@ -895,7 +1029,105 @@ impl Engine {
             hostname: c.hostname.clone(),
             netns: netns.display().to_string(),
             endpoints,
+            ports: c.ports.clone(),
+            expose: c.expose.clone(),
+            links: c.links.clone(),
         }
+    }
+
+    /// Choose and reserve host ports for `specs`. Nothing stays reserved if
+    /// any of them fails.
+    async fn reserve_ports(
+        &self,
+        g: &mut Inner,
+        specs: &[ports::PortSpec],
+    ) -> ApiResult<Vec<PortMapping>> {
+        if specs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let host_ips = kernel::host_addresses(&g.host).await?;
+        let mut out: Vec<PortMapping> = Vec::new();
+        let res = (|| -> ApiResult<()> {
+            for spec in specs {
+                let host_ip = spec.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+                if !host_ip.is_unspecified()
+                    && !host_ip.is_loopback()
+                    && !host_ips.contains(&host_ip)
+                {
+                    return Err(bad(format!(
+                        "host IP {host_ip} is not an address of this host"
+                    )));
+                }
+                for (i, cport) in spec.container_ports.iter().enumerate() {
+                    let taken = |p: u16| -> Option<String> {
+                        let clash = |m: &PortMapping| {
+                            m.proto == spec.proto
+                                && m.host_port == p
+                                && (m.host_ip == host_ip
+                                    || m.host_ip.is_unspecified()
+                                    || host_ip.is_unspecified())
+                        };
+                        g.containers
+                            .values()
+                            .find(|c| c.ports.iter().any(clash))
+                            .map(|c| c.name.clone())
+                            .or_else(|| out.iter().any(clash).then(|| "this container".into()))
+                    };
+                    let hport = match &spec.host_ports {
+                        HostPorts::Exact(v) => {
+                            let p = v[i];
+                            if let Some(owner) = taken(p) {
+                                return Err(ApiError::Conflict(format!(
+                                    "host port {host_ip}:{p}/{} is already published by {owner}",
+                                    spec.proto.as_str()
+                                )));
+                            }
+                            g.reservations
+                                .reserve(host_ip, p, spec.proto)
+                                .map_err(ApiError::Conflict)?;
+                            p
+                        }
+                        HostPorts::Random | HostPorts::OneOf(..) => {
+                            let range = match spec.host_ports {
+                                HostPorts::OneOf(a, b) => (a, b),
+                                _ => g.port_range,
+                            };
+                            let mut skip: BTreeSet<u16> = BTreeSet::new();
+                            let seed = rand::random::<u32>();
+                            loop {
+                                let Some(p) = ports::pick_port(range, &skip, seed) else {
+                                    return Err(ApiError::Conflict(format!(
+                                        "no free host port left in {}-{} for {cport}/{}",
+                                        range.0,
+                                        range.1,
+                                        spec.proto.as_str()
+                                    )));
+                                };
+                                skip.insert(p);
+                                if taken(p).is_some() {
+                                    continue;
+                                }
+                                if g.reservations.reserve(host_ip, p, spec.proto).is_ok() {
+                                    break p;
+                                }
+                            }
+                        }
+                    };
+                    out.push(PortMapping {
+                        host_ip,
+                        host_port: hport,
+                        container_port: *cport,
+                        proto: spec.proto,
+                    });
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            release_ports(g, &out);
+            return Err(e);
+        }
+        Ok(out)
     }
 
     pub async fn info(&self) -> AgentInfo {
@@ -914,10 +1146,110 @@ impl Engine {
         self.inner.lock().await.dp.drops()
     }
 
-    /// Expire idle masquerade flows.
+    /// Expire idle translated flows, and follow the host's addresses.
     pub async fn gc(&self) -> usize {
-        self.inner.lock().await.dp.gc_nat()
+        let mut g = self.inner.lock().await;
+        if let Err(e) = refresh_host_ips(&mut g).await {
+            warn!("refreshing host addresses: {e:#}");
+        }
+        g.dp.gc_nat() + g.dp.gc_ct()
     }
+}
+
+async fn refresh_host_ips(g: &mut Inner) -> Result<()> {
+    let ips: Vec<[u8; 4]> = kernel::host_addresses(&g.host)
+        .await?
+        .into_iter()
+        .filter(|ip| !ip.is_loopback())
+        .map(|ip| ip.octets())
+        .collect();
+    g.dp.sync_host_ips(&ips)
+}
+
+fn release_ports(g: &mut Inner, mappings: &[PortMapping]) {
+    for m in mappings {
+        g.reservations.release(m.host_ip, m.host_port, m.proto);
+    }
+}
+
+/// DP_PORTS entries of a container: its mappings, to its first endpoint.
+fn port_entries(c: &Container) -> Vec<(PortKey, PortTarget)> {
+    let Some(ep) = c.endpoints.first() else {
+        return Vec::new();
+    };
+    c.ports
+        .iter()
+        .map(|m| {
+            (
+                PortKey {
+                    ip: m.host_ip.octets(),
+                    port: m.host_port,
+                    proto: m.proto.number(),
+                    _pad: 0,
+                },
+                PortTarget {
+                    ip: ep.ip.octets(),
+                    port: m.container_port,
+                    _pad: 0,
+                },
+            )
+        })
+        .collect()
+}
+
+/// DP_LINKS from the model: for every link, on every network the two share,
+/// the linked container's exposed ports (and the container ports it
+/// publishes) are open to the linking one.
+fn link_keys(containers: &BTreeMap<String, Container>) -> BTreeSet<LinkKey> {
+    let mut out = BTreeSet::new();
+    for c in containers.values() {
+        for l in &c.links {
+            let Some(t) = containers.get(&l.name) else {
+                continue;
+            };
+            let mut open: BTreeSet<(u16, Proto)> =
+                t.expose.iter().map(|e| (e.port, e.proto)).collect();
+            open.extend(t.ports.iter().map(|m| (m.container_port, m.proto)));
+            for a in &c.endpoints {
+                for b in t.endpoints.iter().filter(|b| b.network == a.network) {
+                    let (src, dst) = (a.ip.octets(), b.ip.octets());
+                    out.insert(LinkKey {
+                        src,
+                        dst,
+                        port: 0,
+                        proto: 0,
+                        _pad: 0,
+                    });
+                    for (port, proto) in &open {
+                        out.insert(LinkKey {
+                            src,
+                            dst,
+                            port: *port,
+                            proto: proto.number(),
+                            _pad: 0,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `NAME[:ALIAS]`.
+fn parse_link(s: &str) -> std::result::Result<LinkSpec, String> {
+    let (name, alias) = match s.split_once(':') {
+        Some((n, a)) => (n, a),
+        None => (s, s),
+    };
+    ipam::validate_name("container", name).map_err(|e| format!("--link: {e}"))?;
+    if alias.is_empty() {
+        return Err(format!("--link {s:?}: empty alias"));
+    }
+    Ok(LinkSpec {
+        name: name.into(),
+        alias: alias.into(),
+    })
 }
 
 fn network_info(n: &Network) -> NetworkInfo {

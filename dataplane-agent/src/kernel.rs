@@ -20,7 +20,7 @@ use rtnetlink::{
     packet_route::{
         address::AddressAttribute,
         link::{InfoData, InfoVeth, LinkAttribute, LinkMessage},
-        route::{RouteAddress, RouteAttribute, RouteHeader, RouteProtocol, RouteScope},
+        route::{RouteAttribute, RouteHeader, RouteScope},
         AddressFamily,
     },
     Handle, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -443,10 +443,39 @@ pub fn local_port_range() -> (u16, u16) {
         .unwrap_or((32768, 60999))
 }
 
+/// The system's cgroup v2 mount, if any (unified or hybrid hierarchy).
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| {
+            nix::sys::statfs::statfs(p)
+                .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+                .unwrap_or(false)
+        })
+}
+
+/// Cookie of the calling thread's network namespace (SO_NETNS_COOKIE).
+pub fn netns_cookie() -> Result<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            &mut cookie as *mut u64 as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(anyhow!(std::io::Error::last_os_error()).context("SO_NETNS_COOKIE"));
+    }
+    Ok(cookie)
+}
+
 pub fn netns_path(run_dir: &Path, name: &str) -> PathBuf {
     run_dir.join("netns").join(name)
 }
-
-// Silence "unused" for items only some builds use.
-#[allow(dead_code)]
-fn _unused(_: RouteAddress, _: RouteProtocol) {}

@@ -13,4 +13,5 @@ pub mod engine;
 pub mod ipam;
 pub mod kernel;
 pub mod model;
+pub mod ports;
 pub mod store;

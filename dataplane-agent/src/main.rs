@@ -79,6 +79,13 @@ struct AgentArgs {
     /// Masquerade source ports, MIN-MAX (default: above the host's ephemeral range).
     #[arg(long, value_parser = parse_port_range)]
     nat_port_range: Option<(u16, u16)>,
+    /// Random published host ports, MIN-MAX (default: the host's ephemeral range).
+    #[arg(long, value_parser = parse_port_range)]
+    port_range: Option<(u16, u16)>,
+    /// cgroup v2 directory for the socket programs (published ports from the
+    /// host); default: the cgroup2 mount (/sys/fs/cgroup or /sys/fs/cgroup/unified).
+    #[arg(long)]
+    cgroup: Option<PathBuf>,
     /// Run inside this network namespace (entered with setns before anything starts).
     #[arg(long)]
     netns: Option<PathBuf>,
@@ -142,7 +149,21 @@ enum ContainerCmd {
         ip: Option<String>,
         #[arg(long)]
         hostname: Option<String>,
+        /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp].
+        #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+        publish: Vec<String>,
+        /// Publish every exposed port on a random host port.
+        #[arg(short = 'P', long = "publish-all")]
+        publish_all: bool,
+        /// Expose a port: PORT[-END][/tcp|/udp].
+        #[arg(long, value_name = "PORT")]
+        expose: Vec<String>,
+        /// Link to another container: NAME[:ALIAS].
+        #[arg(long = "link", value_name = "NAME[:ALIAS]")]
+        links: Vec<String>,
     },
+    /// Show a container's published ports.
+    Port { name: String },
     /// List containers.
     #[command(alias = "list")]
     Ls,
@@ -210,6 +231,8 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
         uplink: args.uplink,
         bip: args.bip,
         nat_port_range: args.nat_port_range,
+        port_range: args.port_range,
+        cgroup: args.cgroup,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -416,6 +439,10 @@ async fn client_cmd(cmd: Cmd, c: &Client, format: Format) -> Result<()> {
                 network,
                 ip,
                 hostname,
+                publish,
+                publish_all,
+                expose,
+                links,
             } => {
                 let v: ContainerView = c
                     .post(
@@ -425,6 +452,10 @@ async fn client_cmd(cmd: Cmd, c: &Client, format: Format) -> Result<()> {
                             network,
                             ip,
                             hostname,
+                            publish,
+                            publish_all,
+                            expose,
+                            links,
                         },
                     )
                     .await?;
@@ -442,7 +473,14 @@ async fn client_cmd(cmd: Cmd, c: &Client, format: Format) -> Result<()> {
                     return print_json(&v);
                 }
                 print_table(
-                    &["ID", "NAME", "NETWORK MODE", "NETWORKS", "ADDRESSES"],
+                    &[
+                        "ID",
+                        "NAME",
+                        "NETWORK MODE",
+                        "NETWORKS",
+                        "ADDRESSES",
+                        "PORTS",
+                    ],
                     v.iter()
                         .map(|ct| {
                             vec![
@@ -459,10 +497,21 @@ async fn client_cmd(cmd: Cmd, c: &Client, format: Format) -> Result<()> {
                                     .map(|e| format!("{}/{}", e.ip, e.prefix_len))
                                     .collect::<Vec<_>>()
                                     .join(","),
+                                ports_summary(&ct.ports),
                             ]
                         })
                         .collect(),
                 );
+                Ok(())
+            }
+            ContainerCmd::Port { name } => {
+                let v: ContainerView = c.get(&format!("/v1/containers/{name}")).await?;
+                if format == Format::Json {
+                    return print_json(&v.ports);
+                }
+                for m in &v.ports {
+                    println!("{}", m.describe());
+                }
                 Ok(())
             }
             ContainerCmd::Inspect { name } => print_json(
@@ -477,6 +526,26 @@ async fn client_cmd(cmd: Cmd, c: &Client, format: Format) -> Result<()> {
             ContainerCmd::Exec { .. } => unreachable!(),
         },
     }
+}
+
+fn ports_summary(ports: &[dataplane_agent::ports::PortMapping]) -> String {
+    let mut s: Vec<String> = ports
+        .iter()
+        .take(4)
+        .map(|m| {
+            format!(
+                "{}:{}->{}/{}",
+                m.host_ip,
+                m.host_port,
+                m.container_port,
+                m.proto.as_str()
+            )
+        })
+        .collect();
+    if ports.len() > 4 {
+        s.push(format!("(+{} more)", ports.len() - 4));
+    }
+    s.join(", ")
 }
 
 /// Enter the container's network namespace (and a UTS namespace with its

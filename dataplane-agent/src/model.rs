@@ -9,7 +9,10 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::ipam::Pool;
+use crate::{
+    ipam::Pool,
+    ports::{ExposedPort, PortMapping},
+};
 
 pub const DEFAULT_NETWORK: &str = "bridge";
 pub const DEFAULT_MTU: u32 = 1500;
@@ -85,6 +88,13 @@ pub struct Endpoint {
     pub default_route: bool,
 }
 
+/// `--link NAME[:ALIAS]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkSpec {
+    pub name: String,
+    pub alias: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Container {
     pub id: String,
@@ -92,6 +102,15 @@ pub struct Container {
     pub mode: NetMode,
     pub hostname: Option<String>,
     pub endpoints: Vec<Endpoint>,
+    /// Published ports (`-p`, `-P`), with the host ports chosen.
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    /// Exposed ports (`--expose`).
+    #[serde(default)]
+    pub expose: Vec<ExposedPort>,
+    /// Links to other containers (`--link`).
+    #[serde(default)]
+    pub links: Vec<LinkSpec>,
 }
 
 /// Docker's MAC scheme: 02:42 followed by the IPv4 address.
@@ -138,6 +157,18 @@ pub struct ContainerCreate {
     pub ip: Option<String>,
     #[serde(default)]
     pub hostname: Option<String>,
+    /// `-p` specs.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// `-P`: publish every exposed port on a random host port.
+    #[serde(default)]
+    pub publish_all: bool,
+    /// `--expose` specs.
+    #[serde(default)]
+    pub expose: Vec<String>,
+    /// `--link NAME[:ALIAS]`.
+    #[serde(default)]
+    pub links: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -201,6 +232,12 @@ pub struct ContainerView {
     pub hostname: Option<String>,
     pub netns: String,
     pub endpoints: Vec<EndpointView>,
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    #[serde(default)]
+    pub expose: Vec<ExposedPort>,
+    #[serde(default)]
+    pub links: Vec<LinkSpec>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -20,7 +20,14 @@ pub mod map_names {
     pub const NAT_IN: &str = "DP_NAT_IN";
     pub const EP_STATS: &str = "DP_EP_STATS";
     pub const DROPS: &str = "DP_DROPS";
-    pub const ALL: [&str; 8] = [
+    pub const PORTS: &str = "DP_PORTS";
+    pub const CT: &str = "DP_CT";
+    pub const HOST_IPS: &str = "DP_HOST_IPS";
+    pub const HOST: &str = "DP_HOST";
+    pub const LINKS: &str = "DP_LINKS";
+    pub const POLICY_CT: &str = "DP_POLICY_CT";
+    pub const SOCK_NAT: &str = "DP_SOCK_NAT";
+    pub const ALL: [&str; 15] = [
         ENDPOINTS,
         IF_ENDPOINTS,
         NETWORKS,
@@ -29,6 +36,13 @@ pub mod map_names {
         NAT_IN,
         EP_STATS,
         DROPS,
+        PORTS,
+        CT,
+        HOST_IPS,
+        HOST,
+        LINKS,
+        POLICY_CT,
+        SOCK_NAT,
     ];
 }
 
@@ -38,6 +52,12 @@ pub mod prog_names {
     pub const FROM_CONTAINER: &str = "dp_from_container";
     /// TC ingress on the uplink (packets arriving from outside the host).
     pub const FROM_UPLINK: &str = "dp_from_uplink";
+    /// XDP on the uplink: early drops and published-port DNAT.
+    pub const XDP_UPLINK: &str = "dp_xdp_uplink";
+    /// cgroup/connect4, sendmsg4, recvmsg4: published ports from the host itself.
+    pub const SOCK_CONNECT4: &str = "dp_sock_connect4";
+    pub const SOCK_SENDMSG4: &str = "dp_sock_sendmsg4";
+    pub const SOCK_RECVMSG4: &str = "dp_sock_recvmsg4";
 }
 
 pub const MAX_ENDPOINTS: u32 = 16384;
@@ -131,6 +151,83 @@ pub struct NatEntry {
 /// A FIN or RST was seen: the flow expires after the short timeout.
 pub const NAT_F_CLOSING: u16 = 1;
 
+pub const MAX_PORTS: u32 = 131072;
+
+/// A published port: the host address (0.0.0.0 for every host address),
+/// port and protocol.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct PortKey {
+    pub ip: [u8; 4],
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// Where a published port leads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PortTarget {
+    pub ip: [u8; 4],
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// Connection tracking of translated flows (published ports, hairpin): what
+/// a packet of the flow keyed by its wire tuple is rewritten to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CtEntry {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub flags: u16,
+    pub _pad: u16,
+    pub last_seen_ns: u64,
+}
+
+/// Host-wide facts for the socket programs (slot 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct HostInfo {
+    /// Cookie of the host network namespace the agent serves: the socket
+    /// programs are attached to a cgroup and act only on sockets of this
+    /// namespace.
+    pub netns_cookie: u64,
+}
+
+/// `--link`: the linking container `src` may open connections to `dst` on
+/// `port`/`proto`. `port == 0 && proto == 0` marks that a link exists at all.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct LinkKey {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// A host socket's view of a published port it reached through the socket
+/// programs (UDP replies are shown as coming from the address it used).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SockKey {
+    pub cookie: u64,
+    pub ip: [u8; 4],
+    pub port: u16,
+    pub _pad: u16,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SockOrig {
+    pub ip: [u8; 4],
+    pub port: u16,
+    pub _pad: u16,
+}
+
 /// Per-endpoint counters (per CPU), keyed by the host-side ifindex.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -172,9 +269,15 @@ pub enum DropReason {
     Fragment = 9,
     /// Protocol the masquerade cannot translate (not TCP, UDP or ICMP echo).
     Unsupported = 10,
+    /// From outside the host straight to a container address (not a published port).
+    DirectAccess = 11,
+    /// From outside the host to a loopback address.
+    Martian = 12,
+    /// icc=false: a link exists between the two, but not for this port.
+    LinkPort = 13,
 }
 
-pub const DROP_REASONS: usize = 11;
+pub const DROP_REASONS: usize = 14;
 
 impl DropReason {
     pub const ALL: [DropReason; DROP_REASONS] = [
@@ -189,6 +292,9 @@ impl DropReason {
         DropReason::UnknownInterface,
         DropReason::Fragment,
         DropReason::Unsupported,
+        DropReason::DirectAccess,
+        DropReason::Martian,
+        DropReason::LinkPort,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -204,6 +310,9 @@ impl DropReason {
             DropReason::UnknownInterface => "unknown_interface",
             DropReason::Fragment => "untranslatable_fragment",
             DropReason::Unsupported => "unsupported_protocol",
+            DropReason::DirectAccess => "direct_access_from_outside",
+            DropReason::Martian => "loopback_from_outside",
+            DropReason::LinkPort => "link_port_not_allowed",
         }
     }
 }
@@ -220,6 +329,13 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for NatEntry {}
     unsafe impl aya::Pod for EndpointStats {}
+    unsafe impl aya::Pod for PortKey {}
+    unsafe impl aya::Pod for PortTarget {}
+    unsafe impl aya::Pod for CtEntry {}
+    unsafe impl aya::Pod for HostInfo {}
+    unsafe impl aya::Pod for LinkKey {}
+    unsafe impl aya::Pod for SockKey {}
+    unsafe impl aya::Pod for SockOrig {}
 }
 
 #[cfg(test)]
@@ -236,6 +352,12 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 16);
         assert_eq!(size_of::<NatEntry>(), 16);
         assert_eq!(size_of::<EndpointStats>(), 8 * (4 + DROP_REASONS));
+        assert_eq!(size_of::<PortKey>(), 8);
+        assert_eq!(size_of::<PortTarget>(), 8);
+        assert_eq!(size_of::<CtEntry>(), 24);
+        assert_eq!(size_of::<LinkKey>(), 12);
+        assert_eq!(size_of::<SockKey>(), 16);
+        assert_eq!(size_of::<SockOrig>(), 8);
     }
 
     #[test]

@@ -4,8 +4,15 @@
 //! - ARP requests for the gateway or for endpoints on the same network are
 //!   answered here, with the host-side MAC, so that all unicast IPv4 from the
 //!   container is addressed to this veth and can be steered by us.
-//! - IPv4 to another endpoint on this host is redirected straight into the
+//! - The source must be the endpoint's own IPv4 and MAC (anti-spoofing).
+//! - IPv4 to another endpoint on this host is checked against the network
+//!   policy (same network; icc; links) and redirected straight into the
 //!   receiver's namespace with `bpf_redirect_peer` (no bridge, no stack).
+//! - Flows tracked in `DP_CT` (replies of published-port connections,
+//!   hairpin connections) are translated and delivered.
+//! - A published port of this host reached from a container (hairpin) is
+//!   translated to its container, with the source translated to that
+//!   network's gateway so that the reply comes back through here.
 //! - IPv4 to the gateway or another host address goes up the host's stack.
 //! - IPv4 routed out of the uplink is masqueraded to the uplink's address and
 //!   redirected to the uplink.
@@ -14,19 +21,23 @@
 use aya_ebpf::{
     bindings::{
         bpf_fib_lookup, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_NO_NEIGH,
-        BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_OK, TC_ACT_SHOT,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT,
     },
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
+    helpers::{
+        bpf_fib_lookup as fib_lookup, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_redirect,
+        bpf_redirect_neigh, bpf_redirect_peer,
+    },
     macros::classifier,
     programs::TcContext,
 };
 use aya_log_ebpf::{debug, warn};
 use dataplane_common::{
-    DropReason, EndpointInfo, EndpointKey, FlowKey, NET_F_INTERNAL, NET_F_NO_ICC,
+    CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, LinkKey, PortTarget, NET_F_INTERNAL,
+    NET_F_NO_ICC,
 };
 
 use crate::{
-    maps::{self, DP_ENDPOINTS, DP_IF_ENDPOINTS, DP_NETWORKS},
+    maps::{self, DP_CT, DP_ENDPOINTS, DP_IF_ENDPOINTS, DP_LINKS, DP_NETWORKS, DP_POLICY_CT},
     nat::{self, Side},
     parse::{
         self, Frag, Ipv4, ETH_LEN, ETH_P_ARP, ETH_P_IP, ICMP_ECHO_REQUEST, IPPROTO_ICMP,
@@ -113,6 +124,18 @@ fn arp(ctx: &TcContext, ep: &EndpointInfo) -> i32 {
 }
 
 #[inline(always)]
+fn flow(ip: &Ipv4) -> FlowKey {
+    FlowKey {
+        src: ip.src,
+        dst: ip.dst,
+        sport: ip.sport,
+        dport: ip.dport,
+        proto: ip.proto,
+        _pad: [0; 3],
+    }
+}
+
+#[inline(always)]
 fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> i32 {
     let Ok(ip) = parse::parse_ipv4(ctx, ETH_LEN) else {
         return drop(ep.ifindex, DropReason::Malformed);
@@ -124,42 +147,239 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> i32 {
     maps::count_tx(ep.ifindex, ctx.len());
 
     if let Some(peer) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.dst }) } {
-        return to_endpoint(ctx, ep, peer);
+        return to_endpoint(ctx, ep, peer, &ip);
     }
 
     let Some(net) = (unsafe { DP_NETWORKS.get(ep.net_id) }).copied() else {
         return drop(ep.ifindex, DropReason::UnknownInterface);
     };
+    let ported =
+        (ip.proto == IPPROTO_TCP || ip.proto == IPPROTO_UDP) && ip.has_l4 && ip.frag == Frag::No;
+    if net.flags & NET_F_INTERNAL != 0 {
+        if ip.dst == net.gateway || parse::is_multicast_or_broadcast(ip.dst) {
+            return TC_ACT_OK;
+        }
+        return drop(ep.ifindex, DropReason::Internal);
+    }
+    if ported {
+        // Replies of published-port connections, hairpin connections.
+        if let Some(ct) = DP_CT.get_ptr_mut(&flow(&ip)) {
+            let ct = unsafe {
+                (*ct).last_seen_ns = bpf_ktime_get_ns();
+                *ct
+            };
+            return translated(ctx, ep, &ip, &ct);
+        }
+        if let Some(t) = maps::port_lookup(ip.dst, ip.dport, ip.proto) {
+            return hairpin(ctx, ep, &ip, &t);
+        }
+    }
     if ip.dst == net.gateway || parse::is_multicast_or_broadcast(ip.dst) {
         return TC_ACT_OK;
     }
-    if net.flags & NET_F_INTERNAL != 0 {
-        return drop(ep.ifindex, DropReason::Internal);
+    if in_subnet(ip.dst, net.subnet, net.prefix_len) {
+        // The subnet's broadcast address goes to the stack (which does not
+        // forward it); any other address of the network that is not an
+        // endpoint does not exist: never route it out.
+        let host_bits = !mask(net.prefix_len);
+        if u32::from_be_bytes(ip.dst) & host_bits == host_bits {
+            return TC_ACT_OK;
+        }
+        return drop(ep.ifindex, DropReason::NoRoute);
     }
     routed(ctx, ep, &ip)
 }
 
-/// Same-host delivery, straight into the peer's namespace.
 #[inline(always)]
-fn to_endpoint(ctx: &TcContext, ep: &EndpointInfo, peer: &EndpointInfo) -> i32 {
+fn mask(prefix_len: u32) -> u32 {
+    if prefix_len == 0 {
+        0
+    } else if prefix_len >= 32 {
+        u32::MAX
+    } else {
+        u32::MAX << (32 - prefix_len)
+    }
+}
+
+#[inline(always)]
+fn in_subnet(ip: [u8; 4], subnet: [u8; 4], prefix_len: u32) -> bool {
+    let m = mask(prefix_len);
+    u32::from_be_bytes(ip) & m == u32::from_be_bytes(subnet) & m
+}
+
+/// Same-host delivery, straight into the peer's namespace, if the network
+/// policy allows it.
+#[inline(always)]
+fn to_endpoint(ctx: &TcContext, ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv4) -> i32 {
     if peer.net_id != ep.net_id {
         return drop(ep.ifindex, DropReason::CrossNetwork);
     }
     if let Some(net) = unsafe { DP_NETWORKS.get(ep.net_id) } {
         if net.flags & NET_F_NO_ICC != 0 && peer.ifindex != ep.ifindex {
-            return drop(ep.ifindex, DropReason::Icc);
+            if let Some(reason) = icc_denied(ep, peer, ip) {
+                return drop(ep.ifindex, reason);
+            }
         }
     }
+    deliver(ctx, peer)
+}
+
+/// On an icc=false network: the linking container may open connections to
+/// the linked one on its exposed ports, and the replies of those flow back.
+/// Everything else between them is denied.
+#[inline(always)]
+fn icc_denied(ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv4) -> Option<DropReason> {
+    let ported =
+        (ip.proto == IPPROTO_TCP || ip.proto == IPPROTO_UDP) && ip.has_l4 && ip.frag == Frag::No;
+    if ported {
+        let allowed = LinkKey {
+            src: ep.ip,
+            dst: peer.ip,
+            port: ip.dport,
+            proto: ip.proto,
+            _pad: 0,
+        };
+        let now = unsafe { bpf_ktime_get_ns() };
+        if unsafe { DP_LINKS.get(&allowed) }.is_some() {
+            let reply = FlowKey {
+                src: ip.dst,
+                dst: ip.src,
+                sport: ip.dport,
+                dport: ip.sport,
+                proto: ip.proto,
+                _pad: [0; 3],
+            };
+            let _ = DP_POLICY_CT.insert(&reply, &now, 0);
+            return None;
+        }
+        if let Some(ts) = DP_POLICY_CT.get_ptr_mut(&flow(ip)) {
+            unsafe { *ts = now };
+            return None;
+        }
+    }
+    let any = |a: [u8; 4], b: [u8; 4]| {
+        let k = LinkKey {
+            src: a,
+            dst: b,
+            port: 0,
+            proto: 0,
+            _pad: 0,
+        };
+        unsafe { DP_LINKS.get(&k) }.is_some()
+    };
+    if any(ep.ip, peer.ip) || any(peer.ip, ep.ip) {
+        Some(DropReason::LinkPort)
+    } else {
+        Some(DropReason::Icc)
+    }
+}
+
+#[inline(always)]
+fn deliver(ctx: &TcContext, peer: &EndpointInfo) -> i32 {
     if nat::set_macs(ctx, &peer.mac, &peer.host_mac).is_err() {
-        return drop(ep.ifindex, DropReason::Malformed);
+        return drop(peer.ifindex, DropReason::Malformed);
     }
     maps::count_rx(peer.ifindex, ctx.len());
     unsafe { bpf_redirect_peer(peer.ifindex, 0) as i32 }
 }
 
-/// Destinations beyond the host: masquerade out of the uplink.
+/// A container reaching a published port of this host: translate the
+/// destination to the published container and the source to the gateway of
+/// that container's network (so the reply returns through the datapath), and
+/// record both directions in `DP_CT`.
 #[inline(always)]
-fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> i32 {
+fn hairpin(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4, t: &PortTarget) -> i32 {
+    let Some(target) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: t.ip }) }).copied() else {
+        return drop(ep.ifindex, DropReason::NoRoute);
+    };
+    let Some(tnet) = (unsafe { DP_NETWORKS.get(target.net_id) }).copied() else {
+        return drop(ep.ifindex, DropReason::NoRoute);
+    };
+    let Some(cfg) = maps::config() else {
+        return TC_ACT_OK;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let back = CtEntry {
+        src: ip.dst,
+        dst: ip.src,
+        sport: ip.dport,
+        dport: ip.sport,
+        flags: 0,
+        _pad: 0,
+        last_seen_ns: now,
+    };
+    let min = cfg.nat_port_min as u32;
+    let max = cfg.nat_port_max as u32;
+    let range = if max >= min { max - min + 1 } else { 0 };
+    let seed = unsafe { bpf_get_prandom_u32() };
+    let mut nat_port = 0u16;
+    for i in 0..16u32 {
+        // Keep the client's port when it is free, else pick from the NAT range.
+        let port = if i == 0 || range == 0 {
+            ip.sport
+        } else {
+            (min + (seed.wrapping_add(i) % range)) as u16
+        };
+        let reply = FlowKey {
+            src: t.ip,
+            dst: tnet.gateway,
+            sport: t.port,
+            dport: port,
+            proto: ip.proto,
+            _pad: [0; 3],
+        };
+        if DP_CT.insert(&reply, &back, BPF_NOEXIST as u64).is_ok() {
+            nat_port = port;
+            break;
+        }
+    }
+    if nat_port == 0 {
+        return drop(ep.ifindex, DropReason::NatExhausted);
+    }
+    let fwd = CtEntry {
+        src: tnet.gateway,
+        dst: t.ip,
+        sport: nat_port,
+        dport: t.port,
+        flags: 0,
+        _pad: 0,
+        last_seen_ns: now,
+    };
+    let _ = DP_CT.insert(&flow(ip), &fwd, 0);
+    translated(ctx, ep, ip, &fwd)
+}
+
+/// Apply a tracked translation and deliver the packet: into a container on
+/// this host, or out of the uplink.
+#[inline(always)]
+fn translated(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4, ct: &CtEntry) -> i32 {
+    if ip.ttl <= 1 {
+        return TC_ACT_OK;
+    }
+    if nat::rewrite(ctx, ip, Side::Src, ct.src, ct.sport).is_err()
+        || nat::rewrite(ctx, ip, Side::Dst, ct.dst, ct.dport).is_err()
+        || nat::dec_ttl(ctx, ip).is_err()
+    {
+        return drop(ep.ifindex, DropReason::Malformed);
+    }
+    if let Some(peer) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ct.dst }) } {
+        return deliver(ctx, peer);
+    }
+    let mut out = *ip;
+    out.src = ct.src;
+    out.dst = ct.dst;
+    out.sport = ct.sport;
+    out.dport = ct.dport;
+    match fib(ctx, ep, &out) {
+        Some((rc, f)) if rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH => {
+            forward(ctx, ep, rc, &f)
+        }
+        _ => TC_ACT_OK,
+    }
+}
+
+#[inline(always)]
+fn fib(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> Option<(u32, bpf_fib_lookup)> {
     let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
     fib.family = AF_INET;
     fib.l4_protocol = ip.proto;
@@ -177,11 +397,36 @@ fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> i32 {
             core::mem::size_of::<bpf_fib_lookup>() as i32,
             0,
         )
-    } as u32;
+    };
+    if rc < 0 {
+        return None;
+    }
     debug!(
         ctx,
-        "route lookup for {:i}: rc {} via ifindex {}", ip.dst, rc, fib.ifindex
+        "route lookup for {:i}: rc {} via ifindex {}", ip.dst, rc as u32, fib.ifindex
     );
+    Some((rc as u32, fib))
+}
+
+/// Send a rewritten packet out of the interface the route lookup chose.
+#[inline(always)]
+fn forward(ctx: &TcContext, ep: &EndpointInfo, rc: u32, f: &bpf_fib_lookup) -> i32 {
+    if rc == BPF_FIB_LKUP_RET_SUCCESS {
+        if nat::set_macs(ctx, &f.dmac, &f.smac).is_err() {
+            return drop(ep.ifindex, DropReason::Malformed);
+        }
+        return unsafe { bpf_redirect(f.ifindex, 0) as i32 };
+    }
+    // The next hop's MAC is not resolved yet: let the kernel resolve it.
+    unsafe { bpf_redirect_neigh(f.ifindex, core::ptr::null_mut(), 0, 0) as i32 }
+}
+
+/// Destinations beyond the host: masquerade out of the uplink.
+#[inline(always)]
+fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> i32 {
+    let Some((rc, f)) = fib(ctx, ep, ip) else {
+        return TC_ACT_OK;
+    };
     if rc == BPF_FIB_LKUP_RET_NOT_FWDED {
         // A local address of the host: the stack delivers it.
         return TC_ACT_OK;
@@ -194,7 +439,7 @@ fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> i32 {
     let Some(cfg) = maps::config() else {
         return TC_ACT_OK;
     };
-    if cfg.uplink_ifindex == 0 || fib.ifindex != cfg.uplink_ifindex {
+    if cfg.uplink_ifindex == 0 || f.ifindex != cfg.uplink_ifindex {
         // Another host interface: plain routing by the stack.
         return TC_ACT_OK;
     }
@@ -213,15 +458,7 @@ fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> i32 {
     if !translatable {
         return drop(ep.ifindex, DropReason::Unsupported);
     }
-    let key = FlowKey {
-        src: ip.src,
-        dst: ip.dst,
-        sport: ip.sport,
-        dport: ip.dport,
-        proto: ip.proto,
-        _pad: [0; 3],
-    };
-    let Some(out) = nat::snat_entry(&key, ip, cfg) else {
+    let Some(out) = nat::snat_entry(&flow(ip), ip, cfg) else {
         warn!(
             ctx,
             "no free masquerade port for {:i} -> {:i}", ip.src, ip.dst
@@ -233,12 +470,5 @@ fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> i32 {
     {
         return drop(ep.ifindex, DropReason::Malformed);
     }
-    if rc == BPF_FIB_LKUP_RET_SUCCESS {
-        if nat::set_macs(ctx, &fib.dmac, &fib.smac).is_err() {
-            return drop(ep.ifindex, DropReason::Malformed);
-        }
-        return unsafe { bpf_redirect(fib.ifindex, 0) as i32 };
-    }
-    // The next hop's MAC is not resolved yet: let the kernel resolve it.
-    unsafe { bpf_redirect_neigh(fib.ifindex, core::ptr::null_mut(), 0, 0) as i32 }
+    forward(ctx, ep, rc, &f)
 }

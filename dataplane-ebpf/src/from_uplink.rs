@@ -1,6 +1,10 @@
-//! TC ingress on the uplink: replies to masqueraded flows are translated back
-//! and delivered straight into the container's namespace. Anything else goes
-//! to the host's stack untouched.
+//! TC ingress on the uplink:
+//! - packets for published ports, already translated to a container address
+//!   by the XDP program (which drops any other packet for a container
+//!   address), are delivered straight into the container's namespace;
+//! - replies to masqueraded flows are translated back and delivered the same
+//!   way.
+//! Anything else goes to the host's stack untouched.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -36,6 +40,15 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
         // Not ours to judge: the host's stack drops what is broken.
         return TC_ACT_OK;
     };
+    if let Some(ep) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.dst }) } {
+        // Published port, translated by dp_xdp_uplink.
+        if nat::set_macs(&ctx, &ep.mac, &ep.host_mac).is_err() {
+            maps::count_drop(ifindex, DropReason::Malformed);
+            return TC_ACT_SHOT;
+        }
+        maps::count_rx(ep.ifindex, ctx.len());
+        return unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 };
+    }
     if ip.dst != cfg.uplink_ip || ip.frag != Frag::No || !ip.has_l4 {
         return TC_ACT_OK;
     }

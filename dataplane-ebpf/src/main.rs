@@ -3,6 +3,8 @@
 //! One file per attach point:
 //! - `from_container`: TC ingress on the host side of every container veth.
 //! - `from_uplink`: TC ingress on the host's uplink.
+//! - `xdp_uplink`: XDP on the host's uplink (early drops, published ports).
+//! - `sock`: cgroup connect4/sendmsg4/recvmsg4 (published ports from the host).
 //!
 //! Maps are defined once, in `maps`; packet parsing with explicit bounds checks
 //! lives in `parse`; address translation in `nat`.
@@ -14,6 +16,8 @@ mod from_uplink;
 mod maps;
 mod nat;
 mod parse;
+mod sock;
+mod xdp_uplink;
 
 #[cfg(not(test))]
 #[panic_handler]

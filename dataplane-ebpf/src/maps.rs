@@ -6,8 +6,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use dataplane_common::{
-    Config, DropReason, EndpointInfo, EndpointKey, EndpointStats, FlowKey, NatEntry, NetworkInfo,
-    DROP_REASONS,
+    Config, CtEntry, DropReason, EndpointInfo, EndpointKey, EndpointStats, FlowKey, HostInfo,
+    LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget, SockKey, SockOrig, DROP_REASONS,
 };
 
 /// Container endpoints on this host, by IPv4 address.
@@ -43,6 +43,62 @@ pub static DP_EP_STATS: PerCpuHashMap<u32, EndpointStats, 16384> = PerCpuHashMap
 /// Global drop counters, indexed by `DropReason`.
 #[btf_map]
 pub static DP_DROPS: PerCpuArray<u64, DROP_REASONS> = PerCpuArray::new();
+
+/// Published ports: (host address or 0.0.0.0, port, protocol) -> container
+/// address and port.
+#[btf_map]
+pub static DP_PORTS: HashMap<PortKey, PortTarget, 131072> = HashMap::new();
+
+/// Translated flows (published ports, hairpin), both directions, by the
+/// tuple on the wire.
+#[btf_map]
+pub static DP_CT: LruHashMap<FlowKey, CtEntry, 262144> = LruHashMap::new();
+
+/// The host's own IPv4 addresses (what 0.0.0.0 publishes on).
+#[btf_map]
+pub static DP_HOST_IPS: HashMap<EndpointKey, u32, 1024> = HashMap::new();
+
+/// Host facts for the socket programs (slot 0).
+#[btf_map]
+pub static DP_HOST: Array<HostInfo, 1> = Array::new();
+
+/// `--link` on icc=false networks: allowed (linker, linked, port, proto).
+#[btf_map]
+pub static DP_LINKS: HashMap<LinkKey, u32, 65536> = HashMap::new();
+
+/// Reply direction of connections allowed by a link.
+#[btf_map]
+pub static DP_POLICY_CT: LruHashMap<FlowKey, u64, 65536> = LruHashMap::new();
+
+/// Host sockets that reached a published port through the socket programs.
+#[btf_map]
+pub static DP_SOCK_NAT: LruHashMap<SockKey, SockOrig, 65536> = LruHashMap::new();
+
+/// The published port a packet to `dst:port` hits, if any: an exact host
+/// address first, then a wildcard one when `dst` is a host address.
+#[inline(always)]
+pub fn port_lookup(dst: [u8; 4], port: u16, proto: u8) -> Option<PortTarget> {
+    let exact = PortKey {
+        ip: dst,
+        port,
+        proto,
+        _pad: 0,
+    };
+    if let Some(t) = unsafe { DP_PORTS.get(&exact) } {
+        return Some(*t);
+    }
+    let is_host = dst[0] == 127 || unsafe { DP_HOST_IPS.get(EndpointKey { ip: dst }) }.is_some();
+    if !is_host {
+        return None;
+    }
+    let any = PortKey {
+        ip: [0; 4],
+        port,
+        proto,
+        _pad: 0,
+    };
+    unsafe { DP_PORTS.get(&any) }.copied()
+}
 
 #[inline(always)]
 pub fn config() -> Option<&'static Config> {

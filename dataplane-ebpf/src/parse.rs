@@ -4,7 +4,7 @@
 //! callers can rewrite the packet afterwards (which invalidates packet
 //! pointers) without re-validating anything.
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::programs::{TcContext, XdpContext};
 use core::mem::size_of;
 
 pub const ETH_LEN: usize = 14;
@@ -28,20 +28,48 @@ pub const IP_DST_OFF: usize = 16;
 /// (Ethernet + maximal IPv4 header + TCP header without options).
 const PULL_LEN: u32 = (ETH_LEN + 60 + 20) as u32;
 
-/// Bounds-checked pointer to a `T` at `off` bytes into the packet.
-#[inline(always)]
-pub fn ptr_at<T>(ctx: &TcContext, off: usize) -> Option<*const T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + off + size_of::<T>() > end {
-        return None;
+/// The packet as a bounded byte range: TC and XDP programs parse alike.
+#[derive(Clone, Copy)]
+pub struct Pkt {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Pkt {
+    #[inline(always)]
+    pub fn tc(ctx: &TcContext) -> Pkt {
+        Pkt {
+            start: ctx.data(),
+            end: ctx.data_end(),
+        }
     }
-    Some((start + off) as *const T)
+
+    #[inline(always)]
+    pub fn xdp(ctx: &XdpContext) -> Pkt {
+        Pkt {
+            start: ctx.data(),
+            end: ctx.data_end(),
+        }
+    }
+
+    /// Bounds-checked pointer to a `T` at `off` bytes into the packet.
+    #[inline(always)]
+    pub fn ptr<T>(&self, off: usize) -> Option<*mut T> {
+        if self.start + off + size_of::<T>() > self.end {
+            return None;
+        }
+        Some((self.start + off) as *mut T)
+    }
+
+    #[inline(always)]
+    pub fn read<T: Copy>(&self, off: usize) -> Option<T> {
+        self.ptr::<T>(off).map(|p| unsafe { p.read_unaligned() })
+    }
 }
 
 #[inline(always)]
 pub fn read<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
-    ptr_at::<T>(ctx, off).map(|p| unsafe { p.read_unaligned() })
+    Pkt::tc(ctx).read(off)
 }
 
 /// Make sure the headers are in the linear part of the skb.
@@ -93,9 +121,14 @@ pub enum ParseError {
 /// Parse the IPv4 header at `l3_off` and, when present, the L4 header.
 #[inline(always)]
 pub fn parse_ipv4(ctx: &TcContext, l3_off: usize) -> Result<Ipv4, ParseError> {
-    let vihl: u8 = read(ctx, l3_off).ok_or(ParseError::Truncated)?;
+    parse_ipv4_pkt(&Pkt::tc(ctx), l3_off)
+}
+
+#[inline(always)]
+pub fn parse_ipv4_pkt(pkt: &Pkt, l3_off: usize) -> Result<Ipv4, ParseError> {
+    let vihl: u8 = pkt.read(l3_off).ok_or(ParseError::Truncated)?;
     // The fixed part of the header must be there.
-    let hdr: [u8; 20] = read(ctx, l3_off).ok_or(ParseError::Truncated)?;
+    let hdr: [u8; 20] = pkt.read(l3_off).ok_or(ParseError::Truncated)?;
     if vihl >> 4 != 4 {
         return Err(ParseError::Truncated);
     }
@@ -108,7 +141,7 @@ pub fn parse_ipv4(ctx: &TcContext, l3_off: usize) -> Result<Ipv4, ParseError> {
         return Err(ParseError::Truncated);
     }
     // Options, if any, must be inside the packet too.
-    if ctx.data() + l3_off + ihl > ctx.data_end() {
+    if pkt.start + l3_off + ihl > pkt.end {
         return Err(ParseError::Truncated);
     }
     let frag_word = u16::from_be_bytes([hdr[6], hdr[7]]);
@@ -140,20 +173,20 @@ pub fn parse_ipv4(ctx: &TcContext, l3_off: usize) -> Result<Ipv4, ParseError> {
     let l4 = p.l4_off;
     match p.proto {
         IPPROTO_TCP => {
-            let h: [u8; 20] = read(ctx, l4).ok_or(ParseError::Truncated)?;
+            let h: [u8; 20] = pkt.read(l4).ok_or(ParseError::Truncated)?;
             p.sport = u16::from_be_bytes([h[0], h[1]]);
             p.dport = u16::from_be_bytes([h[2], h[3]]);
             p.tcp_flags = h[13];
             p.has_l4 = true;
         }
         IPPROTO_UDP => {
-            let h: [u8; 8] = read(ctx, l4).ok_or(ParseError::Truncated)?;
+            let h: [u8; 8] = pkt.read(l4).ok_or(ParseError::Truncated)?;
             p.sport = u16::from_be_bytes([h[0], h[1]]);
             p.dport = u16::from_be_bytes([h[2], h[3]]);
             p.has_l4 = true;
         }
         IPPROTO_ICMP => {
-            let h: [u8; 8] = read(ctx, l4).ok_or(ParseError::Truncated)?;
+            let h: [u8; 8] = pkt.read(l4).ok_or(ParseError::Truncated)?;
             p.icmp_type = h[0];
             if h[0] == ICMP_ECHO_REQUEST || h[0] == ICMP_ECHO_REPLY {
                 p.sport = u16::from_be_bytes([h[4], h[5]]);
@@ -179,4 +212,37 @@ pub fn l4_csum_off(proto: u8) -> usize {
 #[inline(always)]
 pub fn is_multicast_or_broadcast(ip: [u8; 4]) -> bool {
     ip[0] >= 224 || ip == [255, 255, 255, 255]
+}
+
+#[inline(always)]
+pub fn is_loopback(ip: [u8; 4]) -> bool {
+    ip[0] == 127
+}
+
+/// Incremental checksum update (RFC 1624) for a 32-bit field, on raw
+/// (wire-order) values: `check` is the checksum field as read from the packet.
+#[inline(always)]
+pub fn csum_replace4(check: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
+    let o = u32::from_ne_bytes(old);
+    let n = u32::from_ne_bytes(new);
+    let mut sum: u32 = (!check) as u32;
+    sum += (!(o as u16)) as u32 + (!((o >> 16) as u16)) as u32;
+    sum += (n as u16) as u32 + ((n >> 16) as u16) as u32;
+    fold(sum)
+}
+
+/// Incremental checksum update for a 16-bit field (raw wire-order values).
+#[inline(always)]
+pub fn csum_replace2(check: u16, old: [u8; 2], new: [u8; 2]) -> u16 {
+    let mut sum: u32 = (!check) as u32;
+    sum += (!u16::from_ne_bytes(old)) as u32;
+    sum += u16::from_ne_bytes(new) as u32;
+    fold(sum)
+}
+
+#[inline(always)]
+fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
 }

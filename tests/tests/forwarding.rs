@@ -270,12 +270,23 @@ fn uplink_link_is_pinned() {
     let h = Host::start();
     let pin = h.link_pin("dp_from_uplink", &h.uplink);
     assert!(pin.exists(), "{} missing", pin.display());
-    let links: Vec<String> = std::fs::read_dir(h.bpffs.join("links"))
+    let mut links: Vec<String> = std::fs::read_dir(h.bpffs.join("links"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(links, vec![format!("dp_from_uplink@{}", h.uplink)]);
+    links.sort();
+    // A fresh agent: the uplink's TC and XDP programs and the socket
+    // programs on the cgroup, nothing else.
+    let mut want = vec![
+        format!("dp_from_uplink@{}", h.uplink),
+        format!("dp_xdp_uplink@{}", h.uplink),
+        "dp_sock_connect4@cgroup".to_string(),
+        "dp_sock_recvmsg4@cgroup".to_string(),
+        "dp_sock_sendmsg4@cgroup".to_string(),
+    ];
+    want.sort();
+    assert_eq!(links, want);
     let cfg = h.map_entries("DP_CONFIG");
     assert_eq!(cfg.len(), 1, "{cfg:?}");
     assert_eq!(cfg[0].1["uplink_ip"], ip_bytes(&h.uplink_ip));

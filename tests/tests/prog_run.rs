@@ -1146,7 +1146,6 @@ fn uplink_reply_for_a_removed_container_is_dropped() {
 }
 
 #[test]
-#[ignore = "bug: non-endpoint destinations inside the sender's own network subnet (e.g. the subnet broadcast 172.20.255.255) are masqueraded out of the uplink"]
 fn own_subnet_non_endpoint_destinations_are_not_masqueraded() {
     with_env(|env| {
         // The subnet broadcast is sent to the Ethernet broadcast address

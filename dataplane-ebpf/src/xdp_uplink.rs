@@ -1,0 +1,135 @@
+//! XDP on the uplink, the first program a packet from outside meets:
+//! - drops packets addressed straight to a container (only published ports
+//!   are reachable from outside, as Docker 28's raw-table rules do) and
+//!   packets to loopback addresses (a published 127.0.0.1 port must never
+//!   be reachable from another machine);
+//! - translates published ports (DNAT to the container's address and port,
+//!   checksums fixed incrementally) and records the reply translation in
+//!   `DP_CT`. TC ingress on the uplink then delivers the packet into the
+//!   container's namespace with `bpf_redirect_peer`.
+
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    helpers::bpf_ktime_get_ns,
+    macros::xdp,
+    programs::XdpContext,
+};
+use dataplane_common::{CtEntry, DropReason, EndpointKey, FlowKey};
+
+use crate::{
+    maps::{self, DP_CT, DP_ENDPOINTS},
+    parse::{
+        self, csum_replace2, csum_replace4, Frag, Pkt, ETH_LEN, ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP,
+        IP_CSUM_OFF, IP_DST_OFF, IP_TTL_OFF,
+    },
+};
+
+#[xdp]
+pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let pkt = Pkt::xdp(&ctx);
+    let Some(eth) = pkt.read::<[u8; 14]>(0) else {
+        return XDP_PASS;
+    };
+    if u16::from_be_bytes([eth[12], eth[13]]) != ETH_P_IP {
+        return XDP_PASS;
+    }
+    let Ok(ip) = parse::parse_ipv4_pkt(&pkt, ETH_LEN) else {
+        return XDP_PASS;
+    };
+    if parse::is_loopback(ip.dst) {
+        maps::count_drop(ifindex, DropReason::Martian);
+        return XDP_DROP;
+    }
+    if let Some(ep) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.dst }) } {
+        maps::count_drop(ep.ifindex, DropReason::DirectAccess);
+        return XDP_DROP;
+    }
+    if !(ip.proto == IPPROTO_TCP || ip.proto == IPPROTO_UDP) || !ip.has_l4 || ip.frag != Frag::No {
+        return XDP_PASS;
+    }
+    let Some(t) = maps::port_lookup(ip.dst, ip.dport, ip.proto) else {
+        return XDP_PASS;
+    };
+    if ip.ttl <= 1 {
+        return XDP_PASS;
+    }
+    // The reply of this connection leaves the container as t.ip:t.port ->
+    // client and must look like it comes from the published address.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let reply = FlowKey {
+        src: t.ip,
+        dst: ip.src,
+        sport: t.port,
+        dport: ip.sport,
+        proto: ip.proto,
+        _pad: [0; 3],
+    };
+    match DP_CT.get_ptr_mut(&reply) {
+        Some(e) => unsafe { (*e).last_seen_ns = now },
+        None => {
+            let e = CtEntry {
+                src: ip.dst,
+                dst: ip.src,
+                sport: ip.dport,
+                dport: ip.sport,
+                flags: 0,
+                _pad: 0,
+                last_seen_ns: now,
+            };
+            let _ = DP_CT.insert(&reply, &e, 0);
+        }
+    }
+    if dnat(&pkt, &ip, t.ip, t.port).is_none() {
+        maps::count_drop(ifindex, DropReason::Malformed);
+        return XDP_DROP;
+    }
+    XDP_PASS
+}
+
+/// Rewrite the destination address and port, decrement the TTL, and fix the
+/// IP and L4 checksums.
+#[inline(always)]
+fn dnat(pkt: &Pkt, ip: &parse::Ipv4, addr: [u8; 4], port: u16) -> Option<()> {
+    // SAFETY: bounds-checked by `ptr`; XDP packet memory is writable.
+    let h = unsafe { &mut *pkt.ptr::<[u8; 20]>(ETH_LEN)? };
+    let new_port = port.to_be_bytes();
+    let old_port = ip.dport.to_be_bytes();
+    let mut check = u16::from_ne_bytes([h[IP_CSUM_OFF], h[IP_CSUM_OFF + 1]]);
+    check = csum_replace4(check, ip.dst, addr);
+    let old_ttl = [h[IP_TTL_OFF], h[IP_TTL_OFF + 1]];
+    let new_ttl = [old_ttl[0] - 1, old_ttl[1]];
+    check = csum_replace2(check, old_ttl, new_ttl);
+    h[IP_TTL_OFF] = new_ttl[0];
+    h[IP_DST_OFF..IP_DST_OFF + 4].copy_from_slice(&addr);
+    let c = check.to_ne_bytes();
+    h[IP_CSUM_OFF] = c[0];
+    h[IP_CSUM_OFF + 1] = c[1];
+    if ip.proto == IPPROTO_TCP {
+        let l4 = unsafe { &mut *pkt.ptr::<[u8; 20]>(ip.l4_off)? };
+        let mut check = u16::from_ne_bytes([l4[16], l4[17]]);
+        check = csum_replace4(check, ip.dst, addr);
+        check = csum_replace2(check, old_port, new_port);
+        l4[2] = new_port[0];
+        l4[3] = new_port[1];
+        let c = check.to_ne_bytes();
+        l4[16] = c[0];
+        l4[17] = c[1];
+    } else {
+        let l4 = unsafe { &mut *pkt.ptr::<[u8; 8]>(ip.l4_off)? };
+        let mut check = u16::from_ne_bytes([l4[6], l4[7]]);
+        if check != 0 {
+            check = csum_replace4(check, ip.dst, addr);
+            check = csum_replace2(check, old_port, new_port);
+            if check == 0 {
+                check = 0xffff;
+            }
+        }
+        l4[2] = new_port[0];
+        l4[3] = new_port[1];
+        let c = check.to_ne_bytes();
+        l4[6] = c[0];
+        l4[7] = c[1];
+    }
+    Some(())
+}
