@@ -1047,36 +1047,40 @@ impl Engine {
         }
         let host_ips = kernel::host_addresses(&g.host).await?;
         let mut out: Vec<PortMapping> = Vec::new();
+        // (proto, port) -> (host ip, owner) of every published port: O(1)
+        // conflict checks, also for ranges of thousands of ports.
+        let mut published: HashMap<(Proto, u16), Vec<(Ipv4Addr, String)>> = HashMap::new();
+        for c in g.containers.values() {
+            for m in &c.ports {
+                published
+                    .entry((m.proto, m.host_port))
+                    .or_default()
+                    .push((m.host_ip, c.name.clone()));
+            }
+        }
         let res = (|| -> ApiResult<()> {
             for spec in specs {
                 let host_ip = spec.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-                if !host_ip.is_unspecified()
-                    && !host_ip.is_loopback()
-                    && !host_ips.contains(&host_ip)
+                if !host_ip.is_unspecified() && !host_ip.is_loopback() && !host_ips.contains(&host_ip)
                 {
                     return Err(bad(format!(
                         "host IP {host_ip} is not an address of this host"
                     )));
                 }
                 for (i, cport) in spec.container_ports.iter().enumerate() {
-                    let taken = |p: u16| -> Option<String> {
-                        let clash = |m: &PortMapping| {
-                            m.proto == spec.proto
-                                && m.host_port == p
-                                && (m.host_ip == host_ip
-                                    || m.host_ip.is_unspecified()
-                                    || host_ip.is_unspecified())
-                        };
-                        g.containers
-                            .values()
-                            .find(|c| c.ports.iter().any(clash))
-                            .map(|c| c.name.clone())
-                            .or_else(|| out.iter().any(clash).then(|| "this container".into()))
+                    let taken = |p: u16, published: &HashMap<(Proto, u16), Vec<(Ipv4Addr, String)>>| {
+                        published.get(&(spec.proto, p)).and_then(|v| {
+                            v.iter()
+                                .find(|(ip, _)| {
+                                    *ip == host_ip || ip.is_unspecified() || host_ip.is_unspecified()
+                                })
+                                .map(|(_, owner)| owner.clone())
+                        })
                     };
                     let hport = match &spec.host_ports {
                         HostPorts::Exact(v) => {
                             let p = v[i];
-                            if let Some(owner) = taken(p) {
+                            if let Some(owner) = taken(p, &published) {
                                 return Err(ApiError::Conflict(format!(
                                     "host port {host_ip}:{p}/{} is already published by {owner}",
                                     spec.proto.as_str()
@@ -1104,7 +1108,7 @@ impl Engine {
                                     )));
                                 };
                                 skip.insert(p);
-                                if taken(p).is_some() {
+                                if taken(p, &published).is_some() {
                                     continue;
                                 }
                                 if g.reservations.reserve(host_ip, p, spec.proto).is_ok() {
@@ -1113,6 +1117,10 @@ impl Engine {
                             }
                         }
                     };
+                    published
+                        .entry((spec.proto, hport))
+                        .or_default()
+                        .push((host_ip, "this container".into()));
                     out.push(PortMapping {
                         host_ip,
                         host_port: hport,

@@ -216,6 +216,14 @@ fn init_tracing() {
         .try_init();
 }
 
+/// The agent holds one socket per published port: use the hard fd limit.
+fn raise_nofile_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
 fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
     // Enter the host namespace before any thread exists, so that every
     // runtime thread lives in it.
@@ -224,6 +232,7 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
         nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
     }
     init_tracing();
+    raise_nofile_limit();
     let cfg = AgentConfig {
         state_dir: args.state_dir,
         run_dir: args.run_dir,
