@@ -23,10 +23,7 @@ use aya_ebpf::{
         bpf_fib_lookup, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT,
     },
-    helpers::{
-        bpf_fib_lookup as fib_lookup, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_redirect,
-        bpf_redirect_neigh, bpf_redirect_peer,
-    },
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect, bpf_redirect_neigh},
     macros::classifier,
     programs::TcContext,
 };
@@ -221,7 +218,7 @@ fn to_endpoint(ctx: &TcContext, ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv
             }
         }
     }
-    deliver(ctx, peer)
+    nat::deliver(ctx, peer)
 }
 
 /// On an icc=false network: the linking container may open connections to
@@ -274,15 +271,6 @@ fn icc_denied(ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv4) -> Option<DropR
     }
 }
 
-#[inline(always)]
-fn deliver(ctx: &TcContext, peer: &EndpointInfo) -> i32 {
-    if nat::set_macs(ctx, &peer.mac, &peer.host_mac).is_err() {
-        return drop(peer.ifindex, DropReason::Malformed);
-    }
-    maps::count_rx(peer.ifindex, ctx.len());
-    unsafe { bpf_redirect_peer(peer.ifindex, 0) as i32 }
-}
-
 /// A container reaching a published port of this host: translate the
 /// destination to the published container and the source to the gateway of
 /// that container's network (so the reply returns through the datapath), and
@@ -308,34 +296,22 @@ fn hairpin(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4, t: &PortTarget) -> i32
         _pad: 0,
         last_seen_ns: now,
     };
-    let min = cfg.nat_port_min as u32;
-    let max = cfg.nat_port_max as u32;
-    let range = if max >= min { max - min + 1 } else { 0 };
-    let seed = unsafe { bpf_get_prandom_u32() };
-    let mut nat_port = 0u16;
-    for i in 0..16u32 {
-        // Keep the client's port when it is free, else pick from the NAT range.
-        let port = if i == 0 || range == 0 {
-            ip.sport
-        } else {
-            (min + (seed.wrapping_add(i) % range)) as u16
-        };
-        let reply = FlowKey {
-            src: t.ip,
-            dst: tnet.gateway,
-            sport: t.port,
-            dport: port,
-            proto: ip.proto,
-            _pad: [0; 3],
-        };
-        if DP_CT.insert(&reply, &back, BPF_NOEXIST as u64).is_ok() {
-            nat_port = port;
-            break;
-        }
-    }
-    if nat_port == 0 {
+    // Keep the client's port when it is free, else pick from the NAT range.
+    let reply = |port: u16| FlowKey {
+        src: t.ip,
+        dst: tnet.gateway,
+        sport: t.port,
+        dport: port,
+        proto: ip.proto,
+        _pad: [0; 3],
+    };
+    let Some(nat_port) = nat::claim_port(cfg, Some(ip.sport), |port| {
+        DP_CT
+            .insert(&reply(port), &back, BPF_NOEXIST as u64)
+            .is_ok()
+    }) else {
         return drop(ep.ifindex, DropReason::NatExhausted);
-    }
+    };
     let fwd = CtEntry {
         src: tnet.gateway,
         dst: t.ip,
@@ -363,7 +339,7 @@ fn translated(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4, ct: &CtEntry) -> i3
         return drop(ep.ifindex, DropReason::Malformed);
     }
     if let Some(peer) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ct.dst }) } {
-        return deliver(ctx, peer);
+        return nat::deliver(ctx, peer);
     }
     let mut out = *ip;
     out.src = ct.src;

@@ -8,7 +8,6 @@
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::bpf_redirect_peer,
     macros::classifier,
     programs::TcContext,
 };
@@ -42,12 +41,7 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
     };
     if let Some(ep) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.dst }) } {
         // Published port, translated by dp_xdp_uplink.
-        if nat::set_macs(&ctx, &ep.mac, &ep.host_mac).is_err() {
-            maps::count_drop(ifindex, DropReason::Malformed);
-            return TC_ACT_SHOT;
-        }
-        maps::count_rx(ep.ifindex, ctx.len());
-        return unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 };
+        return nat::deliver(&ctx, ep);
     }
     if ip.dst != cfg.uplink_ip || ip.frag != Frag::No || !ip.has_l4 {
         return TC_ACT_OK;
@@ -89,11 +83,9 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
     }
     if nat::rewrite(&ctx, &ip, Side::Dst, back.addr, back.port).is_err()
         || nat::dec_ttl(&ctx, &ip).is_err()
-        || nat::set_macs(&ctx, &ep.mac, &ep.host_mac).is_err()
     {
         maps::count_drop(ifindex, DropReason::Malformed);
         return TC_ACT_SHOT;
     }
-    maps::count_rx(ep.ifindex, ctx.len());
-    unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 }
+    nat::deliver(&ctx, &ep)
 }

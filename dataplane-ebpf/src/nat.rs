@@ -2,14 +2,14 @@
 //! masquerade port allocator.
 
 use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST},
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST, TC_ACT_SHOT},
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_redirect_peer},
     programs::TcContext,
 };
-use dataplane_common::{Config, FlowKey, NatEntry, NAT_F_CLOSING};
+use dataplane_common::{Config, DropReason, EndpointInfo, FlowKey, NatEntry, NAT_F_CLOSING};
 
 use crate::{
-    maps::{DP_NAT_IN, DP_NAT_OUT},
+    maps::{self, DP_NAT_IN, DP_NAT_OUT},
     parse::{
         l4_csum_off, Ipv4, ETH_LEN, IPPROTO_ICMP, IPPROTO_UDP, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF,
         IP_TTL_OFF,
@@ -120,6 +120,53 @@ pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
             return Some(*e);
         }
     }
+    let back = NatEntry {
+        addr: key.src,
+        port: key.sport,
+        flags: closing(ip),
+        last_seen_ns: now,
+    };
+    let rev = |port: u16| FlowKey {
+        src: key.dst,
+        dst: cfg.uplink_ip,
+        sport: key.dport,
+        dport: port,
+        proto: key.proto,
+        _pad: [0; 3],
+    };
+    let port = claim_port(cfg, None, |port| {
+        DP_NAT_IN
+            .insert(&rev(port), &back, BPF_NOEXIST as u64)
+            .is_ok()
+    })?;
+    let out = NatEntry {
+        addr: cfg.uplink_ip,
+        port,
+        flags: back.flags,
+        last_seen_ns: now,
+    };
+    if DP_NAT_OUT.insert(key, &out, BPF_NOEXIST as u64).is_ok() {
+        return Some(out);
+    }
+    // Another CPU translated the same flow first: use its entry.
+    let _ = DP_NAT_IN.remove(&rev(port));
+    unsafe { DP_NAT_OUT.get(key) }.copied()
+}
+
+/// Claim a translated source port: `first` if given, else (or if taken)
+/// ports of the masquerade range from a random offset. `claim` reserves a
+/// port (a `BPF_NOEXIST` insert of the reply key) and says whether it could.
+#[inline(always)]
+pub fn claim_port(
+    cfg: &Config,
+    first: Option<u16>,
+    mut claim: impl FnMut(u16) -> bool,
+) -> Option<u16> {
+    if let Some(p) = first {
+        if claim(p) {
+            return Some(p);
+        }
+    }
     let min = cfg.nat_port_min as u32;
     let max = cfg.nat_port_max as u32;
     if min == 0 || max < min {
@@ -130,38 +177,25 @@ pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
         return None;
     }
     let seed = unsafe { bpf_get_prandom_u32() };
-    let back = NatEntry {
-        addr: key.src,
-        port: key.sport,
-        flags: closing(ip),
-        last_seen_ns: now,
-    };
     for i in 0..NAT_TRIES {
         let port = (min + (seed.wrapping_add(i) % range)) as u16;
-        let rev = FlowKey {
-            src: key.dst,
-            dst: cfg.uplink_ip,
-            sport: key.dport,
-            dport: port,
-            proto: key.proto,
-            _pad: [0; 3],
-        };
-        if DP_NAT_IN.insert(&rev, &back, BPF_NOEXIST as u64).is_ok() {
-            let out = NatEntry {
-                addr: cfg.uplink_ip,
-                port,
-                flags: back.flags,
-                last_seen_ns: now,
-            };
-            if DP_NAT_OUT.insert(key, &out, BPF_NOEXIST as u64).is_ok() {
-                return Some(out);
-            }
-            // Another CPU translated the same flow first: use its entry.
-            let _ = DP_NAT_IN.remove(&rev);
-            return unsafe { DP_NAT_OUT.get(key) }.copied();
+        if claim(port) {
+            return Some(port);
         }
     }
     None
+}
+
+/// Deliver a packet into a container on this host: straight into its
+/// namespace with `bpf_redirect_peer`, addressed from its host-side MAC.
+#[inline(always)]
+pub fn deliver(ctx: &TcContext, peer: &EndpointInfo) -> i32 {
+    if set_macs(ctx, &peer.mac, &peer.host_mac).is_err() {
+        maps::count_drop(peer.ifindex, DropReason::Malformed);
+        return TC_ACT_SHOT;
+    }
+    maps::count_rx(peer.ifindex, ctx.len());
+    unsafe { bpf_redirect_peer(peer.ifindex, 0) as i32 }
 }
 
 /// The reverse translation of a reply arriving on the uplink, if any.
