@@ -1061,22 +1061,27 @@ impl Engine {
         let res = (|| -> ApiResult<()> {
             for spec in specs {
                 let host_ip = spec.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-                if !host_ip.is_unspecified() && !host_ip.is_loopback() && !host_ips.contains(&host_ip)
+                if !host_ip.is_unspecified()
+                    && !host_ip.is_loopback()
+                    && !host_ips.contains(&host_ip)
                 {
                     return Err(bad(format!(
                         "host IP {host_ip} is not an address of this host"
                     )));
                 }
                 for (i, cport) in spec.container_ports.iter().enumerate() {
-                    let taken = |p: u16, published: &HashMap<(Proto, u16), Vec<(Ipv4Addr, String)>>| {
-                        published.get(&(spec.proto, p)).and_then(|v| {
-                            v.iter()
-                                .find(|(ip, _)| {
-                                    *ip == host_ip || ip.is_unspecified() || host_ip.is_unspecified()
-                                })
-                                .map(|(_, owner)| owner.clone())
-                        })
-                    };
+                    let taken =
+                        |p: u16, published: &HashMap<(Proto, u16), Vec<(Ipv4Addr, String)>>| {
+                            published.get(&(spec.proto, p)).and_then(|v| {
+                                v.iter()
+                                    .find(|(ip, _)| {
+                                        *ip == host_ip
+                                            || ip.is_unspecified()
+                                            || host_ip.is_unspecified()
+                                    })
+                                    .map(|(_, owner)| owner.clone())
+                            })
+                        };
                     let hport = match &spec.host_ports {
                         HostPorts::Exact(v) => {
                             let p = v[i];

@@ -39,7 +39,14 @@ fn csum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-fn frame(src_mac: [u8; 6], dst_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> [u8; FRAME_LEN] {
+fn frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+) -> [u8; FRAME_LEN] {
     let mut f = [0u8; FRAME_LEN];
     f[0..6].copy_from_slice(&dst_mac);
     f[6..12].copy_from_slice(&src_mac);
