@@ -361,8 +361,9 @@ fn fib(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> Option<(u32, bpf_fib_lo
     fib.l4_protocol = ip.proto;
     fib.sport = ip.sport.to_be();
     fib.dport = ip.dport.to_be();
-    // Host order, unlike the addresses and ports.
-    fib.__bindgen_anon_1.tot_len = ctx.len() as u16 - ETH_LEN as u16;
+    // tot_len stays 0: the kernel then checks the MTU with
+    // is_skb_forwardable(), which understands GSO packets (a 64 KiB TCP
+    // segment is not "too big" for a 1500 MTU device).
     fib.ifindex = ep.ifindex;
     fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(ip.src);
     fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(ip.dst);
