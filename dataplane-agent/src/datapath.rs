@@ -83,6 +83,7 @@ impl Datapath {
         let maps_dir = root.join("maps");
         std::fs::create_dir_all(&maps_dir)?;
         std::fs::create_dir_all(root.join("links"))?;
+        drop_incompatible_pins(&maps_dir)?;
         let mut loader = EbpfLoader::new();
         let mut paths = Vec::new();
         for name in map_names::ALL.iter().copied().chain(["AYA_LOGS"]) {
@@ -622,6 +623,32 @@ pub fn monotonic_ns() -> u64 {
         .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
         .unwrap_or_default();
     t.as_nanos() as u64
+}
+
+/// A pinned map whose key, value or size differs from the object's
+/// definition (an agent upgrade changed it) would be reused silently by the
+/// loader: remove such pins so that the map is created anew.
+fn drop_incompatible_pins(maps_dir: &Path) -> Result<()> {
+    let obj = aya_obj::Object::parse(OBJ).context("parsing the eBPF object")?;
+    for (name, def) in &obj.maps {
+        let path = maps_dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let same = aya::maps::MapInfo::from_pin(&path)
+            .map(|i| {
+                i.key_size() == def.key_size()
+                    && i.value_size() == def.value_size()
+                    && i.max_entries() == def.max_entries()
+            })
+            .unwrap_or(false);
+        if !same {
+            warn!(map = %name, "pinned map has another layout (agent upgrade?): recreating it, its entries are lost");
+            std::fs::remove_file(&path)
+                .with_context(|| format!("removing stale pin {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Remove everything pinned under the root (maps and links). Links are
