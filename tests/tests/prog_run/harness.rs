@@ -14,17 +14,21 @@ use std::{
 
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
-    programs::SchedClassifier,
+    programs::{SchedClassifier, Xdp},
     Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
 };
 use dataplane_common::{
-    map_names, prog_names, Config, DropReason, EndpointInfo, EndpointKey, EndpointStats, FlowKey,
-    NatEntry, NetworkInfo, NET_F_INTERNAL, NET_F_NO_ICC,
+    map_names, prog_names, Config, CtEntry, DropReason, EndpointInfo, EndpointKey, EndpointStats,
+    FlowKey, LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget, NET_F_INTERNAL, NET_F_NO_ICC,
 };
 
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
 pub const TC_ACT_REDIRECT: u32 = 7;
+#[allow(dead_code)]
+pub const XDP_DROP: u32 = 1;
+#[allow(dead_code)]
+pub const XDP_PASS: u32 = 2;
 
 /// Networks of the fixture.
 pub const NET_A: u32 = 1;
@@ -258,6 +262,16 @@ pub struct Env {
     pub nat_in: HashMap<MapData, FlowKey, NatEntry>,
     pub ep_stats: PerCpuHashMap<MapData, u32, EndpointStats>,
     pub drops: PerCpuArray<MapData, u64>,
+    #[allow(dead_code)]
+    pub ports: HashMap<MapData, PortKey, PortTarget>,
+    #[allow(dead_code)]
+    pub ct: HashMap<MapData, FlowKey, CtEntry>,
+    #[allow(dead_code)]
+    pub host_ips: HashMap<MapData, EndpointKey, u32>,
+    #[allow(dead_code)]
+    pub links: HashMap<MapData, LinkKey, u32>,
+    #[allow(dead_code)]
+    pub policy_ct: HashMap<MapData, FlowKey, u64>,
     ifindex: StdHashMap<String, u32>,
 }
 
@@ -322,6 +336,13 @@ impl Env {
             .expect("loading the eBPF object");
         load_prog(&mut ebpf, prog_names::FROM_CONTAINER);
         load_prog(&mut ebpf, prog_names::FROM_UPLINK);
+        let xdp: &mut Xdp = ebpf
+            .program_mut(prog_names::XDP_UPLINK)
+            .unwrap_or_else(|| panic!("program {} missing", prog_names::XDP_UPLINK))
+            .try_into()
+            .unwrap();
+        xdp.load()
+            .unwrap_or_else(|e| panic!("loading {}: {e:?}", prog_names::XDP_UPLINK));
         let mut env = Env {
             endpoints: take(&mut ebpf, map_names::ENDPOINTS),
             if_endpoints: take(&mut ebpf, map_names::IF_ENDPOINTS),
@@ -331,6 +352,11 @@ impl Env {
             nat_in: take(&mut ebpf, map_names::NAT_IN),
             ep_stats: take(&mut ebpf, map_names::EP_STATS),
             drops: take(&mut ebpf, map_names::DROPS),
+            ports: take(&mut ebpf, map_names::PORTS),
+            ct: take(&mut ebpf, map_names::CT),
+            host_ips: take(&mut ebpf, map_names::HOST_IPS),
+            links: take(&mut ebpf, map_names::LINKS),
+            policy_ct: take(&mut ebpf, map_names::POLICY_CT),
             ebpf,
             ifindex: StdHashMap::new(),
         };
@@ -456,6 +482,56 @@ impl Env {
     pub fn run_uplink(&self, pkt: &[u8]) -> Run {
         self.run(prog_names::FROM_UPLINK, self.ifx(UPLINK_IF), pkt)
             .expect("BPF_PROG_TEST_RUN dp_from_uplink")
+    }
+
+    /// Run dp_xdp_uplink on `pkt`, as received on `ingress` (an interface
+    /// of the test namespace, or None for no xdp_md context at all).
+    #[allow(dead_code)]
+    pub fn try_run_xdp(&self, ingress: Option<&str>, pkt: &[u8]) -> Result<Run, String> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(prog_names::XDP_UPLINK)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        // struct xdp_md { data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex }: the kernel wants data_meta == 0,
+        // data_end == the packet's length, egress_ifindex == 0, and resolves
+        // ingress_ifindex in the caller's namespace (its rx queue 0 must have
+        // registered XDP rx-queue info, which every netdev has).
+        let ctx_buf;
+        let ctx = match ingress {
+            Some(name) => {
+                let mut c = [0u8; 24];
+                c[4..8].copy_from_slice(&(pkt.len() as u32).to_ne_bytes());
+                c[12..16].copy_from_slice(&self.ifx(name).to_ne_bytes());
+                ctx_buf = c;
+                Some(&ctx_buf[..])
+            }
+            None => None,
+        };
+        let mut out = vec![0u8; pkt.len() + 512];
+        let r = prog
+            .test_run(TestRunOptions {
+                data_in: Some(pkt),
+                data_out: Some(&mut out),
+                ctx_in: ctx,
+                repeat: 1,
+                ..Default::default()
+            })
+            .map_err(|e| format!("{e:?}"))?;
+        out.truncate(r.data_size_out as usize);
+        Ok(Run {
+            verdict: r.return_value,
+            out,
+        })
+    }
+
+    /// Run dp_xdp_uplink as if `pkt` arrived on the uplink.
+    #[allow(dead_code)]
+    pub fn run_xdp(&self, pkt: &[u8]) -> Run {
+        self.try_run_xdp(Some(UPLINK_IF), pkt)
+            .expect("BPF_PROG_TEST_RUN dp_xdp_uplink")
     }
 
     /// Global drop counter (summed over CPUs).
