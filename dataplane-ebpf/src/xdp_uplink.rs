@@ -34,17 +34,23 @@ pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
     if u16::from_be_bytes([eth[12], eth[13]]) != ETH_P_IP {
         return XDP_PASS;
     }
-    let Ok(ip) = parse::parse_ipv4_pkt(&pkt, ETH_LEN) else {
+    // The early drops need only the fixed IP header: decide them before
+    // parsing anything that could be truncated.
+    let Some(hdr) = pkt.read::<[u8; 20]>(ETH_LEN) else {
         return XDP_PASS;
     };
-    if parse::is_loopback(ip.dst) {
+    let dst = [hdr[16], hdr[17], hdr[18], hdr[19]];
+    if parse::is_loopback(dst) {
         maps::count_drop(ifindex, DropReason::Martian);
         return XDP_DROP;
     }
-    if let Some(ep) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.dst }) } {
+    if let Some(ep) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: dst }) } {
         maps::count_drop(ep.ifindex, DropReason::DirectAccess);
         return XDP_DROP;
     }
+    let Ok(ip) = parse::parse_ipv4_pkt(&pkt, ETH_LEN) else {
+        return XDP_PASS;
+    };
     if !(ip.proto == IPPROTO_TCP || ip.proto == IPPROTO_UDP) || !ip.has_l4 || ip.frag != Frag::No {
         return XDP_PASS;
     }
@@ -65,19 +71,24 @@ pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
         proto: ip.proto,
         _pad: [0; 3],
     };
+    let want = CtEntry {
+        src: ip.dst,
+        dst: ip.src,
+        sport: ip.dport,
+        dport: ip.sport,
+        flags: 0,
+        _pad: 0,
+        last_seen_ns: now,
+    };
     match DP_CT.get_ptr_mut(&reply) {
-        Some(e) => unsafe { (*e).last_seen_ns = now },
-        None => {
-            let e = CtEntry {
-                src: ip.dst,
-                dst: ip.src,
-                sport: ip.dport,
-                dport: ip.sport,
-                flags: 0,
-                _pad: 0,
-                last_seen_ns: now,
-            };
-            let _ = DP_CT.insert(&reply, &e, 0);
+        // The same connection: keep it alive.
+        Some(e) if unsafe { (*e).src == want.src && (*e).sport == want.sport } => unsafe {
+            (*e).last_seen_ns = now
+        },
+        // New, or the client reused its port towards another published
+        // address of the same container port: replies follow the latest.
+        _ => {
+            let _ = DP_CT.insert(&reply, &want, 0);
         }
     }
     if dnat(&pkt, &ip, t.ip, t.port).is_none() {

@@ -563,7 +563,6 @@ fn xdp_non_ipv4_and_truncated_frames_pass() {
 /// past the direct-access filter either (the host stack forwards IPv4 without
 /// looking at L4 headers).
 #[test]
-#[ignore = "bug: dp_xdp_uplink returns XDP_PASS when the L4 header of a packet to a container address is truncated (parse error is checked before the DP_ENDPOINTS lookup)"]
 fn xdp_truncated_l4_to_a_container_address_is_dropped() {
     with_env(|env| {
         let syn = outside_tcp(E1.ip, CPORT, 80, TCP_SYN, b"");
@@ -583,7 +582,6 @@ fn xdp_truncated_l4_to_a_container_address_is_dropped() {
 /// 8081:80`): a client that reuses its source port for the second one (after
 /// the first connection ended) must get replies from the port it connected to.
 #[test]
-#[ignore = "bug: dp_xdp_uplink only refreshes last_seen_ns of an existing DP_CT reply entry, so replies keep the host port of an earlier connection"]
 fn xdp_reply_translation_follows_the_latest_connection() {
     with_env(|env| {
         publish_8080(env);
