@@ -756,10 +756,9 @@ impl Engine {
             g.networks.insert(n.name.clone(), n);
         }
         g.containers.insert(c.name.clone(), c.clone());
-        if !c.links.is_empty() {
-            let links = link_keys(&g.containers);
-            g.dp.sync_links(&links)?;
-        }
+        // The new container may be the target of existing links too.
+        let links = link_keys(&g.containers);
+        g.dp.sync_links(&links)?;
         info!(container = %c.name, mode = %mode.describe(), ports = c.ports.len(), "container created");
         Ok(self.container_view(g, &c))
     }
@@ -929,6 +928,8 @@ impl Engine {
         }
         g.networks.insert(net_after.name.clone(), net_after);
         g.containers.insert(c.name.clone(), c.clone());
+        let links = link_keys(&g.containers);
+        g.dp.sync_links(&links)?;
         info!(container = %c.name, network, ip = %ep.ip, "connected");
         Ok(self.container_view(g, &c))
     }

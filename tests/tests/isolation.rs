@@ -729,7 +729,6 @@ fn sorted_links(h: &Host) -> Vec<String> {
 /// recreated, without a restart: the datapath holds what a restarted agent
 /// would compute.
 #[test]
-#[ignore = "bug: network connect / create of a link target does not sync DP_LINKS (only an agent restart does)"]
 fn link_policy_follows_changes_without_restart() {
     let mut h = Host::start();
     h.ok(&[
