@@ -927,3 +927,58 @@ pub fn ip_bytes(ip: &str) -> Value {
     let ip: std::net::Ipv4Addr = ip.parse().unwrap();
     Value::from(ip.octets().iter().map(|b| *b as u64).collect::<Vec<_>>())
 }
+
+impl Host {
+    /// Like [`Host::start`], with extra agent flags (e.g. `--port-range`).
+    pub fn start_with(extra_agent_args: &[&str]) -> Host {
+        let mut h = Host::new();
+        h.setup_namespaces();
+        h.start_agent_with(extra_agent_args);
+        h
+    }
+
+    /// Like [`Host::start_agent`], with extra agent flags.
+    pub fn start_agent_with(&mut self, extra_agent_args: &[&str]) {
+        assert!(self.agent.is_none(), "agent already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let child = Command::new(dataplane_bin())
+            .arg("agent")
+            .args(self.agent_dir_args())
+            .args(extra_agent_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .env_remove("DATAPLANE_SOCKET")
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", dataplane_bin().display()));
+        self.agent = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(Ok(Some(st))) = self.agent.as_mut().map(|c| c.try_wait()) {
+                self.agent = None;
+                panic!("agent exited early ({st}); log:\n{}", self.log());
+            }
+            if self.socket.exists() && self.cli(&["info"]).status.success() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("agent did not answer within 20s; log:\n{}", self.log());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The agent's global drop counters (`GET /v1/drops`), by reason name.
+    pub fn global_drops(&self) -> Value {
+        let sock = self.socket.display().to_string();
+        let out = sh_ok(
+            "curl",
+            &["-sS", "--unix-socket", &sock, "http://dataplane/v1/drops"],
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("/v1/drops answered {out:?}: {e}"))
+    }
+}
