@@ -4,7 +4,8 @@
 //! * `build`  builds the agent (`dataplane` binary).
 //! * `test`   builds the agent and runs the test suites against it.
 //! * `demo`   runs the whole product in throw-away network namespaces.
-//! * `bench`  placeholder for the benchmark harness.
+//! * `bench`  measures the dataplane against a direct veth pair and Docker's
+//!   iptables bridge mode (see `bench/mod.rs`).
 
 use std::fs;
 use std::io::Read;
@@ -17,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
+
+mod bench;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "Developer tasks for the dataplane workspace")]
@@ -45,14 +48,21 @@ enum Cmd {
     },
     /// Run a narrated end-to-end demo in throw-away namespaces (needs root).
     Demo,
-    /// Benchmark harness (not implemented yet).
+    /// Benchmark: ceiling vs Docker's iptables bridge mode vs the dataplane
+    /// (needs root); writes report.md, report.json and SVG plots.
     Bench {
-        /// Short runs.
-        #[arg(long)]
+        /// Short runs (under 5 minutes).
+        #[arg(long, conflicts_with = "smoke")]
         quick: bool,
-        /// Output directory for results.
+        /// Tiny runs for CI (seconds): 1 repetition, 1 and 10 ports.
+        #[arg(long, alias = "smallest")]
+        smoke: bool,
+        /// Output directory for results (default: bench-out/ in the repo).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Benchmark the release build of the agent.
+        #[arg(long)]
+        release: bool,
     },
 }
 
@@ -79,9 +89,23 @@ fn main() {
             .map(|bin| println!("built {}", bin.display())),
         Cmd::Test { args } => setup().and_then(|()| test(&args)),
         Cmd::Demo => setup().and_then(|()| demo()),
-        Cmd::Bench { quick: _, out: _ } => setup().map(|()| {
-            println!("bench harness: see issue 6 (not implemented yet)");
-            std::process::exit(2);
+        Cmd::Bench {
+            quick,
+            smoke,
+            out,
+            release,
+        } => setup().and_then(|()| {
+            bench::bench(bench::Opts {
+                level: if smoke {
+                    bench::Level::Smoke
+                } else if quick {
+                    bench::Level::Quick
+                } else {
+                    bench::Level::Full
+                },
+                out,
+                release,
+            })
         }),
     };
     if let Err(e) = res {

@@ -1,0 +1,333 @@
+//! `cargo xtask bench`: the same container topology built three ways
+//! (a direct veth pair as the ceiling, a Linux bridge with Docker's iptables
+//! rules, and the dataplane agent), measured interleaved in one run.
+//!
+//! Modules: `topo` (namespaces, bridge, rules, agent; cleanup on drop),
+//! `rules` (Docker's rule set), `measure` (iperf3, dp-loadgen, CPU
+//! accounting), `report` (statistics, Markdown, JSON, SVG).
+
+mod measure;
+mod report;
+mod rules;
+mod topo;
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{build, cargo, describe, is_root, run, target_dir, workspace_root};
+use measure::{iperf, loadgen, probe};
+use report::{Env, Sample};
+use topo::{Mode, World, IPERF_PORT, RR_PORT, SCALE_BASE};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Smoke,
+    Quick,
+    Full,
+}
+
+pub struct Opts {
+    pub level: Level,
+    pub out: Option<PathBuf>,
+    /// Use the release build of the agent.
+    pub release: bool,
+}
+
+/// Durations and repetitions of one level.
+pub struct Plan {
+    pub level: Level,
+    pub reps: usize,
+    pub tput_secs: f64,
+    pub rr: Duration,
+    pub crr: Duration,
+    pub scale_crr: Duration,
+    pub port_counts: Vec<u32>,
+}
+
+impl Plan {
+    fn new(level: Level) -> Self {
+        match level {
+            Level::Smoke => Plan {
+                level,
+                reps: 1,
+                tput_secs: 1.0,
+                rr: Duration::from_millis(300),
+                crr: Duration::from_millis(300),
+                scale_crr: Duration::from_millis(300),
+                port_counts: vec![1, 10],
+            },
+            Level::Quick => Plan {
+                level,
+                reps: 3,
+                tput_secs: 3.0,
+                rr: Duration::from_secs(1),
+                crr: Duration::from_secs(1),
+                scale_crr: Duration::from_secs(1),
+                port_counts: vec![1, 1000, 10000],
+            },
+            Level::Full => Plan {
+                level,
+                reps: 5,
+                tput_secs: 10.0,
+                rr: Duration::from_secs(3),
+                crr: Duration::from_secs(3),
+                scale_crr: Duration::from_secs(3),
+                port_counts: vec![1, 10, 100, 1000, 10000],
+            },
+        }
+    }
+}
+
+/// Builds dp-loadgen (release) and returns its path.
+fn build_loadgen() -> Result<PathBuf> {
+    let mut c = cargo();
+    c.args(["build", "--release", "-p", "xtask", "--bin", "dp-loadgen"]);
+    println!("$ {}", describe(&c));
+    run(&mut c)?;
+    let p = target_dir().join("release").join("dp-loadgen");
+    if !p.is_file() {
+        bail!("{} was not built", p.display());
+    }
+    Ok(p)
+}
+
+pub fn bench(opts: Opts) -> Result<()> {
+    if !is_root() {
+        bail!("the benchmark creates network namespaces and loads eBPF programs: run it as root");
+    }
+    for tool in [
+        "ip",
+        "nsenter",
+        "iperf3",
+        "iptables-restore",
+        "iptables-save",
+    ] {
+        if measure::version("sh", &["-c", &format!("command -v {tool}")]).is_empty() {
+            bail!("`{tool}` not found (run `cargo xtask setup`)");
+        }
+    }
+    let started = Instant::now();
+    let out_dir = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("bench-out"));
+    fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let bin = match std::env::var_os("DATAPLANE_BIN") {
+        Some(b) => PathBuf::from(b),
+        None => build(opts.release)?,
+    };
+    let lg = build_loadgen()?;
+    let plan = Plan::new(opts.level);
+    raise_nofile();
+
+    let mut env = Env::collect(&bin, opts.release, opts.level);
+    let mut world = World::new(bin, lg.clone())?;
+    let res = measure_all(&mut world, &plan, &mut env);
+    if res.is_err() {
+        eprintln!("--- agent log (tail) ---\n{}", world.agent_log_tail());
+    }
+    let problems = world.cleanup();
+    drop(world);
+    let samples = res?;
+    if !problems.is_empty() {
+        bail!("cleanup incomplete: {}", problems.join("; "));
+    }
+    env.wall_secs = started.elapsed().as_secs_f64();
+    report::write(&out_dir, &env, &plan, &samples)?;
+    println!(
+        "bench: wrote {} and report.json in {:.0}s",
+        out_dir.join("report.md").display(),
+        env.wall_secs
+    );
+    Ok(())
+}
+
+/// The agent holds one socket per published port.
+fn raise_nofile() {
+    // SAFETY: plain getrlimit/setrlimit on our own process.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+fn measure_all(w: &mut World, plan: &Plan, env: &mut Env) -> Result<Vec<Sample>> {
+    let max_n = *plan.port_counts.iter().max().unwrap_or(&1);
+    let scale_ports: Vec<u16> = plan
+        .port_counts
+        .iter()
+        .map(|n| SCALE_BASE + (*n - 1) as u16)
+        .collect();
+    if max_n as usize + SCALE_BASE as usize > 65535 {
+        bail!("too many ports");
+    }
+    println!("==> topologies");
+    w.setup_ceiling()?;
+    env.bridge_nf = w.setup_iptables(&scale_ports)?;
+    w.setup_dataplane()?;
+    env.rules_example = rules::example(topo::BRIDGE, topo::BR_SUBNET, "172.18.0.3");
+
+    println!("==> correctness checks");
+    for m in Mode::ALL {
+        let e = w.endpoints(m).clone();
+        probe(w.loadgen(), &e.c1, &format!("{}:{RR_PORT}", e.c2_ip))
+            .with_context(|| format!("{}: container-to-container path", m.name()))?;
+        probe(w.loadgen(), &e.out, &format!("{}:{RR_PORT}", e.pub_ip))
+            .with_context(|| format!("{}: outside-to-published-port path", m.name()))?;
+        println!("ok: {} forwards c2c and outside->published", m.name());
+    }
+    let ipt = w.iptables_save(w.iptables.host_ns.as_deref().expect("host ns"))?;
+    let dnat = ipt.lines().filter(|l| l.contains("-j DNAT")).count();
+    if dnat == 0 || !ipt.contains("-A DOCKER-ISOLATION-STAGE-1") {
+        bail!("the iptables host netns lacks Docker's rules:\n{ipt}");
+    }
+    let dps = w.iptables_save(w.dataplane.host_ns.as_deref().expect("host ns"))?;
+    if let Some(r) = dps.lines().find(|l| l.starts_with("-A ")) {
+        bail!("the dataplane host netns has an iptables rule: {r}");
+    }
+    env.checks.push(format!(
+        "iptables host netns: {} rules (`-A` lines) of which {dnat} DNAT; dataplane host netns: no iptables rules",
+        ipt.lines().filter(|l| l.starts_with("-A ")).count()
+    ));
+    env.checks.push(
+        "a request/response went through container-to-container and outside-to-published-port in every mode"
+            .into(),
+    );
+    println!("ok: iptables-save: rules in the iptables host netns, none in the dataplane one");
+
+    let mut samples = Vec::new();
+    for rep in 0..plan.reps {
+        println!("==> repetition {}/{}", rep + 1, plan.reps);
+        // Rotate the order so no mode is always first.
+        let order: Vec<Mode> = (0..3).map(|i| Mode::ALL[(i + rep) % 3]).collect();
+        for (path, is_pub) in [("c2c", false), ("outside->published", true)] {
+            for streams in [1u32, 4] {
+                for &m in &order {
+                    let e = w.endpoints(m);
+                    let (ns, ip) = if is_pub {
+                        (&e.out, &e.pub_ip)
+                    } else {
+                        (&e.c1, &e.c2_ip)
+                    };
+                    let t = iperf(ns, ip, IPERF_PORT, streams, plan.tput_secs)
+                        .with_context(|| format!("{}: throughput {path}", m.name()))?;
+                    println!(
+                        "  {:<9} tput x{streams} {path}: {:.2} Gbit/s",
+                        m.name(),
+                        t.gbps
+                    );
+                    let metric = if streams == 1 { "tput_1" } else { "tput_4" };
+                    samples.push(Sample::new(metric, path, m, t.gbps));
+                    let cpu = if streams == 1 {
+                        "tput_1_cpu"
+                    } else {
+                        "tput_4_cpu"
+                    };
+                    samples.push(Sample::new(cpu, path, m, t.cpu_s / t.gbits));
+                    if t.softirq_s > 0.0 {
+                        let sq = if streams == 1 {
+                            "tput_1_softirq"
+                        } else {
+                            "tput_4_softirq"
+                        };
+                        samples.push(Sample::new(sq, path, m, t.softirq_s / t.gbits));
+                    }
+                }
+            }
+            for &m in &order {
+                let e = w.endpoints(m);
+                let (ns, addr) = if is_pub {
+                    (&e.out, format!("{}:{RR_PORT}", e.pub_ip))
+                } else {
+                    (&e.c1, format!("{}:{RR_PORT}", e.c2_ip))
+                };
+                let r = loadgen(w.loadgen(), ns, "rr", &addr, plan.rr)
+                    .with_context(|| format!("{}: rr {path}", m.name()))?;
+                println!(
+                    "  {:<9} rr {path}: p50 {:.1} us p99 {:.1} us",
+                    m.name(),
+                    r.f("p50_us"),
+                    r.f("p99_us")
+                );
+                samples.push(Sample::new("rr_p50", path, m, r.f("p50_us")));
+                samples.push(Sample::new("rr_p99", path, m, r.f("p99_us")));
+                samples.push(Sample::new("rr_rate", path, m, r.f("rate")));
+            }
+            for &m in &order {
+                let e = w.endpoints(m);
+                let (ns, addr) = if is_pub {
+                    (&e.out, format!("{}:{RR_PORT}", e.pub_ip))
+                } else {
+                    (&e.c1, format!("{}:{RR_PORT}", e.c2_ip))
+                };
+                let r = loadgen(w.loadgen(), ns, "crr", &addr, plan.crr)
+                    .with_context(|| format!("{}: crr {path}", m.name()))?;
+                let conns = r.f("connections");
+                println!("  {:<9} crr {path}: {:.0} conn/s", m.name(), r.f("rate"));
+                samples.push(Sample::new("crr_rate", path, m, r.f("rate")));
+                if conns > 0.0 && r.cpu_s > 0.0 {
+                    samples.push(Sample::new("crr_cpu", path, m, r.cpu_s / (conns / 1000.0)));
+                }
+                if conns > 0.0 && r.softirq_s > 0.0 {
+                    samples.push(Sample::new(
+                        "crr_softirq",
+                        path,
+                        m,
+                        r.softirq_s / (conns / 1000.0),
+                    ));
+                }
+            }
+        }
+        for &n in &plan.port_counts {
+            let port = SCALE_BASE + (n - 1) as u16;
+            let path = format!("{n}");
+            for &m in &order {
+                let (ns, addr) = match m {
+                    Mode::Ceiling => {
+                        let e = &w.ceiling;
+                        (e.out.clone(), format!("{}:{RR_PORT}", e.pub_ip))
+                    }
+                    Mode::Iptables => {
+                        let dt = w.program_iptables(n)?;
+                        samples.push(Sample::new("program_ms", &path, m, dt.as_secs_f64() * 1e3));
+                        (
+                            w.iptables.out.clone(),
+                            format!("{}:{port}", w.iptables.pub_ip),
+                        )
+                    }
+                    Mode::Dataplane => {
+                        let dt = w.program_dataplane(n)?;
+                        samples.push(Sample::new("program_ms", &path, m, dt.as_secs_f64() * 1e3));
+                        (
+                            w.dataplane.out.clone(),
+                            format!("{}:{port}", w.dataplane.pub_ip),
+                        )
+                    }
+                };
+                probe(w.loadgen(), &ns, &addr)
+                    .with_context(|| format!("{}: published port with {n} ports", m.name()))?;
+                let r = loadgen(w.loadgen(), &ns, "crr", &addr, plan.scale_crr)
+                    .with_context(|| format!("{}: crr with {n} ports", m.name()))?;
+                println!(
+                    "  {:<9} {n:>5} ports: {:.0} conn/s, first response p50 {:.1} us",
+                    m.name(),
+                    r.f("rate"),
+                    r.f("p50_us")
+                );
+                samples.push(Sample::new("ports_crr_rate", &path, m, r.f("rate")));
+                samples.push(Sample::new("ports_first_p50", &path, m, r.f("p50_us")));
+                samples.push(Sample::new("ports_first_p99", &path, m, r.f("p99_us")));
+            }
+        }
+        // Back to the base rule set / no scaling container between reps.
+        w.program_iptables(0)?;
+        w.remove_scale_container()?;
+    }
+    Ok(samples)
+}

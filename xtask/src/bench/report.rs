@@ -1,0 +1,626 @@
+//! Statistics, `report.md`, `report.json` and the SVG plots.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+use super::measure::version;
+use super::topo::Mode;
+use super::{Level, Plan};
+
+pub struct Sample {
+    metric: &'static str,
+    path: String,
+    mode: Mode,
+    value: f64,
+}
+
+impl Sample {
+    pub fn new(metric: &'static str, path: &str, mode: Mode, value: f64) -> Self {
+        Sample {
+            metric,
+            path: path.to_string(),
+            mode,
+            value,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Env {
+    pub kernel: String,
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub iperf3: String,
+    pub sockperf: String,
+    pub dataplane: String,
+    pub iptables: String,
+    pub agent_profile: String,
+    pub level: String,
+    pub bridge_nf: bool,
+    pub rules_example: String,
+    pub checks: Vec<String>,
+    pub wall_secs: f64,
+}
+
+impl Env {
+    pub fn collect(bin: &Path, release: bool, level: Level) -> Self {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        Env {
+            kernel: version("uname", &["-r"]),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+            cpu_model,
+            iperf3: version("iperf3", &["--version"]),
+            sockperf: version("sockperf", &["--version"]),
+            dataplane: version(&bin.to_string_lossy(), &["--version"]),
+            iptables: version("iptables", &["--version"]),
+            agent_profile: if release { "release" } else { "debug" }.into(),
+            level: format!("{level:?}").to_lowercase(),
+            ..Default::default()
+        }
+    }
+}
+
+/// (key, title, unit, higher is better)
+struct Def {
+    key: &'static str,
+    title: &'static str,
+    unit: &'static str,
+    higher_better: bool,
+}
+
+const fn d(key: &'static str, title: &'static str, unit: &'static str, hb: bool) -> Def {
+    Def {
+        key,
+        title,
+        unit,
+        higher_better: hb,
+    }
+}
+
+/// Report sections, each with its metrics.
+const SECTIONS: &[(&str, &str, &[Def])] = &[
+    (
+        "TCP throughput",
+        "iperf3 -J, 1 and 4 parallel streams, received bits per second. Path `c2c`: container 1 -> container 2's IP; `outside->published`: a client in the outside netns -> the host uplink IP:5201 published to container 2 (ceiling: the same direct veth pair).",
+        &[
+            d("tput_1", "Throughput, 1 stream", "Gbit/s", true),
+            d("tput_4", "Throughput, 4 streams", "Gbit/s", true),
+        ],
+    ),
+    (
+        "CPU cost of throughput",
+        "Machine-wide busy CPU seconds (/proc/stat: user+nice+system+irq+softirq+steal, all namespaces share the 2 CPUs, so this includes iperf3 itself and any other load on the machine) and the softirq part alone, per Gbit transferred.",
+        &[
+            d("tput_1_cpu", "CPU per Gbit, 1 stream", "CPU-s/Gbit", false),
+            d("tput_4_cpu", "CPU per Gbit, 4 streams", "CPU-s/Gbit", false),
+            d("tput_1_softirq", "softirq CPU per Gbit, 1 stream", "CPU-s/Gbit", false),
+            d("tput_4_softirq", "softirq CPU per Gbit, 4 streams", "CPU-s/Gbit", false),
+        ],
+    ),
+    (
+        "Request/response latency",
+        "dp-loadgen rr: one TCP connection (TCP_NODELAY), 32-byte request, 32-byte response, back to back; the round-trip time of every request is recorded and the percentiles taken over all of them.",
+        &[
+            d("rr_p50", "RR latency p50", "us", false),
+            d("rr_p99", "RR latency p99", "us", false),
+            d("rr_rate", "RR transactions per second", "req/s", true),
+        ],
+    ),
+    (
+        "New-connection rate",
+        "dp-loadgen crr: 2 client threads, each connect(), one 32-byte request/response, close(), for a fixed duration; connections per second. CPU: machine-wide busy CPU seconds per 1,000 connections (/proc/stat).",
+        &[
+            d("crr_rate", "New connections per second", "conn/s", true),
+            d("crr_cpu", "CPU per 1,000 connections", "CPU-s/kconn", false),
+            d("crr_softirq", "softirq CPU per 1,000 connections", "CPU-s/kconn", false),
+        ],
+    ),
+    (
+        "Published ports: new-connection rate",
+        "The CRR test from the outside netns to host-uplink-IP:PORT with N ports published. iptables: N DNAT rules in the nat DOCKER chain (plus N ACCEPT rules in the filter DOCKER chain), the measured port is the LAST one in both chains; dataplane: a container created with `-p 20000-(20000+N-1):20000-(20000+N-1)`, the last port measured. Ceiling: the direct veth pair (no ports at all), measured at every N for reference. Row = N.",
+        &[d("ports_crr_rate", "New connections per second vs published ports", "conn/s", true)],
+    ),
+    (
+        "Published ports: first-response latency",
+        "Per connection of the published-port CRR test: time from starting connect() until the first response arrived (p50 and p99 over all connections). Row = N.",
+        &[
+            d("ports_first_p50", "connect + first response, p50", "us", false),
+            d("ports_first_p99", "connect + first response, p99", "us", false),
+        ],
+    ),
+    (
+        "Time to program published ports",
+        "Wall time to install N published ports. iptables: one `iptables-restore` of the whole Docker rule set with N DNAT + N filter rules (Docker itself runs one iptables command per rule, so real Docker is slower than this). dataplane: `dataplane container create -p RANGE` as measured by the client (includes creating the container's namespace and veth, not only the ports; the agent log prints no separate timing). Row = N.",
+        &[d("program_ms", "Programming time", "ms", false)],
+    ),
+];
+
+pub struct Agg {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub samples: Vec<f64>,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+type Key = (String, String, &'static str);
+
+fn aggregate(samples: &[Sample]) -> BTreeMap<Key, Agg> {
+    let mut m: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
+    for s in samples {
+        m.entry((s.metric.to_string(), s.path.clone(), s.mode.name()))
+            .or_default()
+            .push(s.value);
+    }
+    m.into_iter()
+        .map(|(k, v)| {
+            let mut sorted = v.clone();
+            let med = median(&mut sorted);
+            (
+                k,
+                Agg {
+                    median: med,
+                    min: sorted.first().copied().unwrap_or(0.0),
+                    max: sorted.last().copied().unwrap_or(0.0),
+                    samples: v,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Paths of a metric in a stable order (numeric ones sorted as numbers).
+fn paths(agg: &BTreeMap<Key, Agg>, metric: &str) -> Vec<String> {
+    let mut v: Vec<String> = agg
+        .keys()
+        .filter(|k| k.0 == metric)
+        .map(|k| k.1.clone())
+        .collect();
+    v.dedup();
+    v.sort_by(|a, b| match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => a.cmp(b),
+    });
+    v.dedup();
+    v
+}
+
+fn get<'a>(agg: &'a BTreeMap<Key, Agg>, metric: &str, path: &str, mode: Mode) -> Option<&'a Agg> {
+    agg.get(&(metric.to_string(), path.to_string(), mode.name()))
+}
+
+fn fmt_num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1000.0 {
+        format!("{v:.0}")
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn ratio(a: Option<&Agg>, b: Option<&Agg>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b.median > 0.0 => Some(a.median / b.median),
+        _ => None,
+    }
+}
+
+struct Target {
+    name: String,
+    met: Option<bool>,
+    detail: String,
+}
+
+fn targets(agg: &BTreeMap<Key, Agg>, plan: &Plan) -> Vec<Target> {
+    let mut t = Vec::new();
+    let dp = Mode::Dataplane;
+    for m in ["tput_1", "tput_4"] {
+        let d = get(agg, m, "c2c", dp);
+        let c = get(agg, m, "c2c", Mode::Ceiling);
+        let i = get(agg, m, "c2c", Mode::Iptables);
+        let rc = ratio(d, c);
+        let ri = ratio(d, i);
+        t.push(Target {
+            name: format!("dataplane c2c throughput ({m}) >= 0.95x ceiling"),
+            met: rc.map(|r| r >= 0.95),
+            detail: rc.map_or("not measured".into(), |r| format!("{r:.3}x ceiling")),
+        });
+        t.push(Target {
+            name: format!("dataplane c2c throughput ({m}) >= 1.2x iptables"),
+            met: ri.map(|r| r >= 1.2),
+            detail: ri.map_or("not measured".into(), |r| format!("{r:.3}x iptables")),
+        });
+    }
+    for path in ["c2c", "outside->published"] {
+        let r = ratio(
+            get(agg, "rr_p50", path, dp),
+            get(agg, "rr_p50", path, Mode::Ceiling),
+        );
+        t.push(Target {
+            name: format!("dataplane RR latency p50 ({path}) within 1.05x ceiling"),
+            met: r.map(|r| r <= 1.05),
+            detail: r.map_or("not measured".into(), |r| format!("{r:.3}x ceiling")),
+        });
+    }
+    let ns = paths(agg, "ports_crr_rate");
+    let rates: Vec<f64> = ns
+        .iter()
+        .filter_map(|n| get(agg, "ports_crr_rate", n, dp).map(|a| a.median))
+        .collect();
+    if rates.len() >= 2 {
+        let lo = rates.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = rates.iter().cloned().fold(0.0, f64::max);
+        let first = rates[0];
+        let last = *rates.last().expect("non-empty");
+        t.push(Target {
+            name: format!(
+                "dataplane published-port new-connection rate flat from {} to {} ports (within 5%)",
+                ns[0],
+                ns.last().expect("non-empty")
+            ),
+            met: Some(lo >= 0.95 * hi),
+            detail: format!(
+                "{} -> {} conn/s ({:.3}x); min/max over N = {:.3}",
+                fmt_num(first),
+                fmt_num(last),
+                last / first,
+                lo / hi
+            ),
+        });
+    }
+    let max_n = plan.port_counts.iter().max().copied().unwrap_or(0);
+    match get(agg, "program_ms", "10000", dp) {
+        Some(a) => t.push(Target {
+            name: "dataplane programs 10,000 published ports in under 1 s".into(),
+            met: Some(a.median < 1000.0),
+            detail: format!("{} ms (median)", fmt_num(a.median)),
+        }),
+        None => t.push(Target {
+            name: "dataplane programs 10,000 published ports in under 1 s".into(),
+            met: None,
+            detail: format!("not evaluated at this level (largest N = {max_n})"),
+        }),
+    }
+    t
+}
+
+pub fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> Result<()> {
+    let agg = aggregate(samples);
+    let tg = targets(&agg, plan);
+    let modes = Mode::ALL;
+
+    let mut md = String::new();
+    let _ = writeln!(md, "# Dataplane benchmark report\n");
+    let _ = writeln!(
+        md,
+        "Level `{}`: {} repetition(s), modes interleaved in rotation within each repetition; throughput {} s per run, RR {} ms, CRR {} ms, published-port CRR {} ms at N = {:?}. Cells: median [min-max over repetitions], then the ratio of the median to the iptables column (`ipt`) and to the ceiling column (`ceil`) of the same run. Total wall time {:.0} s.\n",
+        env.level,
+        plan.reps,
+        plan.tput_secs,
+        plan.rr.as_millis(),
+        plan.crr.as_millis(),
+        plan.scale_crr.as_millis(),
+        plan.port_counts,
+        env.wall_secs
+    );
+    if plan.level == Level::Smoke {
+        md.push_str("**Smoke level: tiny durations, 1 repetition — these figures only show that the harness works, they are not measurements to compare.**\n\n");
+    }
+
+    md.push_str("## Environment\n\n| item | value |\n| --- | --- |\n");
+    for (k, v) in [
+        ("kernel (uname -r)", env.kernel.clone()),
+        ("CPUs", format!("{} x {}", env.cpus, env.cpu_model)),
+        ("iperf3", env.iperf3.clone()),
+        (
+            "sockperf",
+            format!(
+                "{} (installed; RR is measured with dp-loadgen)",
+                env.sockperf
+            ),
+        ),
+        (
+            "dataplane",
+            format!(
+                "{} ({} build of the agent)",
+                env.dataplane, env.agent_profile
+            ),
+        ),
+        ("iptables", env.iptables.clone()),
+        (
+            "bridge netfilter",
+            if env.bridge_nf {
+                "on: net.bridge.bridge-nf-call-iptables=1 in the iptables host netns".into()
+            } else {
+                "NOT AVAILABLE: /proc/sys/net/bridge/bridge-nf-call-iptables does not exist (br_netfilter not loaded); bridged container-to-container traffic bypasses iptables".to_string()
+            },
+        ),
+    ] {
+        let _ = writeln!(md, "| {k} | {v} |");
+    }
+    md.push_str("\nTopologies (all in namespaces created by the run, names carry the pid):\n\n");
+    md.push_str("- **ceiling**: two namespaces joined by one veth pair (10.232.0.1 <-> 10.232.0.2), no bridge, no rules; both paths use this pair.\n");
+    md.push_str("- **iptables**: a host netns with an uplink veth to an outside netns (10.231.0.2 <-> 10.231.0.1), bridge `br-bench` (172.18.0.1/16) with three container namespaces (172.18.0.2-4) on veths, ip_forward=1, Docker's rules loaded with `ip netns exec HOST iptables-restore`; ports 5201 and 7000 published to container 2.\n");
+    md.push_str("- **dataplane**: the same host/outside pair, `dataplane agent --netns HOST --uplink ...` with the eBPF datapath; containers created by the agent on the default network `bridge` (172.17.0.0/16), container 2 with `-p 5201:5201 -p 7000:7000`, the port-scaling container with `-p RANGE:RANGE`.\n");
+    md.push_str("- **real Docker**: not measured: no dockerd in this harness yet.\n\n");
+    md.push_str("Correctness checks done before measuring:\n\n");
+    for c in &env.checks {
+        let _ = writeln!(md, "- {c}");
+    }
+
+    md.push_str("\n## Rule set (iptables mode)\n\n");
+    md.push_str("The rules Docker's libnetwork bridge driver (iptables firewaller) programs with docker 28 defaults (iptables=true, ip-forward=true, userland-proxy=true, icc=true, ip-masq=true) for one bridge network: nat PREROUTING and OUTPUT jump to a DOCKER chain holding one DNAT rule per published port (`! -i BRIDGE`), POSTROUTING masquerades the subnet leaving through another interface; filter FORWARD (policy DROP) jumps to DOCKER-USER (empty, RETURN) and DOCKER-FORWARD, which runs DOCKER-CT (conntrack RELATED,ESTABLISHED ACCEPT), DOCKER-ISOLATION-STAGE-1/2 (traffic between bridge networks), DOCKER-BRIDGE -> DOCKER (one ACCEPT per published port, then DROP of anything else entering the bridge) and accepts what leaves the bridge; the raw table drops packets to a container IP that did not arrive on the bridge (docker 28's direct-routing protection, one rule per container). With userland-proxy=true Docker adds no per-port hairpin MASQUERADE rule. The bench uses `br-bench` for `docker0` and 172.18.0.0/16. With one published port (7000 -> 172.18.0.3:7000) it reads:\n\n```\n");
+    md.push_str(&env.rules_example);
+    md.push_str("```\n\nIn the published-ports tests the base ports (5201, 7000) come first and the N scaling ports after them, the measured one last.\n");
+
+    let mut jmetrics = Vec::new();
+    for (title, desc, defs) in SECTIONS {
+        let _ = writeln!(md, "\n## {title}\n\n{desc}\n");
+        for def in defs.iter() {
+            let ps = paths(&agg, def.key);
+            if ps.is_empty() {
+                continue;
+            }
+            let _ = writeln!(
+                md,
+                "### {} ({}, {} is better)\n",
+                def.title,
+                def.unit,
+                if def.higher_better { "higher" } else { "lower" }
+            );
+            let numeric = ps.iter().all(|p| p.parse::<u64>().is_ok());
+            let _ = writeln!(
+                md,
+                "| {} | ceiling | iptables | dataplane | real Docker |",
+                if numeric { "ports" } else { "path" }
+            );
+            md.push_str("| --- | --- | --- | --- | --- |\n");
+            for p in &ps {
+                let mut row = format!("| {p} |");
+                for m in modes {
+                    let a = get(&agg, def.key, p, m);
+                    let cell = match a {
+                        None => "n/a".to_string(),
+                        Some(a) => {
+                            let mut c = format!(
+                                "{} [{}-{}]",
+                                fmt_num(a.median),
+                                fmt_num(a.min),
+                                fmt_num(a.max)
+                            );
+                            let ri = ratio(Some(a), get(&agg, def.key, p, Mode::Iptables));
+                            let rc = ratio(Some(a), get(&agg, def.key, p, Mode::Ceiling));
+                            if let Some(r) = ri {
+                                let _ = write!(c, " · {r:.2}x ipt");
+                            }
+                            if let Some(r) = rc {
+                                let _ = write!(c, " · {r:.2}x ceil");
+                            }
+                            jmetrics.push(json!({
+                                "metric": def.key,
+                                "title": def.title,
+                                "unit": def.unit,
+                                "higher_is_better": def.higher_better,
+                                "path": p,
+                                "mode": m.name(),
+                                "median": a.median,
+                                "min": a.min,
+                                "max": a.max,
+                                "samples": a.samples,
+                                "ratio_vs_iptables": ri,
+                                "ratio_vs_ceiling": rc,
+                            }));
+                            c
+                        }
+                    };
+                    let _ = write!(row, " {cell} |");
+                }
+                row.push_str(" not measured |");
+                let _ = writeln!(md, "{row}");
+            }
+            md.push('\n');
+        }
+    }
+
+    md.push_str("## Plots\n\n");
+    let plots = [
+        (
+            "ports_crr_rate",
+            "ports_rate.svg",
+            "New connections/s vs published ports",
+        ),
+        (
+            "ports_first_p50",
+            "ports_latency.svg",
+            "connect + first response p50 (us) vs published ports",
+        ),
+        (
+            "program_ms",
+            "program_time.svg",
+            "Programming time (ms) vs published ports",
+        ),
+    ];
+    for (metric, file, title) in plots {
+        let svg = plot(&agg, metric, title);
+        fs::write(dir.join(file), svg).with_context(|| format!("writing {file}"))?;
+        let _ = writeln!(md, "![{title}]({file})\n");
+    }
+
+    md.push_str("## Targets\n\n| target | result | detail |\n| --- | --- | --- |\n");
+    for t in &tg {
+        let r = match t.met {
+            Some(true) => "met",
+            Some(false) => "**MISSED**",
+            None => "not evaluated",
+        };
+        let _ = writeln!(md, "| {} | {r} | {} |", t.name, t.detail);
+    }
+    let missed: Vec<&Target> = tg.iter().filter(|t| t.met == Some(false)).collect();
+    if missed.is_empty() {
+        md.push_str("\nNo target was missed in this run.\n");
+    } else {
+        let _ = writeln!(md, "\nMissed in this run ({}):\n", missed.len());
+        for t in missed {
+            let _ = writeln!(md, "- {}: {}", t.name, t.detail);
+        }
+    }
+    md.push_str("\n## Real Docker\n\nnot measured: no dockerd in this harness yet.\n");
+
+    let j = json!({
+        "environment": {
+            "kernel": env.kernel,
+            "cpus": env.cpus,
+            "cpu_model": env.cpu_model,
+            "iperf3": env.iperf3,
+            "sockperf": env.sockperf,
+            "dataplane": env.dataplane,
+            "agent_profile": env.agent_profile,
+            "iptables": env.iptables,
+            "bridge_netfilter": env.bridge_nf,
+        },
+        "config": {
+            "level": env.level,
+            "repetitions": plan.reps,
+            "throughput_seconds": plan.tput_secs,
+            "rr_ms": plan.rr.as_millis() as u64,
+            "crr_ms": plan.crr.as_millis() as u64,
+            "ports_crr_ms": plan.scale_crr.as_millis() as u64,
+            "port_counts": plan.port_counts,
+            "wall_seconds": env.wall_secs,
+        },
+        "checks": env.checks,
+        "metrics": jmetrics,
+        "targets": tg.iter().map(|t| json!({"target": t.name, "met": t.met, "detail": t.detail})).collect::<Vec<Value>>(),
+        "not_measured": ["real Docker: no dockerd in this harness yet"],
+    });
+    fs::write(dir.join("report.md"), md)?;
+    fs::write(dir.join("report.json"), serde_json::to_string_pretty(&j)?)?;
+    Ok(())
+}
+
+/// A line chart (log x axis = published ports) with one line per mode.
+fn plot(agg: &BTreeMap<Key, Agg>, metric: &str, title: &str) -> String {
+    let (w, h) = (640.0, 400.0);
+    let (l, r, t, b) = (70.0, 130.0, 40.0, 50.0);
+    let ps = paths(agg, metric);
+    let xs: Vec<f64> = ps.iter().filter_map(|p| p.parse::<f64>().ok()).collect();
+    let mut ymax: f64 = 0.0;
+    for k in agg.keys().filter(|k| k.0 == metric) {
+        ymax = ymax.max(agg[k].max);
+    }
+    let ymax = if ymax > 0.0 { ymax * 1.1 } else { 1.0 };
+    let lx = |x: f64| x.max(1.0).log10();
+    let (x0, x1) = (
+        xs.iter().cloned().map(lx).fold(f64::INFINITY, f64::min),
+        xs.iter().cloned().map(lx).fold(f64::NEG_INFINITY, f64::max),
+    );
+    let span = if x1 > x0 { x1 - x0 } else { 1.0 };
+    let px = |x: f64| l + (lx(x) - x0) / span * (w - l - r);
+    let py = |y: f64| h - b - y / ymax * (h - t - b);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{}\" y=\"22\" font-size=\"15\">{title}</text>\n",
+        l
+    );
+    let _ = writeln!(
+        s,
+        "<line x1=\"{l}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/><line x1=\"{l}\" y1=\"{t}\" x2=\"{l}\" y2=\"{}\" stroke=\"black\"/>",
+        h - b,
+        w - r,
+        h - b,
+        h - b
+    );
+    for i in 0..=4 {
+        let y = ymax * i as f64 / 4.0;
+        let _ = writeln!(
+            s,
+            "<line x1=\"{l}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"#ddd\"/><text x=\"{2}\" y=\"{3:.1}\" text-anchor=\"end\">{4}</text>",
+            py(y),
+            w - r,
+            l - 5.0,
+            py(y) + 4.0,
+            fmt_num(y)
+        );
+    }
+    for x in &xs {
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{x}</text>",
+            px(*x),
+            h - b + 18.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">published ports (log scale)</text>",
+        l + (w - l - r) / 2.0,
+        h - 8.0
+    );
+    let colors = ["#2ca02c", "#d62728", "#1f77b4"];
+    for (i, m) in Mode::ALL.iter().enumerate() {
+        let pts: Vec<(f64, f64)> = ps
+            .iter()
+            .filter_map(|p| {
+                let x = p.parse::<f64>().ok()?;
+                get(agg, metric, p, *m).map(|a| (px(x), py(a.median)))
+            })
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let poly: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
+            colors[i],
+            poly.join(" ")
+        );
+        for (x, y) in &pts {
+            let _ = writeln!(
+                s,
+                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{}\"/>",
+                colors[i]
+            );
+        }
+        let ly = t + 20.0 + 20.0 * i as f64;
+        let _ = writeln!(
+            s,
+            "<line x1=\"{0}\" y1=\"{ly}\" x2=\"{1}\" y2=\"{ly}\" stroke=\"{2}\" stroke-width=\"2\"/><text x=\"{3}\" y=\"{4}\">{5}</text>",
+            w - r + 10.0,
+            w - r + 30.0,
+            colors[i],
+            w - r + 35.0,
+            ly + 4.0,
+            m.name()
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}

@@ -1,0 +1,607 @@
+//! The benchmark topologies, all inside network namespaces this process
+//! creates (names carry the pid). `World` owns every kernel object and
+//! process it made; `Drop` tears everything down, also after errors and
+//! Ctrl-C.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::rules::{DockerRules, PortMap};
+use crate::{capture, capture_ok, check_interrupted, describe, mounts_under};
+
+pub const UPLINK_HOST_IP: &str = "10.231.0.2";
+pub const UPLINK_OUT_IP: &str = "10.231.0.1";
+pub const BRIDGE: &str = "br-bench";
+pub const BR_SUBNET: &str = "172.18.0.0/16";
+pub const BR_GW: &str = "172.18.0.1";
+pub const IPERF_PORT: u16 = 5201;
+pub const RR_PORT: u16 = 7000;
+pub const SCALE_BASE: u16 = 20000;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Ceiling,
+    Iptables,
+    Dataplane,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Ceiling, Mode::Iptables, Mode::Dataplane];
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Ceiling => "ceiling",
+            Mode::Iptables => "iptables",
+            Mode::Dataplane => "dataplane",
+        }
+    }
+}
+
+/// Where the clients and servers of one mode live.
+#[derive(Clone, Debug, Default)]
+pub struct Endpoints {
+    /// netns path of the container-to-container client (container 1).
+    pub c1: String,
+    pub c2_ip: String,
+    /// netns path of the outside client.
+    pub out: String,
+    /// Address the outside client connects to (published ports).
+    pub pub_ip: String,
+    /// Host netns name (iptables-save), if the mode has one.
+    pub host_ns: Option<String>,
+}
+
+pub struct World {
+    pid: u32,
+    pub tmp: PathBuf,
+    bin: PathBuf,
+    loadgen: PathBuf,
+    netns: Vec<String>,
+    children: Vec<Option<Child>>,
+    agent: Option<Child>,
+    agent_started: bool,
+    bpffs: PathBuf,
+    pub agent_log: PathBuf,
+    cleaned: bool,
+    pub ceiling: Endpoints,
+    pub iptables: Endpoints,
+    pub dataplane: Endpoints,
+    /// Background server of the dataplane port-scaling container.
+    scale_server: Option<usize>,
+    scale_container: bool,
+}
+
+pub fn ns_path(name: &str) -> String {
+    format!("/run/netns/{name}")
+}
+
+/// A command run inside the network namespace at `path`.
+pub fn in_ns(path: &str, prog: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net={path}")).arg(prog);
+    c
+}
+
+fn ok(cmd: &mut Command) -> Result<String> {
+    capture_ok(cmd, Duration::from_secs(60))
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    ok(Command::new("ip").args(args)).map(|_| ())
+}
+
+impl World {
+    pub fn new(bin: PathBuf, loadgen: PathBuf) -> Result<Self> {
+        let pid = std::process::id();
+        let tmp = std::env::temp_dir().join(format!("dataplane-bench-{pid}"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp)?;
+        Ok(World {
+            pid,
+            agent_log: tmp.join("agent.log"),
+            tmp,
+            bin,
+            loadgen,
+            netns: Vec::new(),
+            children: Vec::new(),
+            agent: None,
+            agent_started: false,
+            bpffs: PathBuf::from(format!("/sys/fs/bpf/dataplane-bench-{pid}")),
+            cleaned: false,
+            ceiling: Endpoints::default(),
+            iptables: Endpoints::default(),
+            dataplane: Endpoints::default(),
+            scale_server: None,
+            scale_container: false,
+        })
+    }
+
+    pub fn endpoints(&self, m: Mode) -> &Endpoints {
+        match m {
+            Mode::Ceiling => &self.ceiling,
+            Mode::Iptables => &self.iptables,
+            Mode::Dataplane => &self.dataplane,
+        }
+    }
+
+    pub fn loadgen(&self) -> &PathBuf {
+        &self.loadgen
+    }
+
+    fn add_ns(&mut self, tag: &str) -> Result<String> {
+        let name = format!("dpb-{tag}-{}", self.pid);
+        ip(&["netns", "add", &name])?;
+        self.netns.push(name.clone());
+        ip(&["-n", &name, "link", "set", "lo", "up"])?;
+        Ok(name)
+    }
+
+    fn ifname(&self, tag: &str) -> String {
+        // <= 15 chars: 3-char tag + pid (<= 7 digits) + index.
+        format!("{tag}{}", self.pid)
+    }
+
+    /// Spawns a long-running process; returns its slot.
+    pub fn spawn_bg(&mut self, cmd: &mut Command) -> Result<usize> {
+        let log = fs::File::create(self.tmp.join(format!("bg-{}.log", self.children.len())))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting `{}`", describe(cmd)))?;
+        self.children.push(Some(child));
+        Ok(self.children.len() - 1)
+    }
+
+    pub fn kill_bg(&mut self, slot: usize) {
+        if let Some(mut c) = self.children.get_mut(slot).and_then(Option::take) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn client_sysctls(path: &str) -> Result<()> {
+        // Many short connections: reuse TIME_WAIT ports, wide port range.
+        ok(in_ns(path, "sysctl").args([
+            "-qw",
+            "net.ipv4.tcp_tw_reuse=1",
+            "net.ipv4.ip_local_port_range=1024 65000",
+        ]))
+        .map(|_| ())
+    }
+
+    fn servers(&mut self, path: &str, rr_ports: &[u16]) -> Result<()> {
+        let mut c = in_ns(path, "iperf3");
+        c.args(["-s", "-p", &IPERF_PORT.to_string()]);
+        self.spawn_bg(&mut c)?;
+        let mut c = in_ns(path, &self.loadgen);
+        c.arg("server");
+        for p in rr_ports {
+            c.args(["--port", &p.to_string()]);
+        }
+        self.spawn_bg(&mut c)?;
+        Ok(())
+    }
+
+    /// Two namespaces joined by one veth pair: no bridge, no rules.
+    pub fn setup_ceiling(&mut self) -> Result<()> {
+        let a = self.add_ns("c1")?;
+        let b = self.add_ns("c2")?;
+        let (ia, ib) = (self.ifname("bca"), self.ifname("bcb"));
+        ip(&[
+            "link", "add", &ia, "netns", &a, "type", "veth", "peer", "name", &ib, "netns", &b,
+        ])?;
+        ip(&["-n", &a, "addr", "add", "10.232.0.1/24", "dev", &ia])?;
+        ip(&["-n", &b, "addr", "add", "10.232.0.2/24", "dev", &ib])?;
+        ip(&["-n", &a, "link", "set", &ia, "up"])?;
+        ip(&["-n", &b, "link", "set", &ib, "up"])?;
+        let (pa, pb) = (ns_path(&a), ns_path(&b));
+        Self::client_sysctls(&pa)?;
+        self.servers(&pb, &[RR_PORT])?;
+        self.ceiling = Endpoints {
+            c1: pa.clone(),
+            c2_ip: "10.232.0.2".into(),
+            out: pa,
+            pub_ip: "10.232.0.2".into(),
+            host_ns: None,
+        };
+        Ok(())
+    }
+
+    /// Host + outside namespaces joined by the uplink veth.
+    fn host_and_outside(&mut self, tag: char) -> Result<(String, String, String)> {
+        let h = self.add_ns(&format!("{tag}h"))?;
+        let o = self.add_ns(&format!("{tag}o"))?;
+        let (hi, oi) = (
+            self.ifname(&format!("b{tag}u")),
+            self.ifname(&format!("b{tag}o")),
+        );
+        ip(&[
+            "link", "add", &hi, "netns", &h, "type", "veth", "peer", "name", &oi, "netns", &o,
+        ])?;
+        ip(&[
+            "-n",
+            &h,
+            "addr",
+            "add",
+            &format!("{UPLINK_HOST_IP}/24"),
+            "dev",
+            &hi,
+        ])?;
+        ip(&[
+            "-n",
+            &o,
+            "addr",
+            "add",
+            &format!("{UPLINK_OUT_IP}/24"),
+            "dev",
+            &oi,
+        ])?;
+        ip(&["-n", &h, "link", "set", &hi, "up"])?;
+        ip(&["-n", &o, "link", "set", &oi, "up"])?;
+        ip(&["-n", &h, "route", "add", "default", "via", UPLINK_OUT_IP])?;
+        Self::client_sysctls(&ns_path(&o))?;
+        Ok((h, o, hi))
+    }
+
+    pub fn bridge_nf_available(host_ns: &str) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", host_ns, "test", "-e"])
+            .arg("/proc/sys/net/bridge/bridge-nf-call-iptables")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Linux bridge + Docker's iptables rules. Returns whether bridge
+    /// netfilter could be enabled.
+    pub fn setup_iptables(&mut self, scale_ports: &[u16]) -> Result<bool> {
+        let (h, o, _) = self.host_and_outside('i')?;
+        ip(&["-n", &h, "link", "add", BRIDGE, "type", "bridge"])?;
+        ip(&[
+            "-n",
+            &h,
+            "addr",
+            "add",
+            &format!("{BR_GW}/16"),
+            "dev",
+            BRIDGE,
+        ])?;
+        ip(&["-n", &h, "link", "set", BRIDGE, "up"])?;
+        let mut paths = Vec::new();
+        for k in 1..=3u8 {
+            let c = self.add_ns(&format!("i{k}"))?;
+            let (hv, cv) = (
+                self.ifname(&format!("bh{k}")),
+                self.ifname(&format!("bi{k}")),
+            );
+            ip(&[
+                "link", "add", &hv, "netns", &h, "type", "veth", "peer", "name", &cv, "netns", &c,
+            ])?;
+            ip(&["-n", &h, "link", "set", &hv, "master", BRIDGE])?;
+            ip(&["-n", &h, "link", "set", &hv, "up"])?;
+            let addr = format!("172.18.0.{}/16", k + 1);
+            ip(&["-n", &c, "addr", "add", &addr, "dev", &cv])?;
+            ip(&["-n", &c, "link", "set", &cv, "up"])?;
+            ip(&["-n", &c, "route", "add", "default", "via", BR_GW])?;
+            paths.push(ns_path(&c));
+        }
+        ok(Command::new("ip").args([
+            "netns",
+            "exec",
+            &h,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]))?;
+        let bridge_nf = Self::bridge_nf_available(&h);
+        if bridge_nf {
+            ok(Command::new("ip").args([
+                "netns",
+                "exec",
+                &h,
+                "sysctl",
+                "-qw",
+                "net.bridge.bridge-nf-call-iptables=1",
+            ]))?;
+        }
+        Self::client_sysctls(&paths[0])?;
+        self.servers(&paths[1], &[RR_PORT])?;
+        // The port-scaling server listens on every measured (last) port.
+        let mut c = in_ns(&paths[2], &self.loadgen);
+        c.arg("server");
+        for p in scale_ports {
+            c.args(["--port", &p.to_string()]);
+        }
+        self.spawn_bg(&mut c)?;
+        self.iptables = Endpoints {
+            c1: paths[0].clone(),
+            c2_ip: "172.18.0.3".into(),
+            out: ns_path(&o),
+            pub_ip: UPLINK_HOST_IP.into(),
+            host_ns: Some(h),
+        };
+        self.program_iptables(0)?;
+        Ok(bridge_nf)
+    }
+
+    /// Replaces the host netns' rule set with Docker's rules for the two
+    /// base ports plus `n` scaling ports on container 3 (the measured port,
+    /// SCALE_BASE + n - 1, last). Returns the iptables-restore wall time.
+    pub fn program_iptables(&mut self, n: u32) -> Result<Duration> {
+        let h = self.iptables.host_ns.clone().expect("iptables mode set up");
+        let mut ports = vec![
+            PortMap {
+                host_port: IPERF_PORT,
+                container_ip: "172.18.0.3".into(),
+                container_port: IPERF_PORT,
+            },
+            PortMap {
+                host_port: RR_PORT,
+                container_ip: "172.18.0.3".into(),
+                container_port: RR_PORT,
+            },
+        ];
+        for i in 0..n {
+            let p = SCALE_BASE + i as u16;
+            ports.push(PortMap {
+                host_port: p,
+                container_ip: "172.18.0.4".into(),
+                container_port: p,
+            });
+        }
+        let ips: Vec<String> = (2..=4).map(|k| format!("172.18.0.{k}")).collect();
+        let text = DockerRules {
+            bridge: BRIDGE,
+            subnet: BR_SUBNET,
+            container_ips: &ips,
+            ports: &ports,
+        }
+        .render();
+        let file = self.tmp.join("rules.v4");
+        fs::write(&file, text)?;
+        let f = fs::File::open(&file)?;
+        let t = Instant::now();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &h, "iptables-restore"])
+            .stdin(f)
+            .output()
+            .context("iptables-restore")?;
+        let dt = t.elapsed();
+        if !out.status.success() {
+            bail!(
+                "iptables-restore failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(dt)
+    }
+
+    fn dp(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.env("DATAPLANE_SOCKET", self.tmp.join("dataplane.sock"))
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    fn agent_dir_args(&self, host_ns: &str, uplink: &str) -> Vec<std::ffi::OsString> {
+        vec![
+            "--netns".into(),
+            ns_path(host_ns).into(),
+            "--state-dir".into(),
+            self.tmp.join("state").into(),
+            "--run-dir".into(),
+            self.tmp.join("run").into(),
+            "--bpffs".into(),
+            self.bpffs.clone().into(),
+            "--socket".into(),
+            self.tmp.join("dataplane.sock").into(),
+            "--uplink".into(),
+            uplink.into(),
+        ]
+    }
+
+    /// Container `name`: (netns path, IP).
+    fn container(&self, name: &str) -> Result<(String, String)> {
+        let s = ok(self.dp().args(["container", "inspect", name]))?;
+        let v: serde_json::Value = serde_json::from_str(&s)?;
+        let netns = v["netns"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no netns in {v}"))?
+            .to_string();
+        let ip = v["endpoints"][0]["ip"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no ip in {v}"))?
+            .to_string();
+        Ok((netns, ip))
+    }
+
+    pub fn setup_dataplane(&mut self) -> Result<()> {
+        let (h, o, uplink) = self.host_and_outside('d')?;
+        let log = fs::File::create(&self.agent_log)?;
+        let mut c = Command::new(&self.bin);
+        c.arg("agent")
+            .args(self.agent_dir_args(&h, &uplink))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
+        self.agent_started = true;
+        self.agent = Some(c.spawn().context("starting the agent")?);
+        self.dataplane.host_ns = Some(h.clone());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            check_interrupted()?;
+            if let Some(st) = self.agent.as_mut().expect("spawned").try_wait()? {
+                self.agent = None;
+                bail!("the agent exited during start-up ({st})");
+            }
+            if self.tmp.join("dataplane.sock").exists()
+                && capture(self.dp().arg("info"), Duration::from_secs(5))?
+                    .status
+                    .success()
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the agent did not answer within 60s");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        ok(self.dp().args(["container", "create", "bench-c1"]))?;
+        ok(self.dp().args([
+            "container",
+            "create",
+            "-p",
+            &format!("{IPERF_PORT}:{IPERF_PORT}"),
+            "-p",
+            &format!("{RR_PORT}:{RR_PORT}"),
+            "bench-c2",
+        ]))?;
+        let (p1, _) = self.container("bench-c1")?;
+        let (p2, ip2) = self.container("bench-c2")?;
+        Self::client_sysctls(&p1)?;
+        self.servers(&p2, &[RR_PORT])?;
+        self.dataplane = Endpoints {
+            c1: p1,
+            c2_ip: ip2,
+            out: ns_path(&o),
+            pub_ip: UPLINK_HOST_IP.into(),
+            host_ns: Some(h),
+        };
+        Ok(())
+    }
+
+    /// Replaces the dataplane port-scaling container with one publishing
+    /// `n` ports (SCALE_BASE..SCALE_BASE+n-1, same container ports) and
+    /// starts its server on the last one. Returns the wall time of
+    /// `container create` as the client sees it.
+    pub fn program_dataplane(&mut self, n: u32) -> Result<Duration> {
+        self.remove_scale_container()?;
+        let last = SCALE_BASE + (n - 1) as u16;
+        let spec = if n == 1 {
+            format!("{SCALE_BASE}:{SCALE_BASE}")
+        } else {
+            format!("{SCALE_BASE}-{last}:{SCALE_BASE}-{last}")
+        };
+        let t = Instant::now();
+        ok(self
+            .dp()
+            .args(["container", "create", "-p", &spec, "bench-c3"]))?;
+        let dt = t.elapsed();
+        self.scale_container = true;
+        let (p3, _) = self.container("bench-c3")?;
+        let mut c = in_ns(&p3, &self.loadgen);
+        c.args(["server", "--port", &last.to_string()]);
+        self.scale_server = Some(self.spawn_bg(&mut c)?);
+        Ok(dt)
+    }
+
+    pub fn remove_scale_container(&mut self) -> Result<()> {
+        if let Some(s) = self.scale_server.take() {
+            self.kill_bg(s);
+        }
+        if self.scale_container {
+            ok(self.dp().args(["container", "rm", "bench-c3"]))?;
+            self.scale_container = false;
+        }
+        Ok(())
+    }
+
+    pub fn iptables_save(&self, host_ns: &str) -> Result<String> {
+        ok(Command::new("ip").args(["netns", "exec", host_ns, "iptables-save"]))
+    }
+
+    /// Tears everything down; returns what could not be removed.
+    pub fn cleanup(&mut self) -> Vec<String> {
+        if self.cleaned {
+            return Vec::new();
+        }
+        self.cleaned = true;
+        let mut problems = Vec::new();
+        for c in self.children.iter_mut() {
+            if let Some(mut c) = c.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if let Some(mut agent) = self.agent.take() {
+            if let Ok(None) = agent.try_wait() {
+                // SAFETY: kill(2) on our own child's pid.
+                unsafe { libc::kill(agent.id() as libc::pid_t, libc::SIGTERM) };
+                let deadline = Instant::now() + Duration::from_secs(15);
+                while let Ok(None) = agent.try_wait() {
+                    if Instant::now() > deadline {
+                        problems.push("the agent ignored SIGTERM; killed".into());
+                        let _ = agent.kill();
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(50));
+                }
+                let _ = agent.wait();
+            }
+        }
+        if self.agent_started {
+            if let Some(h) = self.dataplane.host_ns.clone() {
+                let uplink = self.ifname("bdu");
+                let out = Command::new(&self.bin)
+                    .args(["agent", "--cleanup", "--purge"])
+                    .args(self.agent_dir_args(&h, &uplink))
+                    .env("NO_COLOR", "1")
+                    .stdin(Stdio::null())
+                    .output();
+                match out {
+                    Ok(o) if o.status.success() => {}
+                    Ok(o) => problems.push(format!(
+                        "agent --cleanup failed ({}): {}",
+                        o.status,
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    )),
+                    Err(e) => problems.push(format!("agent --cleanup: {e}")),
+                }
+            }
+        }
+        for ns in self.netns.drain(..).rev() {
+            match Command::new("ip").args(["netns", "del", &ns]).status() {
+                Ok(s) if s.success() => {}
+                other => problems.push(format!("ip netns del {ns}: {other:?}")),
+            }
+        }
+        if self.bpffs.exists() {
+            problems.push(format!("{} was left behind; removed", self.bpffs.display()));
+            let _ = fs::remove_dir_all(&self.bpffs);
+        }
+        for m in mounts_under(&self.tmp) {
+            problems.push(format!("mount {} was left behind; unmounted", m.display()));
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        }
+        if let Err(e) = fs::remove_dir_all(&self.tmp) {
+            problems.push(format!("removing {}: {e}", self.tmp.display()));
+        }
+        problems
+    }
+
+    pub fn agent_log_tail(&self) -> String {
+        let s = fs::read_to_string(&self.agent_log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for p in self.cleanup() {
+            eprintln!("bench cleanup: {p}");
+        }
+    }
+}
