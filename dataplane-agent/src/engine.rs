@@ -1160,6 +1160,26 @@ impl Engine {
         self.inner.lock().await.dp.drops()
     }
 
+    /// Follow the host's IPv4 addresses as they change (netlink address
+    /// events), so that ports published on 0.0.0.0 serve a new address at
+    /// once.
+    pub fn watch_addresses(self: &Arc<Self>) -> Result<()> {
+        use futures::StreamExt;
+        let (conn, _handle, mut events) =
+            rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Ipv4Ifaddr])?;
+        tokio::spawn(conn);
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            while events.next().await.is_some() {
+                let mut g = engine.inner.lock().await;
+                if let Err(e) = refresh_host_ips(&mut g).await {
+                    warn!("refreshing host addresses: {e:#}");
+                }
+            }
+        });
+        Ok(())
+    }
+
     /// Expire idle translated flows, and follow the host's addresses.
     pub async fn gc(&self) -> usize {
         let mut g = self.inner.lock().await;

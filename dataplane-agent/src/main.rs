@@ -260,6 +260,9 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
 
 async fn serve(cfg: AgentConfig, socket: &Path) -> Result<()> {
     let engine = Engine::start(cfg).await?;
+    if let Err(e) = engine.watch_addresses() {
+        tracing::warn!("not following host address changes (only every 10 s): {e:#}");
+    }
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -381,7 +381,6 @@ fn host_ip_binding() {
 }
 
 #[test]
-#[ignore = "bug: host addresses added after the agent started are only learnt by the 10 s gc; until then wildcard published ports are refused on them"]
 fn address_added_after_start_serves_wildcard_ports() {
     let h = Host::start();
     h.ok(&["container", "create", "w", "-p", "8080:80"]);
