@@ -269,7 +269,12 @@ fn measure_all(w: &mut World, plan: &Plan, env: &mut Env) -> Result<Vec<Sample>>
                 let r = loadgen(w.loadgen(), ns, "crr", &addr, plan.crr)
                     .with_context(|| format!("{}: crr {path}", m.name()))?;
                 let conns = r.f("connections");
-                println!("  {:<9} crr {path}: {:.0} conn/s", m.name(), r.f("rate"));
+                println!(
+                    "  {:<9} crr {path}: {:.0} conn/s ({} errors)",
+                    m.name(),
+                    r.f("rate"),
+                    r.f("errors")
+                );
                 samples.push(Sample::new("crr_rate", path, m, r.f("rate")));
                 if conns > 0.0 && r.cpu_s > 0.0 {
                     samples.push(Sample::new("crr_cpu", path, m, r.cpu_s / (conns / 1000.0)));
@@ -315,10 +320,11 @@ fn measure_all(w: &mut World, plan: &Plan, env: &mut Env) -> Result<Vec<Sample>>
                 let r = loadgen(w.loadgen(), &ns, "crr", &addr, plan.scale_crr)
                     .with_context(|| format!("{}: crr with {n} ports", m.name()))?;
                 println!(
-                    "  {:<9} {n:>5} ports: {:.0} conn/s, first response p50 {:.1} us",
+                    "  {:<9} {n:>5} ports: {:.0} conn/s, first response p50 {:.1} us ({} errors)",
                     m.name(),
                     r.f("rate"),
-                    r.f("p50_us")
+                    r.f("p50_us"),
+                    r.f("errors")
                 );
                 samples.push(Sample::new("ports_crr_rate", &path, m, r.f("rate")));
                 samples.push(Sample::new("ports_first_p50", &path, m, r.f("p50_us")));

@@ -5,8 +5,9 @@
 //! * `rr --addr IP:PORT --duration-ms MS` one connection, request/response
 //!   ping-pong; prints JSON with the per-request round-trip percentiles.
 //! * `crr --addr IP:PORT --duration-ms MS [--threads N]` connect, one
-//!   request/response, close, repeatedly; prints JSON with the connection
-//!   rate and the connect+first-response latency percentiles.
+//!   request/response, close, repeatedly (the server closes first, as a
+//!   request starting with `c` asks); prints JSON with the connection rate
+//!   and the connect+first-response latency percentiles.
 //! * `probe --addr IP:PORT [--timeout-ms MS]` succeeds once one
 //!   request/response went through (retrying until the timeout).
 //!
@@ -101,6 +102,11 @@ fn serve_conn(mut s: TcpStream, size: usize) {
             return;
         }
         if s.write_all(&buf).is_err() {
+            return;
+        }
+        // A CRR request: the server closes first, so the TIME_WAIT state
+        // stays on the server and the client's ports are free at once.
+        if buf.first() == Some(&b'c') {
             return;
         }
     }
@@ -218,10 +224,16 @@ fn crr(addr: SocketAddr, duration: Duration, threads: usize, size: usize) -> Res
             let mut last_err = String::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let r = connect(addr, Duration::from_secs(2))
-                    .and_then(|mut s| exchange(&mut s, &req, &mut resp));
+                let r = connect(addr, Duration::from_secs(2)).and_then(|mut s| {
+                    exchange(&mut s, &req, &mut resp)?;
+                    let first = t.elapsed();
+                    // Wait for the server's FIN, then close.
+                    let mut rest = [0u8; 16];
+                    while s.read(&mut rest)? > 0 {}
+                    Ok(first)
+                });
                 match r {
-                    Ok(()) => lat.push(t.elapsed().as_nanos() as u64),
+                    Ok(first) => lat.push(first.as_nanos() as u64),
                     Err(e) => {
                         errors += 1;
                         last_err = e.to_string();
