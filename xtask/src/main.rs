@@ -481,13 +481,75 @@ fn build(release: bool) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Totals of the `test result:` lines of a `cargo test` run.
+#[derive(Default, Debug, PartialEq, Eq)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl TestTotals {
+    /// Adds the counts of a libtest summary line such as
+    /// `test result: ok. 5 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; ...`.
+    /// Returns whether the line was one.
+    fn add_line(&mut self, line: &str) -> bool {
+        let Some(i) = line.find("test result:") else {
+            return false;
+        };
+        let rest = &line[i + "test result:".len()..];
+        let mut found = false;
+        for part in rest.split(';') {
+            let words: Vec<&str> = part.split_whitespace().collect();
+            // "ok. 5 passed" / "FAILED. 1 passed" / "2 failed" / "1 ignored"
+            for w in words.windows(2) {
+                let Ok(n) = w[0].parse::<u64>() else { continue };
+                match w[1] {
+                    "passed" => self.passed += n,
+                    "failed" => self.failed += n,
+                    "ignored" => self.ignored += n,
+                    _ => continue,
+                }
+                found = true;
+            }
+        }
+        found
+    }
+
+    /// The closing line: `N passed, N failed[, N skipped]`.
+    fn summary(&self) -> String {
+        let mut s = format!("{} passed, {} failed", self.passed, self.failed);
+        if self.ignored > 0 {
+            s.push_str(&format!(", {} skipped", self.ignored));
+        }
+        s
+    }
+}
+
+/// Builds the agent, runs `cargo test` on the host crates with its output
+/// streamed through, and ends with one line `N passed, N failed[, N skipped]`
+/// summed over every `test result:` line (CI judges a run by that closing
+/// line). Exits with cargo's status when the tests fail, so nothing is
+/// printed after the summary. A failed cargo run without any failed test
+/// (compile error, crashed test binary) counts as one failure, so the
+/// closing line of a failed run never reads `0 failed`.
 fn test(extra: &[String]) -> Result<()> {
     let start = Instant::now();
     let bin = match build(false) {
         Ok(b) => b,
         Err(e) => {
+            eprintln!("xtask: error: {e:#}");
             println!("xtask test: FAILED (build) after {:.0?}", start.elapsed());
-            return Err(e);
+            let t = TestTotals {
+                failed: 1,
+                ..Default::default()
+            };
+            println!("{}", t.summary());
+            std::process::exit(if INTERRUPTED.load(Ordering::SeqCst) {
+                130
+            } else {
+                1
+            });
         }
     };
     let mut c = cargo();
@@ -502,17 +564,79 @@ fn test(extra: &[String]) -> Result<()> {
     ]);
     c.args(extra);
     println!("$ DATAPLANE_BIN={} {}", bin.display(), describe(&c));
-    let res = run(&mut c);
+    check_interrupted()?;
+    let mut child = c
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run `{}`", describe(&c)))?;
+    let mut totals = TestTotals::default();
+    {
+        use std::io::{BufRead, Write};
+        let out = child.stdout.take().expect("piped");
+        let mut reader = std::io::BufReader::new(out);
+        let mut buf = Vec::new();
+        let stdout = std::io::stdout();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {
+                    let mut lock = stdout.lock();
+                    let _ = lock.write_all(&buf);
+                    let _ = lock.flush();
+                    totals.add_line(&String::from_utf8_lossy(&buf));
+                }
+                Err(e) => {
+                    eprintln!("xtask test: reading cargo's output: {e}");
+                    break;
+                }
+            }
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
     let secs = start.elapsed().as_secs();
-    match res {
-        Ok(()) => {
-            println!("xtask test: PASSED (build and tests) in {secs}s");
-            Ok(())
-        }
-        Err(e) => {
-            println!("xtask test: FAILED (tests) after {secs}s");
-            Err(e)
-        }
+    if status.success() {
+        println!("xtask test: PASSED (build and tests) in {secs}s");
+        println!("{}", totals.summary());
+        return Ok(());
+    }
+    println!("xtask test: FAILED (tests: `cargo test` {status}) after {secs}s");
+    if totals.failed == 0 {
+        totals.failed = 1;
+    }
+    println!("{}", totals.summary());
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        std::process::exit(130);
+    }
+    std::process::exit(status.code().filter(|c| *c != 0).unwrap_or(1));
+}
+
+#[cfg(test)]
+mod test_totals {
+    use super::TestTotals;
+
+    #[test]
+    fn sums_libtest_summaries() {
+        let mut t = TestTotals::default();
+        assert!(t.add_line(
+            "test result: ok. 5 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s\n"
+        ));
+        assert!(t.add_line(
+            "test result: FAILED. 2 passed; 3 failed; 0 ignored; 0 measured; 4 filtered out; finished in 1.00s"
+        ));
+        assert!(!t.add_line("running 5 tests"));
+        assert!(!t.add_line("test foo ... ok"));
+        assert_eq!(
+            t,
+            TestTotals {
+                passed: 7,
+                failed: 3,
+                ignored: 1
+            }
+        );
+        assert_eq!(t.summary(), "7 passed, 3 failed, 1 skipped");
+        t.ignored = 0;
+        assert_eq!(t.summary(), "7 passed, 3 failed");
     }
 }
 
