@@ -611,35 +611,6 @@ fn test(extra: &[String]) -> Result<()> {
     std::process::exit(status.code().filter(|c| *c != 0).unwrap_or(1));
 }
 
-#[cfg(test)]
-mod test_totals {
-    use super::TestTotals;
-
-    #[test]
-    fn sums_libtest_summaries() {
-        let mut t = TestTotals::default();
-        assert!(t.add_line(
-            "test result: ok. 5 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s\n"
-        ));
-        assert!(t.add_line(
-            "test result: FAILED. 2 passed; 3 failed; 0 ignored; 0 measured; 4 filtered out; finished in 1.00s"
-        ));
-        assert!(!t.add_line("running 5 tests"));
-        assert!(!t.add_line("test foo ... ok"));
-        assert_eq!(
-            t,
-            TestTotals {
-                passed: 7,
-                failed: 3,
-                ignored: 1
-            }
-        );
-        assert_eq!(t.summary(), "7 passed, 3 failed, 1 skipped");
-        t.ignored = 0;
-        assert_eq!(t.summary(), "7 passed, 3 failed");
-    }
-}
-
 // ---------------------------------------------------------------------------
 // demo
 
@@ -1205,4 +1176,33 @@ fn demo() -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod test_totals {
+    use super::TestTotals;
+
+    #[test]
+    fn sums_libtest_summaries() {
+        let mut t = TestTotals::default();
+        assert!(t.add_line(
+            "test result: ok. 5 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s\n"
+        ));
+        assert!(t.add_line(
+            "test result: FAILED. 2 passed; 3 failed; 0 ignored; 0 measured; 4 filtered out; finished in 1.00s"
+        ));
+        assert!(!t.add_line("running 5 tests"));
+        assert!(!t.add_line("test foo ... ok"));
+        assert_eq!(
+            t,
+            TestTotals {
+                passed: 7,
+                failed: 3,
+                ignored: 1
+            }
+        );
+        assert_eq!(t.summary(), "7 passed, 3 failed, 1 skipped");
+        t.ignored = 0;
+        assert_eq!(t.summary(), "7 passed, 3 failed");
+    }
 }
