@@ -15,13 +15,15 @@ use std::{
 use anyhow::{anyhow, Context, Result};
 use std::os::fd::{AsFd, AsRawFd};
 
+pub use aya::programs::XdpMode;
+
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
     programs::{
         links::{CgroupAttachMode, FdLink, PinnedLink},
         tc::SchedClassifierLink,
         xdp::XdpLink,
-        CgroupSockAddr, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        CgroupSockAddr, SchedClassifier, TcAttachType, Xdp,
     },
     Ebpf, EbpfLoader,
 };
@@ -219,7 +221,7 @@ impl Datapath {
 
     /// Attach the XDP program to the uplink with a pinned link (re-adopted if
     /// pinned already).
-    pub fn attach_xdp(&mut self, ifname: &str) -> Result<()> {
+    pub fn attach_xdp(&mut self, ifname: &str, mode: XdpMode) -> Result<()> {
         let name = prog_names::XDP_UPLINK;
         let pin = self.link_path(name, ifname);
         let prog: &mut Xdp = self
@@ -243,7 +245,7 @@ impl Datapath {
             }
         }
         let id = prog
-            .attach(ifname, XdpMode::Default)
+            .attach(ifname, mode)
             .with_context(|| format!("attaching XDP to {ifname}"))?;
         let link: FdLink = prog
             .take_link(id)?

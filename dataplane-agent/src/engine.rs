@@ -46,6 +46,19 @@ pub struct AgentConfig {
     /// cgroup v2 directory the socket programs are attached to (default:
     /// the system's cgroup2 mount).
     pub cgroup: Option<PathBuf>,
+    pub xdp_mode: XdpModeChoice,
+}
+
+/// How the XDP program is attached to the uplink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpModeChoice {
+    /// Native on NICs; generic on virtual devices. Native XDP on a veth makes
+    /// its peer drop TSO/GSO (veth_fix_features) and copies every packet into
+    /// an XDP buffer, which costs more than it saves; generic XDP keeps the
+    /// peer's offloads.
+    Auto,
+    Native,
+    Generic,
 }
 
 /// An error for the API's caller: what was wrong, with the matching HTTP status.
@@ -288,7 +301,13 @@ impl Engine {
         }
         if let Some(u) = &g.uplink {
             g.dp.attach(prog_names::FROM_UPLINK, &u.name)?;
-            g.dp.attach_xdp(&u.name)?;
+            let mode = match (self.cfg.xdp_mode, u.is_virtual) {
+                (XdpModeChoice::Native, _) | (XdpModeChoice::Auto, false) => {
+                    datapath::XdpMode::Default
+                }
+                (XdpModeChoice::Generic, _) | (XdpModeChoice::Auto, true) => datapath::XdpMode::Skb,
+            };
+            g.dp.attach_xdp(&u.name, mode)?;
             want_links.insert((prog_names::FROM_UPLINK.into(), u.name.clone()));
             want_links.insert((prog_names::XDP_UPLINK.into(), u.name.clone()));
             info!(uplink = %u.name, ip = ?u.ip, "uplink");

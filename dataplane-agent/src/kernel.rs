@@ -43,6 +43,8 @@ pub struct LinkInfo {
     pub index: u32,
     pub mac: [u8; 6],
     pub mtu: u32,
+    /// A virtual device (veth, bridge, vxlan, ...): it has a link kind.
+    pub is_virtual: bool,
 }
 
 fn link_info(m: &LinkMessage) -> LinkInfo {
@@ -50,11 +52,17 @@ fn link_info(m: &LinkMessage) -> LinkInfo {
         index: m.header.index,
         mac: [0; 6],
         mtu: 0,
+        is_virtual: false,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::Address(mac) if mac.len() == 6 => info.mac.copy_from_slice(mac),
             LinkAttribute::Mtu(mtu) => info.mtu = *mtu,
+            LinkAttribute::LinkInfo(infos) => {
+                info.is_virtual = infos
+                    .iter()
+                    .any(|i| matches!(i, rtnetlink::packet_route::link::LinkInfo::Kind(_)));
+            }
             _ => {}
         }
     }
@@ -362,6 +370,8 @@ pub struct Uplink {
     pub name: String,
     pub index: u32,
     pub ip: Option<Ipv4Addr>,
+    /// veth, bond, vxlan... rather than a NIC.
+    pub is_virtual: bool,
 }
 
 /// Find the uplink: the named interface, or the one of the default route.
@@ -415,7 +425,16 @@ pub async fn find_uplink(h: &Handle, name: Option<&str>) -> Result<Option<Uplink
             _ => None,
         })
     });
-    Ok(Some(Uplink { name, index, ip }))
+    let is_virtual = link_by_name(h, &name)
+        .await?
+        .map(|l| l.is_virtual)
+        .unwrap_or(false);
+    Ok(Some(Uplink {
+        name,
+        index,
+        ip,
+        is_virtual,
+    }))
 }
 
 /// Every IPv4 address of the host namespace.

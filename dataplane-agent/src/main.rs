@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use dataplane_agent::{
     api,
     client::Client,
-    engine::{AgentConfig, Engine},
+    engine::{AgentConfig, Engine, XdpModeChoice},
     model::*,
 };
 use tracing::info;
@@ -86,6 +86,10 @@ struct AgentArgs {
     /// host); default: the cgroup2 mount (/sys/fs/cgroup or /sys/fs/cgroup/unified).
     #[arg(long)]
     cgroup: Option<PathBuf>,
+    /// XDP attach mode on the uplink: auto (native on NICs, generic on
+    /// virtual devices such as veth), native or generic.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+    xdp_mode: XdpModeArg,
     /// Run inside this network namespace (entered with setns before anything starts).
     #[arg(long)]
     netns: Option<PathBuf>,
@@ -95,6 +99,13 @@ struct AgentArgs {
     /// With --cleanup: also delete the persisted state.
     #[arg(long, requires = "cleanup")]
     purge: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum XdpModeArg {
+    Auto,
+    Native,
+    Generic,
 }
 
 #[derive(Subcommand)]
@@ -242,6 +253,11 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
         nat_port_range: args.nat_port_range,
         port_range: args.port_range,
         cgroup: args.cgroup,
+        xdp_mode: match args.xdp_mode {
+            XdpModeArg::Auto => XdpModeChoice::Auto,
+            XdpModeArg::Native => XdpModeChoice::Native,
+            XdpModeArg::Generic => XdpModeChoice::Generic,
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

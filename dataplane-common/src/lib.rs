@@ -150,6 +150,9 @@ pub struct NatEntry {
 
 /// A FIN or RST was seen: the flow expires after the short timeout.
 pub const NAT_F_CLOSING: u16 = 1;
+/// A reply was seen: until then the flow expires after the short timeout
+/// (unanswered SYNs and UDP probes must not hold masquerade ports for long).
+pub const NAT_F_REPLIED: u16 = 2;
 
 pub const MAX_PORTS: u32 = 131072;
 

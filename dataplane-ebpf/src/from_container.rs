@@ -20,14 +20,14 @@
 
 use aya_ebpf::{
     bindings::{
-        bpf_fib_lookup, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_NO_NEIGH,
-        BPF_FIB_LKUP_RET_SUCCESS, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT,
+        bpf_fib_lookup, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NOT_FWDED,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT,
     },
     helpers::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect, bpf_redirect_neigh},
     macros::classifier,
     programs::TcContext,
 };
-use aya_log_ebpf::{debug, warn};
+use aya_log_ebpf::warn;
 use dataplane_common::{
     CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, LinkKey, PortTarget, NET_F_INTERNAL,
     NET_F_NO_ICC,
@@ -55,8 +55,9 @@ pub fn dp_from_container(ctx: TcContext) -> i32 {
     };
     let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
     let Some(ep) = (unsafe { DP_IF_ENDPOINTS.get(ifindex) }).copied() else {
-        // Not (or no longer) one of ours: leave it to the stack.
-        return TC_ACT_OK;
+        // Attached but not (or no longer) known: fail closed, the stack
+        // would forward it without any policy.
+        return drop(ifindex, DropReason::UnknownInterface);
     };
     match ethertype {
         ETH_P_ARP => arp(&ctx, &ep),
@@ -211,11 +212,12 @@ fn to_endpoint(ctx: &TcContext, ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv
     if peer.net_id != ep.net_id {
         return drop(ep.ifindex, DropReason::CrossNetwork);
     }
-    if let Some(net) = unsafe { DP_NETWORKS.get(ep.net_id) } {
-        if net.flags & NET_F_NO_ICC != 0 && peer.ifindex != ep.ifindex {
-            if let Some(reason) = icc_denied(ep, peer, ip) {
-                return drop(ep.ifindex, reason);
-            }
+    let Some(net) = (unsafe { DP_NETWORKS.get(ep.net_id) }) else {
+        return drop(ep.ifindex, DropReason::UnknownInterface);
+    };
+    if net.flags & NET_F_NO_ICC != 0 && peer.ifindex != ep.ifindex {
+        if let Some(reason) = icc_denied(ep, peer, ip) {
+            return drop(ep.ifindex, reason);
         }
     }
     nat::deliver(ctx, peer)
@@ -246,7 +248,13 @@ fn icc_denied(ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv4) -> Option<DropR
                 proto: ip.proto,
                 _pad: [0; 3],
             };
-            let _ = DP_POLICY_CT.insert(&reply, &now, 0);
+            // Refresh in place; an LRU insert per packet would allocate.
+            match DP_POLICY_CT.get_ptr_mut(&reply) {
+                Some(ts) => unsafe { *ts = now },
+                None => {
+                    let _ = DP_POLICY_CT.insert(&reply, &now, 0);
+                }
+            }
             return None;
         }
         if let Some(ts) = DP_POLICY_CT.get_ptr_mut(&flow(ip)) {
@@ -296,7 +304,8 @@ fn hairpin(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4, t: &PortTarget) -> i32
         _pad: 0,
         last_seen_ns: now,
     };
-    // Keep the client's port when it is free, else pick from the NAT range.
+    // Ports from the NAT range only: it is disjoint from the host's
+    // ephemeral ports, which the host's own connections from the gateway use.
     let reply = |port: u16| FlowKey {
         src: t.ip,
         dst: tnet.gateway,
@@ -305,7 +314,7 @@ fn hairpin(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4, t: &PortTarget) -> i32
         proto: ip.proto,
         _pad: [0; 3],
     };
-    let Some(nat_port) = nat::claim_port(cfg, Some(ip.sport), |port| {
+    let Some(nat_port) = nat::claim_port(cfg, None, |port| {
         DP_CT
             .insert(&reply(port), &back, BPF_NOEXIST as u64)
             .is_ok()
@@ -378,10 +387,6 @@ fn fib(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> Option<(u32, bpf_fib_lo
     if rc < 0 {
         return None;
     }
-    debug!(
-        ctx,
-        "route lookup for {:i}: rc {} via ifindex {}", ip.dst, rc as u32, fib.ifindex
-    );
     Some((rc as u32, fib))
 }
 
@@ -402,23 +407,31 @@ fn forward(ctx: &TcContext, ep: &EndpointInfo, rc: u32, f: &bpf_fib_lookup) -> i
 #[inline(always)]
 fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> i32 {
     let Some((rc, f)) = fib(ctx, ep, ip) else {
-        return TC_ACT_OK;
+        return drop(ep.ifindex, DropReason::NoRoute);
     };
     if rc == BPF_FIB_LKUP_RET_NOT_FWDED {
         // A local address of the host: the stack delivers it.
         return TC_ACT_OK;
     }
+    if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && !ip.dont_fragment {
+        // The stack would fragment and forward it untranslated.
+        return drop(ep.ifindex, DropReason::Fragment);
+    }
     if rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH {
-        // Unreachable, prohibited, forwarding disabled, needs fragmentation:
-        // the stack answers with the right ICMP error.
+        // Unreachable, prohibited, needs fragmentation with DF: the stack
+        // answers with the right ICMP error (it does not forward these).
         return TC_ACT_OK;
     }
     let Some(cfg) = maps::config() else {
-        return TC_ACT_OK;
+        return drop(ep.ifindex, DropReason::NoRoute);
     };
     if cfg.uplink_ifindex == 0 || f.ifindex != cfg.uplink_ifindex {
         // Another host interface: plain routing by the stack.
         return TC_ACT_OK;
+    }
+    if cfg.uplink_ip == [0; 4] {
+        // The uplink has no address to masquerade to.
+        return drop(ep.ifindex, DropReason::NoRoute);
     }
     if ip.ttl <= 1 {
         // The stack sends the ICMP time exceeded.

@@ -6,7 +6,9 @@ use aya_ebpf::{
     helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_redirect_peer},
     programs::TcContext,
 };
-use dataplane_common::{Config, DropReason, EndpointInfo, FlowKey, NatEntry, NAT_F_CLOSING};
+use dataplane_common::{
+    Config, DropReason, EndpointInfo, FlowKey, NatEntry, NAT_F_CLOSING, NAT_F_REPLIED,
+};
 
 use crate::{
     maps::{self, DP_NAT_IN, DP_NAT_OUT},
@@ -114,11 +116,38 @@ fn closing(ip: &Ipv4) -> u16 {
 pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(e) = DP_NAT_OUT.get_ptr_mut(key) {
-        unsafe {
+        let out = unsafe {
             (*e).last_seen_ns = now;
             (*e).flags |= closing(ip);
-            return Some(*e);
+            *e
+        };
+        // The two directions live in separate LRU maps: if the reverse entry
+        // was evicted, its port may have been claimed by another flow since.
+        // Restore it, or translate this flow anew.
+        let rev = FlowKey {
+            src: key.dst,
+            dst: out.addr,
+            sport: key.dport,
+            dport: out.port,
+            proto: key.proto,
+            _pad: [0; 3],
+        };
+        if let Some(b) = unsafe { DP_NAT_IN.get(&rev) } {
+            if b.addr == key.src && b.port == key.sport {
+                return Some(out);
+            }
+        } else {
+            let back = NatEntry {
+                addr: key.src,
+                port: key.sport,
+                flags: out.flags,
+                last_seen_ns: now,
+            };
+            if DP_NAT_IN.insert(&rev, &back, BPF_NOEXIST as u64).is_ok() {
+                return Some(out);
+            }
         }
+        let _ = DP_NAT_OUT.remove(key);
     }
     let back = NatEntry {
         addr: key.src,
@@ -204,7 +233,7 @@ pub fn rnat_entry(key: &FlowKey, ip: &Ipv4) -> Option<NatEntry> {
     let e = DP_NAT_IN.get_ptr_mut(key)?;
     unsafe {
         (*e).last_seen_ns = bpf_ktime_get_ns();
-        (*e).flags |= closing(ip);
+        (*e).flags |= closing(ip) | NAT_F_REPLIED;
         Some(*e)
     }
 }

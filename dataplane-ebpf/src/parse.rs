@@ -101,6 +101,8 @@ pub struct Ipv4 {
     pub proto: u8,
     pub ttl: u8,
     pub frag: Frag,
+    /// The Don't Fragment bit.
+    pub dont_fragment: bool,
     /// Offset of the L4 header from the start of the frame.
     pub l4_off: usize,
     /// Ports in host order (ICMP echo: `sport` is the identifier).
@@ -160,6 +162,7 @@ pub fn parse_ipv4_pkt(pkt: &Pkt, l3_off: usize) -> Result<Ipv4, ParseError> {
         proto: hdr[9],
         ttl: hdr[8],
         frag,
+        dont_fragment: frag_word & 0x4000 != 0,
         l4_off: l3_off + ihl,
         sport: 0,
         dport: 0,

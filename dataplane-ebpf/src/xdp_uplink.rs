@@ -16,8 +16,11 @@ use aya_ebpf::{
 };
 use dataplane_common::{CtEntry, DropReason, EndpointKey, FlowKey};
 
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+
 use crate::{
-    maps::{self, DP_CT, DP_ENDPOINTS},
+    maps::{self, DP_CT, DP_ENDPOINTS, DP_HOST_IPS},
     parse::{
         self, csum_replace2, csum_replace4, Frag, Pkt, ETH_LEN, ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP,
         IP_CSUM_OFF, IP_DST_OFF, IP_TTL_OFF,
@@ -60,6 +63,15 @@ pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
     if ip.ttl <= 1 {
         return XDP_PASS;
     }
+    // Nothing from outside speaks with an address of this host or of its
+    // containers (the stack's rp_filter never sees what we deliver).
+    if parse::is_loopback(ip.src)
+        || unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.src }) }.is_some()
+        || unsafe { DP_HOST_IPS.get(EndpointKey { ip: ip.src }) }.is_some()
+    {
+        maps::count_drop(ifindex, DropReason::Spoofed);
+        return XDP_DROP;
+    }
     // The reply of this connection leaves the container as t.ip:t.port ->
     // client and must look like it comes from the published address.
     let now = unsafe { bpf_ktime_get_ns() };
@@ -80,14 +92,22 @@ pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
         _pad: 0,
         last_seen_ns: now,
     };
+    // A TCP connection starts with a SYN: only a SYN (or a flow we have no
+    // state for) may replace the reply translation, so that a stray packet
+    // cannot redirect the replies of a live connection.
+    let syn = ip.proto == IPPROTO_TCP && ip.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     match DP_CT.get_ptr_mut(&reply) {
         // The same connection: keep it alive.
         Some(e) if unsafe { (*e).src == want.src && (*e).sport == want.sport } => unsafe {
             (*e).last_seen_ns = now
         },
-        // New, or the client reused its port towards another published
-        // address of the same container port: replies follow the latest.
-        _ => {
+        // The client reused its port towards another published address of
+        // the same container port: replies follow the new connection.
+        Some(_) if syn || ip.proto == IPPROTO_UDP => {
+            let _ = DP_CT.insert(&reply, &want, 0);
+        }
+        Some(_) => {}
+        None => {
             let _ = DP_CT.insert(&reply, &want, 0);
         }
     }

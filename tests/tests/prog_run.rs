@@ -471,22 +471,23 @@ fn vlan_and_ipv6_frames_go_to_the_stack() {
 }
 
 #[test]
-fn unknown_interface_goes_to_the_stack() {
+fn unknown_interface_is_dropped() {
     with_env(|env| {
-        // Even a malformed IPv4 frame: the program does not judge interfaces
-        // it does not own.
+        // Fail closed: the program runs only on the agent's veths, and one it
+        // does not know (not yet, or no longer) must not hand packets to the
+        // stack, which would route them with no policy at all.
         let pkt = tcp_from(E1, E2.ip, 1, 2, TCP_SYN);
         let run = env.run_container_on(STRAY_IF, &pkt);
-        assert_passed_unchanged(&run, &pkt);
+        assert_eq!(run.verdict, TC_ACT_SHOT);
         let mut short = tcp_from(E1, E2.ip, 1, 2, TCP_SYN);
         short[ETH_LEN] = 0x44; // IHL 4
         let run = env.run_container_on(STRAY_IF, &short);
-        assert_passed_unchanged(&run, &short);
+        assert_eq!(run.verdict, TC_ACT_SHOT);
         // An endpoint removed from the maps is unknown too.
         env.remove_endpoint(E1);
         let run = env.run_container(E1, &pkt);
-        assert_passed_unchanged(&run, &pkt);
-        env.assert_no_drops();
+        assert_eq!(run.verdict, TC_ACT_SHOT);
+        env.assert_only_drop(DropReason::UnknownInterface);
         assert_eq!(env.stats(E2).rx_packets, 0);
     });
 }
