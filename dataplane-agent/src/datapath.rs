@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::{anyhow, Context, Result};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 
 pub use aya::programs::XdpMode;
 
@@ -30,7 +30,7 @@ use aya::{
 use dataplane_common::{
     map_names, prog_names, Config, CtEntry, DropReason, EndpointInfo, EndpointKey, EndpointStats,
     FlowKey, HostInfo, LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget, SockKey, SockOrig,
-    DROP_REASONS, NAT_F_CLOSING,
+    DROP_REASONS, NAT_F_CLOSING, NAT_F_REPLIED,
 };
 use tracing::{debug, info, warn};
 
@@ -46,6 +46,8 @@ pub const NAT_TIMEOUT_TCP: u64 = 3600;
 pub const NAT_TIMEOUT_TCP_CLOSING: u64 = 10;
 pub const NAT_TIMEOUT_UDP: u64 = 60;
 pub const NAT_TIMEOUT_ICMP: u64 = 30;
+/// Flows that never saw a reply (unanswered SYNs, UDP probes).
+pub const NAT_TIMEOUT_UNREPLIED: u64 = 30;
 
 pub struct Datapath {
     ebpf: Ebpf,
@@ -94,6 +96,16 @@ impl Datapath {
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
+        // Records below this level are not even produced in the kernel.
+        let verbose = std::env::var("DATAPLANE_LOG")
+            .map(|v| v.contains("debug") || v.contains("trace"))
+            .unwrap_or(false);
+        let level = if verbose {
+            aya_log::Level::Debug
+        } else {
+            aya_log::Level::Warn
+        } as u8;
+        loader.override_global(aya_log::LEVEL, &level, false);
         let mut ebpf = loader.load(OBJ).context("loading the eBPF object")?;
         for name in [prog_names::FROM_CONTAINER, prog_names::FROM_UPLINK] {
             let prog: &mut SchedClassifier = ebpf
@@ -189,20 +201,24 @@ impl Datapath {
             .ok_or_else(|| anyhow!("program {prog_name} missing"))?
             .try_into()?;
         if pin.exists() {
-            match PinnedLink::from_pin(&pin) {
-                Ok(p) => {
-                    let fd: FdLink = p.into();
-                    let link = SchedClassifierLink::try_from(fd)?;
-                    let id = prog.attach_to_link(link)?;
-                    // Keep the pin; drop our handle without detaching.
-                    let link = prog.take_link(id)?;
-                    let fd: FdLink = link.try_into()?;
-                    drop(fd);
+            // Swap the program of the pinned link atomically; the attachment
+            // (and the traffic through it) stays.
+            let readopt = (|| -> Result<()> {
+                let fd: FdLink = PinnedLink::from_pin(&pin)?.into();
+                let id = prog.attach_to_link(SchedClassifierLink::try_from(fd)?)?;
+                // Keep the pin; drop our handle without detaching.
+                let fd: FdLink = prog.take_link(id)?.try_into()?;
+                drop(fd);
+                Ok(())
+            })();
+            match readopt {
+                Ok(()) => {
                     debug!(prog_name, ifname, "re-adopted pinned link");
                     return Ok(());
                 }
+                // E.g. the interface was recreated while the agent was down.
                 Err(e) => {
-                    warn!(?pin, "stale link pin ({e}), re-attaching");
+                    warn!(?pin, "stale link pin ({e:#}), attaching anew");
                     let _ = std::fs::remove_file(&pin);
                 }
             }
@@ -230,16 +246,17 @@ impl Datapath {
             .ok_or_else(|| anyhow!("program {name} missing"))?
             .try_into()?;
         if pin.exists() {
-            match PinnedLink::from_pin(&pin) {
-                Ok(p) => {
-                    let fd: FdLink = p.into();
-                    let id = prog.attach_to_link(XdpLink::try_from(fd)?)?;
-                    let fd: FdLink = prog.take_link(id)?.try_into()?;
-                    drop(fd);
-                    return Ok(());
-                }
+            let readopt = (|| -> Result<()> {
+                let fd: FdLink = PinnedLink::from_pin(&pin)?.into();
+                let id = prog.attach_to_link(XdpLink::try_from(fd)?)?;
+                let fd: FdLink = prog.take_link(id)?.try_into()?;
+                drop(fd);
+                Ok(())
+            })();
+            match readopt {
+                Ok(()) => return Ok(()),
                 Err(e) => {
-                    warn!(?pin, "stale link pin ({e}), re-attaching");
+                    warn!(?pin, "stale link pin ({e:#}), attaching anew");
                     let _ = std::fs::remove_file(&pin);
                 }
             }
@@ -267,17 +284,22 @@ impl Datapath {
             prog_names::SOCK_RECVMSG4,
         ] {
             let pin = self.link_path(name, "cgroup");
-            if pin.exists() && PinnedLink::from_pin(&pin).is_ok() {
-                // bpf_link_update is not offered for these by aya 0.14: the
-                // pinned program keeps running, sharing the same maps.
-                continue;
-            }
-            let _ = std::fs::remove_file(&pin);
             let prog: &mut CgroupSockAddr = self
                 .ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("program {name} missing"))?
                 .try_into()?;
+            if pin.exists() {
+                // aya 0.14 cannot update these links: BPF_LINK_UPDATE by hand,
+                // so that the new program (and its maps) take over atomically.
+                match link_update(&pin, prog.fd()?.as_fd().as_raw_fd()) {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        warn!(?pin, "stale link pin ({e:#}), attaching anew");
+                        let _ = std::fs::remove_file(&pin);
+                    }
+                }
+            }
             let id = prog
                 // Single = flags 0: bpf_link attachments are multi by nature.
                 .attach(cg.as_fd(), CgroupAttachMode::Single)
@@ -431,6 +453,8 @@ impl Datapath {
         let expired = |k: &FlowKey, v: &NatEntry| {
             let timeout = if v.flags & NAT_F_CLOSING != 0 {
                 NAT_TIMEOUT_TCP_CLOSING
+            } else if v.flags & NAT_F_REPLIED == 0 {
+                NAT_TIMEOUT_UNREPLIED
             } else {
                 match k.proto {
                     6 => NAT_TIMEOUT_TCP,
@@ -586,12 +610,28 @@ impl Datapath {
             _ => NAT_TIMEOUT_ICMP,
         } * 1_000_000_000;
         let mut n = 0;
-        let dead: Vec<FlowKey> = self
-            .ct
+        let entries: std::collections::HashMap<FlowKey, CtEntry> =
+            self.ct.iter().filter_map(Result::ok).collect();
+        // Hairpin flows have two entries (each direction's wire tuple): the
+        // pair lives as long as either side is active.
+        let partner = |k: &FlowKey, v: &CtEntry| FlowKey {
+            src: v.dst,
+            dst: v.src,
+            sport: v.dport,
+            dport: v.sport,
+            proto: k.proto,
+            _pad: [0; 3],
+        };
+        let dead: Vec<FlowKey> = entries
             .iter()
-            .filter_map(Result::ok)
-            .filter(|(k, v)| now.saturating_sub(v.last_seen_ns) > timeout(k.proto))
-            .map(|(k, _)| k)
+            .filter(|(k, v)| {
+                let last = entries
+                    .get(&partner(k, v))
+                    .map(|p| p.last_seen_ns.max(v.last_seen_ns))
+                    .unwrap_or(v.last_seen_ns);
+                now.saturating_sub(last) > timeout(k.proto)
+            })
+            .map(|(k, _)| *k)
             .collect();
         for k in dead {
             let _ = self.ct.remove(&k);
@@ -653,8 +693,9 @@ fn drop_incompatible_pins(maps_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Remove everything pinned under the root (maps and links). Links are
-/// destroyed with their pin, which detaches the programs.
+/// Remove what the agent pinned under the root: its links (which detaches
+/// the programs) and its maps, then the directories if nothing else is there.
+/// Nothing else under the root is touched.
 pub fn remove_pins(root: &Path) -> Result<()> {
     if let Ok(rd) = std::fs::read_dir(root.join("links")) {
         for e in rd.flatten() {
@@ -664,11 +705,90 @@ pub fn remove_pins(root: &Path) -> Result<()> {
             let _ = std::fs::remove_file(e.path());
         }
     }
-    if root.exists() {
-        std::fs::remove_dir_all(root)
-            .with_context(|| format!("removing pins under {}", root.display()))?;
+    let mut ours: Vec<&str> = map_names::ALL.to_vec();
+    ours.push("AYA_LOGS");
+    for name in ours {
+        let _ = std::fs::remove_file(root.join("maps").join(name));
+    }
+    for dir in [root.join("links"), root.join("maps"), root.to_path_buf()] {
+        if dir.exists() {
+            if let Err(e) = std::fs::remove_dir(&dir) {
+                warn!("leaving {}: {e}", dir.display());
+            }
+        }
     }
     info!(root = %root.display(), "removed pinned maps and links");
+    Ok(())
+}
+
+/// The bpffs root must be a directory of its own, never a bpffs mount's root
+/// shared with other software (e.g. /sys/fs/bpf itself).
+pub fn check_bpffs_root(root: &Path) -> Result<()> {
+    let norm: PathBuf = root.components().collect();
+    if norm == Path::new("/sys/fs/bpf") || norm == Path::new("/") {
+        anyhow::bail!(
+            "--bpffs {} is shared with other software; use a directory of its own such as /sys/fs/bpf/dataplane",
+            root.display()
+        );
+    }
+    Ok(())
+}
+
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_LINK_UPDATE: libc::c_long = 29;
+
+/// Point the pinned bpf_link at `pin` to another program (BPF_LINK_UPDATE).
+fn link_update(pin: &Path, prog_fd: i32) -> Result<()> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct ObjGet {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: i32,
+        _pad: u32,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct LinkUpdate {
+        link_fd: u32,
+        new_prog_fd: u32,
+        flags: u32,
+        old_prog_fd: u32,
+    }
+    let path = std::ffi::CString::new(pin.as_os_str().as_encoded_bytes())?;
+    let mut get = ObjGet {
+        pathname: path.as_ptr() as u64,
+        ..Default::default()
+    };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            &mut get as *mut ObjGet,
+            std::mem::size_of::<ObjGet>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("BPF_OBJ_GET");
+    }
+    let link = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    let mut upd = LinkUpdate {
+        link_fd: link.as_raw_fd() as u32,
+        new_prog_fd: prog_fd as u32,
+        ..Default::default()
+    };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_UPDATE,
+            &mut upd as *mut LinkUpdate,
+            std::mem::size_of::<LinkUpdate>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error()).context("BPF_LINK_UPDATE");
+    }
     Ok(())
 }
 

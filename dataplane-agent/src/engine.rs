@@ -190,6 +190,7 @@ impl Engine {
     /// Start: open the store, load (or re-adopt) the datapath and reconcile
     /// the kernel with the desired state.
     pub async fn start(cfg: AgentConfig) -> Result<Arc<Engine>> {
+        datapath::check_bpffs_root(&cfg.bpffs)?;
         std::fs::create_dir_all(&cfg.state_dir)?;
         std::fs::create_dir_all(cfg.run_dir.join("netns"))?;
         mount_bpffs(&cfg.bpffs)?;
@@ -204,6 +205,15 @@ impl Engine {
             .nat_port_range
             .unwrap_or_else(|| default_nat_range(kernel::local_port_range()));
         let port_range = cfg.port_range.unwrap_or_else(kernel::local_port_range);
+        if port_range.0 <= nat_range.1 && nat_range.0 <= port_range.1 {
+            anyhow::bail!(
+                "the published port range {}-{} overlaps the masquerade port range {}-{}",
+                port_range.0,
+                port_range.1,
+                nat_range.0,
+                nat_range.1
+            );
+        }
         let engine = Arc::new(Engine {
             inner: Mutex::new(Inner {
                 networks,
@@ -261,19 +271,7 @@ impl Engine {
     pub async fn reconcile(&self) -> Result<()> {
         let mut g = self.inner.lock().await;
         let g = &mut *g;
-        let (lo, hi) = g.nat_range;
-        let cfg = Config {
-            uplink_ifindex: g.uplink.as_ref().map(|u| u.index).unwrap_or(0),
-            uplink_ip: g
-                .uplink
-                .as_ref()
-                .and_then(|u| u.ip)
-                .map(|i| i.octets())
-                .unwrap_or_default(),
-            nat_port_min: lo,
-            nat_port_max: hi,
-            _pad: 0,
-        };
+        let cfg = datapath_config(g);
         g.dp.set_config(cfg)?;
         g.dp.set_host(HostInfo {
             netns_cookie: kernel::netns_cookie()?,
@@ -346,8 +344,9 @@ impl Engine {
                         kernel::create_endpoint(&g.host, &ns, ep).await?
                     }
                 };
-                g.dp.attach(prog_names::FROM_CONTAINER, &ep.host_ifname)?;
+                // Maps first: the program drops what it does not know.
                 g.dp.upsert_endpoint(endpoint_info(ep, net_id, &link))?;
+                g.dp.attach(prog_names::FROM_CONTAINER, &ep.host_ifname)?;
                 g.ifindexes.insert(ep.host_ifname.clone(), link.index);
                 want_ips.insert(ep.ip.octets());
                 want_ifs.insert(link.index);
@@ -363,14 +362,24 @@ impl Engine {
         // Published ports: hold the host ports again, and make the map match.
         let mut want_ports = Vec::new();
         for c in &containers {
+            let mut lost = BTreeSet::new();
             for m in &c.ports {
                 if !g.reservations.is_held(m.host_ip, m.host_port, m.proto) {
                     if let Err(e) = g.reservations.reserve(m.host_ip, m.host_port, m.proto) {
-                        warn!(container = %c.name, "cannot hold published port again: {e}");
+                        // A host process took it while the agent was down:
+                        // do not steal its traffic.
+                        warn!(container = %c.name, "not publishing {}: {e}", m.describe());
+                        lost.insert(*m);
                     }
                 }
             }
-            want_ports.extend(port_entries(c));
+            want_ports.extend(
+                port_entries(c)
+                    .into_iter()
+                    .zip(&c.ports)
+                    .filter(|(_, m)| !lost.contains(*m))
+                    .map(|(e, _)| e),
+            );
         }
         let want_keys: BTreeSet<PortKey> = want_ports.iter().map(|(k, _)| *k).collect();
         let stale: Vec<PortKey> =
@@ -380,7 +389,7 @@ impl Engine {
                 .collect();
         g.dp.remove_ports(&stale)?;
         g.dp.add_ports(&want_ports)?;
-        let links = link_keys(&g.containers);
+        let links = link_keys(&g.containers, &g.networks);
         g.dp.sync_links(&links)?;
         for idx in g.dp.if_endpoint_indexes() {
             if !want_ifs.contains(&idx) {
@@ -410,6 +419,7 @@ impl Engine {
     /// Remove every kernel object the agent made (namespaces, veths, gateway
     /// device, pinned maps and links). Desired state is kept unless `purge`.
     pub async fn cleanup(cfg: &AgentConfig, purge: bool) -> Result<()> {
+        datapath::check_bpffs_root(&cfg.bpffs)?;
         let host = kernel::host_handle()?;
         let store_path = cfg.state_dir.join("state.redb");
         if store_path.exists() {
@@ -434,8 +444,15 @@ impl Engine {
         }
         kernel::delete_netns(&cfg.run_dir.join("host.netns"))?;
         kernel::delete_gateway_dev(&host).await?;
+        // A bpffs the agent mounted at its root goes too (unmounting a
+        // directory that is not a mount point fails harmlessly).
+        let mounted_here = cfg
+            .bpffs
+            .parent()
+            .is_some_and(|p| is_bpffs(&cfg.bpffs) && !is_bpffs(p));
         datapath::remove_pins(&cfg.bpffs)?;
-        if nix::mount::umount2(&cfg.bpffs, nix::mount::MntFlags::MNT_DETACH).is_ok() {
+        if mounted_here && nix::mount::umount2(&cfg.bpffs, nix::mount::MntFlags::MNT_DETACH).is_ok()
+        {
             let _ = std::fs::remove_dir(&cfg.bpffs);
         }
         if purge {
@@ -489,11 +506,15 @@ impl Engine {
                 Pool::check_overlap(s, others.iter().map(|(n, s)| (n.as_str(), *s)))?;
                 s
             }
-            None => default_pools()
-                .find(|s| {
+            None => {
+                // Like Docker: never a pool the host already routes or uses.
+                let host_nets = kernel::host_networks(&g.host).await?;
+                default_pools().find(|s| {
                     Pool::check_overlap(*s, others.iter().map(|(n, s)| (n.as_str(), *s))).is_ok()
+                        && !host_nets.iter().any(|h| h.contains(s) || s.contains(h))
                 })
-                .ok_or_else(|| bad("no free subnet left in the default pools; pass --subnet"))?,
+            }
+            .ok_or_else(|| bad("no free subnet left in the default pools; pass --subnet"))?,
         };
         let pool = Pool::new(subnet, range, gateway)?;
         let id = g.networks.values().map(|n| n.id).max().unwrap_or(0) + 1;
@@ -711,6 +732,14 @@ impl Engine {
             expose: expose.iter().copied().collect(),
             links,
         };
+        if let Some(net) = &net {
+            if net.internal && (!specs.is_empty() || (req.publish_all && !expose.is_empty())) {
+                return Err(bad(format!(
+                    "cannot publish ports of a container on internal network {}",
+                    net.name
+                )));
+            }
+        }
         let mut net_after = None;
         if let Some(net) = &net {
             let (ep, n2) = self.plan_endpoint(g, net, &c, ip)?;
@@ -776,7 +805,7 @@ impl Engine {
         }
         g.containers.insert(c.name.clone(), c.clone());
         // The new container may be the target of existing links too.
-        let links = link_keys(&g.containers);
+        let links = link_keys(&g.containers, &g.networks);
         g.dp.sync_links(&links)?;
         info!(container = %c.name, mode = %mode.describe(), ports = c.ports.len(), "container created");
         Ok(self.container_view(g, &c))
@@ -897,7 +926,7 @@ impl Engine {
             kernel::delete_netns(&self.netns_path(name))?;
         }
         g.containers.remove(name);
-        let links = link_keys(&g.containers);
+        let links = link_keys(&g.containers, &g.networks);
         g.dp.sync_links(&links)?;
         info!(container = %name, "container removed");
         Ok(())
@@ -947,7 +976,9 @@ impl Engine {
         }
         g.networks.insert(net_after.name.clone(), net_after);
         g.containers.insert(c.name.clone(), c.clone());
-        let links = link_keys(&g.containers);
+        // Published ports lead to the first endpoint, which may be this one.
+        g.dp.add_ports(&port_entries(&c))?;
+        let links = link_keys(&g.containers, &g.networks);
         g.dp.sync_links(&links)?;
         info!(container = %c.name, network, ip = %ep.ip, "connected");
         Ok(self.container_view(g, &c))
@@ -980,8 +1011,25 @@ impl Engine {
         })?;
         self.unplumb_endpoint(g, &ep).await;
         g.dp.purge_ct(ep.ip.octets());
+        // Published ports follow the first endpoint left, or are withdrawn
+        // (never left pointing at an address IPAM may hand out again).
+        if c.endpoints.is_empty() {
+            let keys: Vec<PortKey> = c
+                .ports
+                .iter()
+                .map(|m| PortKey {
+                    ip: m.host_ip.octets(),
+                    port: m.host_port,
+                    proto: m.proto.number(),
+                    _pad: 0,
+                })
+                .collect();
+            g.dp.remove_ports(&keys)?;
+        } else {
+            g.dp.add_ports(&port_entries(&c))?;
+        }
         g.containers.insert(c.name.clone(), c);
-        let links = link_keys(&g.containers);
+        let links = link_keys(&g.containers, &g.networks);
         g.dp.sync_links(&links)?;
         info!(container, network, "disconnected");
         Ok(())
@@ -1105,6 +1153,12 @@ impl Engine {
                     let hport = match &spec.host_ports {
                         HostPorts::Exact(v) => {
                             let p = v[i];
+                            if (g.nat_range.0..=g.nat_range.1).contains(&p) {
+                                return Err(bad(format!(
+                                    "host port {p} is in the masquerade port range {}-{}",
+                                    g.nat_range.0, g.nat_range.1
+                                )));
+                            }
                             if let Some(owner) = taken(p, &published) {
                                 return Err(ApiError::Conflict(format!(
                                     "host port {host_ip}:{p}/{} is already published by {owner}",
@@ -1133,7 +1187,9 @@ impl Engine {
                                     )));
                                 };
                                 skip.insert(p);
-                                if taken(p, &published).is_some() {
+                                if taken(p, &published).is_some()
+                                    || (g.nat_range.0..=g.nat_range.1).contains(&p)
+                                {
                                     continue;
                                 }
                                 if g.reservations.reserve(host_ip, p, spec.proto).is_ok() {
@@ -1216,7 +1272,35 @@ async fn refresh_host_ips(g: &mut Inner) -> Result<()> {
         .filter(|ip| !ip.is_loopback())
         .map(|ip| ip.octets())
         .collect();
-    g.dp.sync_host_ips(&ips)
+    g.dp.sync_host_ips(&ips)?;
+    // The masquerade address follows the uplink's (DHCP renumbering).
+    if let Some(u) = &g.uplink {
+        if let Some(now) = kernel::find_uplink(&g.host, Some(&u.name)).await? {
+            if now.ip != u.ip {
+                info!(uplink = %now.name, ip = ?now.ip, "uplink address changed");
+                g.uplink = Some(now);
+                let cfg = datapath_config(g);
+                g.dp.set_config(cfg)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn datapath_config(g: &Inner) -> Config {
+    let (lo, hi) = g.nat_range;
+    Config {
+        uplink_ifindex: g.uplink.as_ref().map(|u| u.index).unwrap_or(0),
+        uplink_ip: g
+            .uplink
+            .as_ref()
+            .and_then(|u| u.ip)
+            .map(|i| i.octets())
+            .unwrap_or_default(),
+        nat_port_min: lo,
+        nat_port_max: hi,
+        _pad: 0,
+    }
 }
 
 fn release_ports(g: &mut Inner, mappings: &[PortMapping]) {
@@ -1253,7 +1337,10 @@ fn port_entries(c: &Container) -> Vec<(PortKey, PortTarget)> {
 /// DP_LINKS from the model: for every link, on every network the two share,
 /// the linked container's exposed ports (and the container ports it
 /// publishes) are open to the linking one.
-fn link_keys(containers: &BTreeMap<String, Container>) -> BTreeSet<LinkKey> {
+fn link_keys(
+    containers: &BTreeMap<String, Container>,
+    networks: &BTreeMap<String, Network>,
+) -> BTreeSet<LinkKey> {
     let mut out = BTreeSet::new();
     for c in containers.values() {
         for l in &c.links {
@@ -1263,7 +1350,9 @@ fn link_keys(containers: &BTreeMap<String, Container>) -> BTreeSet<LinkKey> {
             let mut open: BTreeSet<(u16, Proto)> =
                 t.expose.iter().map(|e| (e.port, e.proto)).collect();
             open.extend(t.ports.iter().map(|m| (m.container_port, m.proto)));
-            for a in &c.endpoints {
+            // Links matter only where icc is off: elsewhere all is allowed.
+            let no_icc = |n: &str| networks.get(n).is_some_and(|n| !n.icc);
+            for a in c.endpoints.iter().filter(|a| no_icc(&a.network)) {
                 for b in t.endpoints.iter().filter(|b| b.network == a.network) {
                     let (src, dst) = (a.ip.octets(), b.ip.octets());
                     out.insert(LinkKey {

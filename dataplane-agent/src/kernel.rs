@@ -20,7 +20,7 @@ use rtnetlink::{
     packet_route::{
         address::AddressAttribute,
         link::{InfoData, InfoVeth, LinkAttribute, LinkMessage},
-        route::{RouteAttribute, RouteHeader, RouteScope},
+        route::{RouteAddress, RouteAttribute, RouteHeader, RouteScope},
         AddressFamily,
     },
     Handle, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -435,6 +435,40 @@ pub async fn find_uplink(h: &Handle, name: Option<&str>) -> Result<Option<Uplink
         ip,
         is_virtual,
     }))
+}
+
+/// Prefixes the host already uses: routed destinations (not the default
+/// route) and its addresses with their prefix lengths.
+pub async fn host_networks(h: &Handle) -> Result<Vec<ipnet::Ipv4Net>> {
+    let mut out = Vec::new();
+    let mut routes = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(rt) = routes.try_next().await? {
+        let len = rt.header.destination_prefix_length;
+        if len == 0 || rt.header.table != RouteHeader::RT_TABLE_MAIN {
+            continue;
+        }
+        for a in &rt.attributes {
+            if let RouteAttribute::Destination(RouteAddress::Inet(ip)) = a {
+                if let Ok(n) = ipnet::Ipv4Net::new(*ip, len) {
+                    out.push(n.trunc());
+                }
+            }
+        }
+    }
+    let addrs: Vec<_> = h.address().get().execute().try_collect().await?;
+    for a in &addrs {
+        for x in &a.attributes {
+            if let AddressAttribute::Local(IpAddr::V4(ip)) = x {
+                if let Ok(n) = ipnet::Ipv4Net::new(*ip, a.header.prefix_len) {
+                    out.push(n.trunc());
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Every IPv4 address of the host namespace.
