@@ -706,6 +706,7 @@ fn host_port_reservations() {
 fn bad_specs_change_nothing() {
     let h = Host::start();
     h.ok(&["container", "create", "owner", "-p", "8080:80"]);
+    h.ok(&["network", "create", "--internal", "intern"]);
     let before = state(&h);
     let cases: &[(&[&str], &[&str])] = &[
         (&["-p", "abc"], &["abc"]),
@@ -732,6 +733,15 @@ fn bad_specs_change_nothing() {
         (
             &["-p", "8093-8094:80-81", "-p", "8094:82"],
             &["8094", "already published"],
+        ),
+        // Inside the masquerade port range (default: above the host's
+        // ephemeral range, 61000-65535 here): replies of masqueraded flows
+        // would be taken for the published port.
+        (&["-p", "62000:80"], &["62000", "masquerade port range"]),
+        // Internal networks reach nothing beyond their network.
+        (
+            &["--network", "intern", "-p", "8095:80"],
+            &["internal network intern"],
         ),
     ];
     for (i, (args, needles)) in cases.iter().enumerate() {
@@ -941,4 +951,33 @@ fn thousand_published_ports() {
     );
     h.ok(&["container", "rm", "many"]);
     assert!(h.map_entries("DP_PORTS").is_empty());
+}
+
+/// Published ports follow the container's first endpoint: after a
+/// disconnect they are withdrawn (never left pointing at an address that
+/// IPAM may hand out again), after a connect they lead to the new address.
+#[test]
+fn published_ports_follow_connect_and_disconnect() {
+    let h = Host::start();
+    h.ok(&["network", "create", "--subnet", "10.91.0.0/24", "other"]);
+    h.ok(&["container", "create", "w", "-p", "8080:80"]);
+    let old_ip = h.ip_of("w");
+    let target = |h: &Host| -> Vec<Value> {
+        h.map_entries("DP_PORTS")
+            .into_iter()
+            .map(|(_, v)| v["ip"].clone())
+            .collect()
+    };
+    assert_eq!(target(&h), vec![ip_bytes(&old_ip)]);
+    h.ok(&["network", "disconnect", "bridge", "w"]);
+    assert!(target(&h).is_empty(), "ports still lead to {old_ip}");
+    h.ok(&["network", "connect", "other", "w"]);
+    let new_ip = h.ip_of("w");
+    assert!(new_ip.starts_with("10.91.0."), "{new_ip}");
+    assert_eq!(target(&h), vec![ip_bytes(&new_ip)]);
+    let _srv = h.tcp_server(&Ns::c("w"), "0.0.0.0", 80);
+    assert!(
+        h.tcp_ok(&Ns::Outside, &h.uplink_ip, 8080),
+        "published port does not reach the reconnected container"
+    );
 }
