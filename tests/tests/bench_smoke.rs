@@ -2,7 +2,7 @@
 //! topologies, checks they forward, measures every metric once with tiny
 //! durations and writes a complete report. The figures are not asserted,
 //! only that every section exists and every figure is a positive number.
-//! Takes about 30 s (plus building dp-loadgen the first time).
+//! Takes about 45 s (plus building dp-loadgen and dp-flood the first time).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,6 +29,8 @@ const SECTIONS: &[&str] = &[
     "## Published ports: new-connection rate",
     "## Published ports: first-response latency",
     "## Time to program published ports",
+    "## Cost of isolation",
+    "## Early drop",
     "## Plots",
     "## Targets",
     "## Real Docker",
@@ -44,6 +46,11 @@ const REQUIRED: &[(&str, &[&str])] = &[
     ("ports_crr_rate", &["ceiling", "iptables", "dataplane"]),
     ("ports_first_p50", &["ceiling", "iptables", "dataplane"]),
     ("program_ms", &["iptables", "dataplane"]),
+    ("iso_tput_1", &["iptables", "dataplane"]),
+    ("iso_rr_p50", &["iptables", "dataplane"]),
+    ("flood_sent_pps", &["iptables", "dataplane"]),
+    ("flood_drop_pps", &["iptables", "dataplane"]),
+    ("flood_ns_pkt", &["iptables", "dataplane"]),
 ];
 
 #[test]
@@ -125,6 +132,35 @@ fn bench_smoke_writes_a_complete_report() {
         .filter_map(|m| m["path"].as_str())
         .collect();
     assert!(ports.contains(&"1") && ports.contains(&"10"), "{ports:?}");
+    for mode in ["iptables", "dataplane"] {
+        for state in ["off", "on"] {
+            assert!(
+                metrics.iter().any(|m| m["metric"] == "iso_tput_1"
+                    && m["mode"] == mode
+                    && m["path"] == state),
+                "report.json has no iso_tput_1 {state} for {mode}"
+            );
+        }
+    }
+    let runs = j["early_drop"]["runs"].as_array().expect("early_drop.runs");
+    assert!(runs.len() >= 2, "{runs:?}");
+    for r in runs {
+        assert!(
+            r["sent"].as_u64().unwrap_or(0) > 0,
+            "flood sent nothing: {r}"
+        );
+        assert!(
+            r["dropped"].as_u64().unwrap_or(0) > 0,
+            "flood dropped nothing: {r}"
+        );
+    }
+    assert!(
+        j["early_drop"]["iptables_ns_over_dataplane_ns"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0
+    );
+    assert!(md.contains("-A DOCKER-FORWARD -i br-bench -o br-bench -j DROP"));
     assert!(j["environment"]["cpus"].as_u64().unwrap_or(0) > 0);
     assert!(!j["targets"].as_array().expect("targets").is_empty());
 }

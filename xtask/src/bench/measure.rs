@@ -174,3 +174,95 @@ pub fn version(prog: &str, args: &[&str]) -> String {
         Err(_) => "not installed".into(),
     }
 }
+
+/// `probe` that must fail: no request/response through `addr` within
+/// `timeout` (each connect attempt gives up after 1 s).
+pub fn probe_blocked(
+    loadgen: &std::path::Path,
+    ns: &str,
+    addr: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let mut c = in_ns(ns, loadgen);
+    c.args(["probe", "--addr", addr, "--timeout-ms"])
+        .arg(timeout.as_millis().to_string());
+    let out = capture(&mut c, timeout + Duration::from_secs(10))?;
+    if out.status.success() {
+        bail!("{addr} answered from {ns} although the policy should drop it");
+    }
+    Ok(())
+}
+
+/// softirq jiffies of one CPU (7th value of its `cpuN` line in /proc/stat).
+pub fn cpu_softirq_jiffies(cpu: usize) -> Result<u64> {
+    let s = fs::read_to_string("/proc/stat")?;
+    let tag = format!("cpu{cpu}");
+    let line = s
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(tag.as_str()))
+        .ok_or_else(|| anyhow!("no {tag} line in /proc/stat"))?;
+    line.split_whitespace()
+        .nth(7)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no softirq value in {line:?}"))
+}
+
+pub struct Flood {
+    pub sent: u64,
+    pub seconds: f64,
+    /// softirq CPU seconds on the pinned CPU during the flood.
+    pub softirq_s: f64,
+}
+
+/// CPU the flood generator is pinned to (its packets are received and
+/// dropped in softirq context on the same CPU).
+pub fn flood_cpu() -> usize {
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if n > 1 {
+        1
+    } else {
+        0
+    }
+}
+
+/// `taskset -c CPU dp-flood IFACE DST_MAC SRC DST PORT SECS` in `ns`.
+#[allow(clippy::too_many_arguments)]
+pub fn flood(
+    flood: &std::path::Path,
+    ns: &str,
+    iface: &str,
+    dst_mac: &str,
+    src: &str,
+    dst: &str,
+    port: u16,
+    secs: f64,
+) -> Result<Flood> {
+    let cpu = flood_cpu();
+    let mut c = in_ns(ns, "taskset");
+    c.args(["-c", &cpu.to_string()])
+        .arg(flood)
+        .args([iface, dst_mac, src, dst, &port.to_string()])
+        .arg(format!("{secs}"));
+    let before = cpu_softirq_jiffies(cpu)?;
+    let out = capture(&mut c, Duration::from_secs_f64(secs + 30.0))?;
+    // Let the backlog of the last batch drain before reading.
+    thread::sleep(Duration::from_millis(200));
+    let after = cpu_softirq_jiffies(cpu)?;
+    if !out.status.success() {
+        bail!(
+            "dp-flood in {ns} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("parsing dp-flood output {:?}", out.stdout))?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(Flood {
+        sent: v["sent"].as_u64().unwrap_or(0),
+        seconds: v["seconds"].as_f64().unwrap_or(0.0),
+        softirq_s: after.saturating_sub(before) as f64 / hz,
+    })
+}

@@ -12,15 +12,17 @@ mod rules;
 mod topo;
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use crate::{build, cargo, describe, is_root, run, target_dir, workspace_root};
-use measure::{iperf, loadgen, probe};
-use report::{Env, Sample};
-use topo::{Mode, World, IPERF_PORT, RR_PORT, SCALE_BASE};
+use measure::{flood, iperf, loadgen, probe, probe_blocked};
+use report::{Env, FloodRun, Sample};
+use topo::{
+    Mode, World, FLOOD_PORT, IPERF_PORT, ISO_DENIED_PORT, RR_PORT, SCALE_BASE, UPLINK_OUT_IP,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
@@ -45,6 +47,11 @@ pub struct Plan {
     pub crr: Duration,
     pub scale_crr: Duration,
     pub port_counts: Vec<u32>,
+    /// Isolation cost: iperf3 seconds and RR duration per run.
+    pub iso_tput_secs: f64,
+    pub iso_rr: Duration,
+    /// Early-drop flood seconds per run.
+    pub flood_secs: f64,
 }
 
 impl Plan {
@@ -58,6 +65,9 @@ impl Plan {
                 crr: Duration::from_millis(300),
                 scale_crr: Duration::from_millis(300),
                 port_counts: vec![1, 10],
+                iso_tput_secs: 1.0,
+                iso_rr: Duration::from_millis(300),
+                flood_secs: 2.0,
             },
             Level::Quick => Plan {
                 level,
@@ -67,6 +77,9 @@ impl Plan {
                 crr: Duration::from_secs(1),
                 scale_crr: Duration::from_secs(1),
                 port_counts: vec![1, 1000, 10000],
+                iso_tput_secs: 2.0,
+                iso_rr: Duration::from_secs(1),
+                flood_secs: 2.0,
             },
             Level::Full => Plan {
                 level,
@@ -76,22 +89,37 @@ impl Plan {
                 crr: Duration::from_secs(3),
                 scale_crr: Duration::from_secs(3),
                 port_counts: vec![1, 10, 100, 1000, 10000],
+                iso_tput_secs: 10.0,
+                iso_rr: Duration::from_secs(3),
+                flood_secs: 5.0,
             },
         }
     }
 }
 
-/// Builds dp-loadgen (release) and returns its path.
-fn build_loadgen() -> Result<PathBuf> {
+/// Builds dp-loadgen and dp-flood (release); returns their paths.
+fn build_loadgen() -> Result<(PathBuf, PathBuf)> {
     let mut c = cargo();
-    c.args(["build", "--release", "-p", "xtask", "--bin", "dp-loadgen"]);
+    c.args([
+        "build",
+        "--release",
+        "-p",
+        "xtask",
+        "--bin",
+        "dp-loadgen",
+        "--bin",
+        "dp-flood",
+    ]);
     println!("$ {}", describe(&c));
     run(&mut c)?;
-    let p = target_dir().join("release").join("dp-loadgen");
-    if !p.is_file() {
-        bail!("{} was not built", p.display());
+    let dir = target_dir().join("release");
+    let (lg, fl) = (dir.join("dp-loadgen"), dir.join("dp-flood"));
+    for p in [&lg, &fl] {
+        if !p.is_file() {
+            bail!("{} was not built", p.display());
+        }
     }
-    Ok(p)
+    Ok((lg, fl))
 }
 
 pub fn bench(opts: Opts) -> Result<()> {
@@ -104,6 +132,8 @@ pub fn bench(opts: Opts) -> Result<()> {
         "iperf3",
         "iptables-restore",
         "iptables-save",
+        "taskset",
+        "curl",
     ] {
         if measure::version("sh", &["-c", &format!("command -v {tool}")]).is_empty() {
             bail!("`{tool}` not found (run `cargo xtask setup`)");
@@ -119,13 +149,13 @@ pub fn bench(opts: Opts) -> Result<()> {
         Some(b) => PathBuf::from(b),
         None => build(opts.release)?,
     };
-    let lg = build_loadgen()?;
+    let (lg, fl) = build_loadgen()?;
     let plan = Plan::new(opts.level);
     raise_nofile();
 
     let mut env = Env::collect(&bin, opts.release, opts.level);
     let mut world = World::new(bin, lg.clone())?;
-    let res = measure_all(&mut world, &plan, &mut env);
+    let res = measure_all(&mut world, &plan, &mut env, &fl);
     if res.is_err() {
         eprintln!("--- agent log (tail) ---\n{}", world.agent_log_tail());
     }
@@ -157,7 +187,7 @@ fn raise_nofile() {
     }
 }
 
-fn measure_all(w: &mut World, plan: &Plan, env: &mut Env) -> Result<Vec<Sample>> {
+fn measure_all(w: &mut World, plan: &Plan, env: &mut Env, fl: &Path) -> Result<Vec<Sample>> {
     let max_n = *plan.port_counts.iter().max().unwrap_or(&1);
     let scale_ports: Vec<u16> = plan
         .port_counts
@@ -171,6 +201,7 @@ fn measure_all(w: &mut World, plan: &Plan, env: &mut Env) -> Result<Vec<Sample>>
     w.setup_ceiling()?;
     env.bridge_nf = w.setup_iptables(&scale_ports)?;
     w.setup_dataplane()?;
+    w.setup_dataplane_isolation()?;
     env.rules_example = rules::example(topo::BRIDGE, topo::BR_SUBNET, "172.18.0.3");
 
     println!("==> correctness checks");
@@ -200,6 +231,7 @@ fn measure_all(w: &mut World, plan: &Plan, env: &mut Env) -> Result<Vec<Sample>>
             .into(),
     );
     println!("ok: iptables-save: rules in the iptables host netns, none in the dataplane one");
+    isolation_checks(w, env)?;
 
     let mut samples = Vec::new();
     for rep in 0..plan.reps {
@@ -331,9 +363,186 @@ fn measure_all(w: &mut World, plan: &Plan, env: &mut Env) -> Result<Vec<Sample>>
                 samples.push(Sample::new("ports_first_p99", &path, m, r.f("p99_us")));
             }
         }
+        isolation_rep(w, plan, env, fl, rep, &order, &mut samples)?;
         // Back to the base rule set / no scaling container between reps.
         w.program_iptables(0)?;
         w.remove_scale_container()?;
     }
     Ok(samples)
+}
+
+/// Checks that the policy-on setups allow the linked ports and drop an
+/// unexposed one, before anything is measured.
+fn isolation_checks(w: &mut World, env: &mut Env) -> Result<()> {
+    let lg = w.loadgen().clone();
+    let iso = w.dp_iso.clone().expect("isolation set up");
+    let allowed = format!("{}:{RR_PORT}", iso.server_ip);
+    let denied = format!("{}:{ISO_DENIED_PORT}", iso.server_ip);
+    probe(&lg, &iso.client, &allowed).context("dataplane: linked client -> exposed port")?;
+    let before = w.dataplane_drops()?;
+    probe_blocked(&lg, &iso.client, &denied, Duration::from_millis(1500))
+        .context("dataplane: linked client -> unexposed port")?;
+    let after = w.dataplane_drops()?;
+    let key = "link_port_not_allowed";
+    let count = |m: &std::collections::BTreeMap<String, u64>| m.get(key).copied().unwrap_or(0);
+    let n = count(&after).saturating_sub(count(&before));
+    if n == 0 {
+        bail!("dataplane: the connection to the unexposed port was not counted as {key}");
+    }
+    let e = w.iptables.clone();
+    let ipt_allowed = format!("{}:{RR_PORT}", e.c2_ip);
+    let ipt_denied = format!("{}:{ISO_DENIED_PORT}", e.c2_ip);
+    probe(&lg, &e.c1, &ipt_denied).context("iptables (icc=true): c1 -> c2 unexposed port")?;
+    w.set_iptables_isolation(true)?;
+    probe(&lg, &e.c1, &ipt_allowed).context("iptables (icc=false + link): c1 -> c2 linked port")?;
+    let blocked = probe_blocked(&lg, &e.c1, &ipt_denied, Duration::from_millis(1500));
+    w.set_iptables_isolation(false)?;
+    blocked.context("iptables (icc=false + link): c1 -> c2 unexposed port")?;
+    env.checks.push(format!(
+        "isolation on: the linked client reached the exposed port {RR_PORT} and was refused on the unexposed port {ISO_DENIED_PORT} (dataplane: {n} link_port_not_allowed drop(s) counted; iptables: icc=false DROP), in both modes"
+    ));
+    env.iso_rules = w.iptables_isolation_rules();
+    env.xdp_mode = w.dataplane_xdp_mode()?;
+    if env.xdp_mode == "none" {
+        bail!("the dataplane uplink has no XDP program attached");
+    }
+    env.checks.push(format!(
+        "the dataplane uplink (veth) runs its XDP program in {} mode (`ip link show`)",
+        env.xdp_mode
+    ));
+    println!(
+        "ok: isolation policy allows the linked port and drops an unexposed one in both modes"
+    );
+    Ok(())
+}
+
+/// One repetition of the isolation benchmarks: policy off/on throughput and
+/// RR, then the early-drop flood.
+fn isolation_rep(
+    w: &mut World,
+    plan: &Plan,
+    env: &mut Env,
+    fl: &Path,
+    rep: usize,
+    order: &[Mode],
+    samples: &mut Vec<Sample>,
+) -> Result<()> {
+    let modes: Vec<Mode> = order
+        .iter()
+        .copied()
+        .filter(|m| *m != Mode::Ceiling)
+        .collect();
+    let lg = w.loadgen().clone();
+    let iso = w.dp_iso.clone().expect("isolation set up");
+    // Alternate which state goes first.
+    let states = if rep.is_multiple_of(2) {
+        [false, true]
+    } else {
+        [true, false]
+    };
+    for on in states {
+        let state = if on { "on" } else { "off" };
+        w.set_iptables_isolation(on)?;
+        let target = |w: &World, m: Mode| -> (String, String) {
+            match (m, on) {
+                (Mode::Dataplane, true) => (iso.client.clone(), iso.server_ip.clone()),
+                _ => {
+                    let e = w.endpoints(m);
+                    (e.c1.clone(), e.c2_ip.clone())
+                }
+            }
+        };
+        for &m in &modes {
+            let (ns, ip) = target(w, m);
+            let t = iperf(&ns, &ip, IPERF_PORT, 1, plan.iso_tput_secs)
+                .with_context(|| format!("{}: isolation {state} throughput", m.name()))?;
+            println!(
+                "  {:<9} isolation {state}: tput x1 {:.2} Gbit/s",
+                m.name(),
+                t.gbps
+            );
+            samples.push(Sample::new("iso_tput_1", state, m, t.gbps));
+        }
+        for &m in &modes {
+            let (ns, ip) = target(w, m);
+            let r = loadgen(&lg, &ns, "rr", &format!("{ip}:{RR_PORT}"), plan.iso_rr)
+                .with_context(|| format!("{}: isolation {state} rr", m.name()))?;
+            println!(
+                "  {:<9} isolation {state}: rr p50 {:.1} us p99 {:.1} us",
+                m.name(),
+                r.f("p50_us"),
+                r.f("p99_us")
+            );
+            samples.push(Sample::new("iso_rr_p50", state, m, r.f("p50_us")));
+            samples.push(Sample::new("iso_rr_p99", state, m, r.f("p99_us")));
+        }
+    }
+    w.set_iptables_isolation(false)?;
+
+    for &m in &modes {
+        let (iface, mac) = w.uplink_link(m)?;
+        let e = w.endpoints(m).clone();
+        let read = |w: &World| -> Result<u64> {
+            match m {
+                Mode::Dataplane => Ok(w
+                    .dataplane_drops()?
+                    .get("direct_access_from_outside")
+                    .copied()
+                    .unwrap_or(0)),
+                _ => w.iptables_raw_drops(),
+            }
+        };
+        let before = read(w)?;
+        let f = flood(
+            fl,
+            &e.out,
+            &iface,
+            &mac,
+            UPLINK_OUT_IP,
+            &e.c2_ip,
+            FLOOD_PORT,
+            plan.flood_secs,
+        )
+        .with_context(|| format!("{}: early-drop flood", m.name()))?;
+        let dropped = read(w)?.saturating_sub(before);
+        let run = FloodRun {
+            mode: m,
+            rep,
+            sent: f.sent,
+            dropped,
+            seconds: f.seconds,
+            softirq_s: f.softirq_s,
+        };
+        println!(
+            "  {:<9} early drop: sent {} dropped {} in {:.2}s; softirq {:.2}s on cpu{} = {:.0} ns/packet",
+            m.name(),
+            f.sent,
+            dropped,
+            f.seconds,
+            f.softirq_s,
+            measure::flood_cpu(),
+            run.ns_per_packet().unwrap_or(0.0)
+        );
+        if f.seconds > 0.0 && f.sent > 0 {
+            samples.push(Sample::new(
+                "flood_sent_pps",
+                "udp",
+                m,
+                f.sent as f64 / f.seconds,
+            ));
+        }
+        if f.seconds > 0.0 && dropped > 0 {
+            samples.push(Sample::new(
+                "flood_drop_pps",
+                "udp",
+                m,
+                dropped as f64 / f.seconds,
+            ));
+        }
+        if let Some(ns) = run.ns_per_packet() {
+            samples.push(Sample::new("flood_ns_pkt", "udp", m, ns));
+        }
+        env.flood_runs.push(run);
+    }
+    Ok(())
 }

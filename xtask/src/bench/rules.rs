@@ -26,11 +26,23 @@ pub struct PortMap {
     pub container_port: u16,
 }
 
+/// A legacy `--link`: `client` may open TCP connections to `server` on
+/// `ports` (the server's exposed ports).
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub client_ip: String,
+    pub server_ip: String,
+    pub ports: Vec<u16>,
+}
+
 pub struct DockerRules<'a> {
     pub bridge: &'a str,
     pub subnet: &'a str,
     pub container_ips: &'a [String],
     pub ports: &'a [PortMap],
+    /// Inter-container communication on the bridge (docker's `icc`).
+    pub icc: bool,
+    pub links: &'a [Link],
 }
 
 impl DockerRules<'_> {
@@ -72,6 +84,22 @@ impl DockerRules<'_> {
              :DOCKER-ISOLATION-STAGE-2 - [0:0]\n:DOCKER-USER - [0:0]\n",
         );
         s.push_str("-A FORWARD -j DOCKER-USER\n-A FORWARD -j DOCKER-FORWARD\n");
+        // Links come first in DOCKER: the pair of ACCEPT rules Docker's
+        // legacy-link code installs per exposed port (request and reply).
+        for l in self.links {
+            for p in &l.ports {
+                let _ = writeln!(
+                    s,
+                    "-A DOCKER -s {}/32 -d {}/32 -i {br} -o {br} -p tcp -m tcp --dport {p} -j ACCEPT",
+                    l.client_ip, l.server_ip
+                );
+                let _ = writeln!(
+                    s,
+                    "-A DOCKER -s {}/32 -d {}/32 -i {br} -o {br} -p tcp -m tcp --sport {p} -j ACCEPT",
+                    l.server_ip, l.client_ip
+                );
+            }
+        }
         for p in self.ports {
             let _ = writeln!(
                 s,
@@ -88,7 +116,14 @@ impl DockerRules<'_> {
         s.push_str("-A DOCKER-FORWARD -j DOCKER-CT\n");
         s.push_str("-A DOCKER-FORWARD -j DOCKER-ISOLATION-STAGE-1\n");
         s.push_str("-A DOCKER-FORWARD -j DOCKER-BRIDGE\n");
-        let _ = writeln!(s, "-A DOCKER-FORWARD -i {br} -j ACCEPT");
+        if self.icc {
+            let _ = writeln!(s, "-A DOCKER-FORWARD -i {br} -j ACCEPT");
+        } else {
+            // docker 28 setIcc(false): drop bridge-to-itself, accept the rest
+            // leaving the bridge.
+            let _ = writeln!(s, "-A DOCKER-FORWARD -i {br} -o {br} -j DROP");
+            let _ = writeln!(s, "-A DOCKER-FORWARD -i {br} ! -o {br} -j ACCEPT");
+        }
         let _ = writeln!(
             s,
             "-A DOCKER-ISOLATION-STAGE-1 -i {br} ! -o {br} -j DOCKER-ISOLATION-STAGE-2"
@@ -111,6 +146,8 @@ pub fn example(bridge: &str, subnet: &str, c_ip: &str) -> String {
             container_ip: c_ip.to_string(),
             container_port: 7000,
         }],
+        icc: true,
+        links: &[],
     }
     .render()
 }
@@ -133,6 +170,8 @@ mod tests {
             subnet: "172.18.0.0/16",
             container_ips: &["172.18.0.4".into()],
             ports: &ports,
+            icc: true,
+            links: &[],
         }
         .render();
         let dnat: Vec<&str> = r.lines().filter(|l| l.contains("-j DNAT")).collect();
@@ -152,5 +191,37 @@ mod tests {
         ] {
             assert!(r.contains(&format!("-A {chain} ")), "{chain}");
         }
+    }
+
+    #[test]
+    fn icc_off_drops_bridge_to_bridge_after_link_accepts() {
+        let links = [Link {
+            client_ip: "172.18.0.2".into(),
+            server_ip: "172.18.0.3".into(),
+            ports: vec![5201, 7000],
+        }];
+        let r = DockerRules {
+            bridge: "br-bench",
+            subnet: "172.18.0.0/16",
+            container_ips: &["172.18.0.3".into()],
+            ports: &[],
+            icc: false,
+            links: &links,
+        }
+        .render();
+        let lines: Vec<&str> = r.lines().collect();
+        let pos = |needle: &str| {
+            lines
+                .iter()
+                .position(|l| *l == needle)
+                .unwrap_or_else(|| panic!("no {needle:?} in\n{r}"))
+        };
+        let fwd = pos("-A DOCKER-FORWARD -i br-bench -o br-bench -j DROP");
+        let bridge = pos("-A DOCKER-FORWARD -j DOCKER-BRIDGE");
+        let link = pos("-A DOCKER -s 172.18.0.2/32 -d 172.18.0.3/32 -i br-bench -o br-bench -p tcp -m tcp --dport 7000 -j ACCEPT");
+        pos("-A DOCKER -s 172.18.0.3/32 -d 172.18.0.2/32 -i br-bench -o br-bench -p tcp -m tcp --sport 5201 -j ACCEPT");
+        pos("-A DOCKER-FORWARD -i br-bench ! -o br-bench -j ACCEPT");
+        assert!(bridge < fwd && link < fwd);
+        assert!(!r.contains("-A DOCKER-FORWARD -i br-bench -j ACCEPT"));
     }
 }

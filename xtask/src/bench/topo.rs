@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::rules::{DockerRules, PortMap};
+use super::rules::{DockerRules, Link, PortMap};
 use crate::{capture, capture_ok, check_interrupted, describe, mounts_under};
 
 pub const UPLINK_HOST_IP: &str = "10.231.0.2";
@@ -23,6 +23,11 @@ pub const BR_GW: &str = "172.18.0.1";
 pub const IPERF_PORT: u16 = 5201;
 pub const RR_PORT: u16 = 7000;
 pub const SCALE_BASE: u16 = 20000;
+/// A port the isolation servers listen on but do not expose: the link
+/// policy must drop connections to it.
+pub const ISO_DENIED_PORT: u16 = 7001;
+/// UDP port of the early-drop flood (no server, not published).
+pub const FLOOD_PORT: u16 = 9999;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Mode {
@@ -40,6 +45,14 @@ impl Mode {
             Mode::Dataplane => "dataplane",
         }
     }
+}
+
+/// The linked client/server pair of the isolation benchmark.
+#[derive(Clone, Debug, Default)]
+pub struct IsoPair {
+    /// netns path of the client (created with `--link server`).
+    pub client: String,
+    pub server_ip: String,
 }
 
 /// Where the clients and servers of one mode live.
@@ -74,6 +87,12 @@ pub struct World {
     /// Background server of the dataplane port-scaling container.
     scale_server: Option<usize>,
     scale_container: bool,
+    /// Published scaling ports currently programmed in the iptables mode.
+    ipt_ports: u32,
+    /// iptables mode runs with icc=false + the link rules.
+    ipt_isolated: bool,
+    /// Dataplane icc=false network with a linked pair.
+    pub dp_iso: Option<IsoPair>,
 }
 
 pub fn ns_path(name: &str) -> String {
@@ -120,6 +139,9 @@ impl World {
             dataplane: Endpoints::default(),
             scale_server: None,
             scale_container: false,
+            ipt_ports: 0,
+            ipt_isolated: false,
+            dp_iso: None,
         })
     }
 
@@ -315,7 +337,7 @@ impl World {
             ]))?;
         }
         Self::client_sysctls(&paths[0])?;
-        self.servers(&paths[1], &[RR_PORT])?;
+        self.servers(&paths[1], &[RR_PORT, ISO_DENIED_PORT])?;
         // The port-scaling server listens on every measured (last) port.
         let mut c = in_ns(&paths[2], &self.loadgen);
         c.arg("server");
@@ -339,6 +361,7 @@ impl World {
     /// SCALE_BASE + n - 1, last). Returns the iptables-restore wall time.
     pub fn program_iptables(&mut self, n: u32) -> Result<Duration> {
         let h = self.iptables.host_ns.clone().expect("iptables mode set up");
+        self.ipt_ports = n;
         let mut ports = vec![
             PortMap {
                 host_port: IPERF_PORT,
@@ -360,11 +383,18 @@ impl World {
             });
         }
         let ips: Vec<String> = (2..=4).map(|k| format!("172.18.0.{k}")).collect();
+        let links = if self.ipt_isolated {
+            vec![ipt_link()]
+        } else {
+            Vec::new()
+        };
         let text = DockerRules {
             bridge: BRIDGE,
             subnet: BR_SUBNET,
             container_ips: &ips,
             ports: &ports,
+            icc: !self.ipt_isolated,
+            links: &links,
         }
         .render();
         let file = self.tmp.join("rules.v4");
@@ -384,6 +414,147 @@ impl World {
             );
         }
         Ok(dt)
+    }
+
+    /// Switches the iptables mode between Docker's defaults (icc=true) and
+    /// icc=false with container 1 linked to container 2 (keeps the number
+    /// of published scaling ports).
+    pub fn set_iptables_isolation(&mut self, on: bool) -> Result<()> {
+        self.ipt_isolated = on;
+        self.program_iptables(self.ipt_ports).map(|_| ())
+    }
+
+    /// The link rules' view of the iptables isolated setup, for the report.
+    pub fn iptables_isolation_rules(&self) -> String {
+        let ips = vec!["172.18.0.2".to_string(), "172.18.0.3".to_string()];
+        DockerRules {
+            bridge: BRIDGE,
+            subnet: BR_SUBNET,
+            container_ips: &ips,
+            ports: &[],
+            icc: false,
+            links: &[ipt_link()],
+        }
+        .render()
+    }
+
+    /// The dataplane's isolation setup: an `--icc=false` network, a server
+    /// container exposing the measured ports and a client created with
+    /// `--link` to it.
+    pub fn setup_dataplane_isolation(&mut self) -> Result<()> {
+        let net = "bench-iso";
+        ok(self.dp().args(["network", "create", "--icc=false", net]))?;
+        ok(self.dp().args([
+            "container",
+            "create",
+            "--network",
+            net,
+            "--expose",
+            &IPERF_PORT.to_string(),
+            "--expose",
+            &RR_PORT.to_string(),
+            "bench-is",
+        ]))?;
+        ok(self.dp().args([
+            "container",
+            "create",
+            "--network",
+            net,
+            "--link",
+            "bench-is",
+            "bench-ic",
+        ]))?;
+        let (ps, ips) = self.container("bench-is")?;
+        let (pc, _) = self.container("bench-ic")?;
+        Self::client_sysctls(&pc)?;
+        self.servers(&ps, &[RR_PORT, ISO_DENIED_PORT])?;
+        self.dp_iso = Some(IsoPair {
+            client: pc,
+            server_ip: ips,
+        });
+        Ok(())
+    }
+
+    /// Global drop counters of the dataplane (`GET /v1/drops`).
+    pub fn dataplane_drops(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let sock = self.tmp.join("dataplane.sock");
+        let s = ok(Command::new("curl")
+            .args(["-sf", "--max-time", "10", "--unix-socket"])
+            .arg(&sock)
+            .arg("http://x/v1/drops"))?;
+        serde_json::from_str(&s).with_context(|| format!("parsing /v1/drops: {s}"))
+    }
+
+    /// Packets counted by the DROP rules of the raw PREROUTING chain of the
+    /// iptables host netns (the direct-access rules).
+    pub fn iptables_raw_drops(&self) -> Result<u64> {
+        let h = self
+            .iptables
+            .host_ns
+            .as_deref()
+            .expect("iptables mode set up");
+        let s = ok(Command::new("ip").args([
+            "netns",
+            "exec",
+            h,
+            "iptables",
+            "-t",
+            "raw",
+            "-L",
+            "PREROUTING",
+            "-v",
+            "-x",
+            "-n",
+        ]))?;
+        let mut n = 0;
+        for l in s.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() > 2 && f[2] == "DROP" {
+                n += f[0]
+                    .parse::<u64>()
+                    .with_context(|| format!("counter in {l:?}"))?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// (outside interface, MAC of the host's uplink) of mode `m`.
+    pub fn uplink_link(&self, m: Mode) -> Result<(String, String)> {
+        let (tag, h) = match m {
+            Mode::Iptables => ('i', self.iptables.host_ns.as_deref()),
+            Mode::Dataplane => ('d', self.dataplane.host_ns.as_deref()),
+            Mode::Ceiling => bail!("the ceiling has no uplink"),
+        };
+        let h = h.expect("mode set up");
+        let up = self.ifname(&format!("b{tag}u"));
+        let mac = ok(Command::new("ip").args([
+            "netns",
+            "exec",
+            h,
+            "cat",
+            &format!("/sys/class/net/{up}/address"),
+        ]))?;
+        Ok((self.ifname(&format!("b{tag}o")), mac.trim().to_string()))
+    }
+
+    /// XDP attach mode on the dataplane uplink as `ip link` shows it:
+    /// "generic", "native", "offload" or "none".
+    pub fn dataplane_xdp_mode(&self) -> Result<String> {
+        let h = self.dataplane.host_ns.as_deref().expect("dataplane set up");
+        let up = self.ifname("bdu");
+        let s = ok(Command::new("ip").args(["-n", h, "link", "show", "dev", &up]))?;
+        let first = s.lines().next().unwrap_or("");
+        let words: Vec<&str> = first.split_whitespace().collect();
+        Ok(if words.contains(&"xdpgeneric") {
+            "generic"
+        } else if words.contains(&"xdpoffload") {
+            "offload"
+        } else if words.contains(&"xdp") || words.contains(&"xdpdrv") {
+            "native"
+        } else {
+            "none"
+        }
+        .into())
     }
 
     fn dp(&self) -> Command {
@@ -595,6 +766,16 @@ impl World {
         let s = fs::read_to_string(&self.agent_log).unwrap_or_default();
         let lines: Vec<&str> = s.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+/// Container 1 (172.18.0.2) linked to container 2 (172.18.0.3) on the
+/// measured ports, as `docker run --link c2` with c2 exposing them.
+fn ipt_link() -> Link {
+    Link {
+        client_ip: "172.18.0.2".into(),
+        server_ip: "172.18.0.3".into(),
+        ports: vec![IPERF_PORT, RR_PORT],
     }
 }
 
