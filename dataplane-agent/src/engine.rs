@@ -1005,12 +1005,36 @@ impl Engine {
                 ))
             })?;
         let ep = c.endpoints.remove(pos);
+        // Like Docker, the default route moves to another endpoint whose
+        // network has a way out.
+        let successor = if ep.default_route {
+            c.endpoints
+                .iter()
+                .position(|e| g.networks.get(&e.network).is_some_and(|n| !n.internal))
+        } else {
+            None
+        };
+        if let Some(i) = successor {
+            c.endpoints[i].default_route = true;
+        }
         g.store.apply(Change {
             put_containers: vec![&c],
             ..Default::default()
         })?;
         self.unplumb_endpoint(g, &ep).await;
         g.dp.purge_ct(ep.ip.octets());
+        if let Some(i) = successor {
+            let next = &c.endpoints[i];
+            if let Err(e) =
+                kernel::set_default_route(&self.netns_path(&c.name), &next.ifname, next.gateway)
+                    .await
+            {
+                warn!(
+                    container,
+                    "moving the default route to {}: {e:#}", next.ifname
+                );
+            }
+        }
         // Published ports follow the first endpoint left, or are withdrawn
         // (never left pointing at an address IPAM may hand out again).
         if c.endpoints.is_empty() {

@@ -353,6 +353,20 @@ async fn configure_endpoint(host: &Handle, netns: &Path, ep: &Endpoint) -> Resul
     Ok(hl)
 }
 
+/// Make `ifname` carry the default route (via `gateway`) inside a namespace.
+pub async fn set_default_route(netns: &Path, ifname: &str, gateway: Ipv4Addr) -> Result<()> {
+    let ns = handle_in_netns(netns)?;
+    let l = link_by_name(&ns, ifname)
+        .await?
+        .ok_or_else(|| anyhow!("{ifname} missing in the container"))?;
+    let r = RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(gateway)
+        .output_interface(l.index)
+        .build();
+    ns.route().add(r).replace().execute().await?;
+    Ok(())
+}
+
 pub async fn delete_link(h: &Handle, name: &str) -> Result<()> {
     if let Some(l) = link_by_name(h, name).await? {
         match h.link().del(l.index).execute().await {

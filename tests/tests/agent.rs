@@ -373,6 +373,19 @@ fn connect_disconnect() {
     let ip = h.endpoint("c", "n2")["ip"].as_str().unwrap().to_string();
     assert_ne!(ip, "10.62.0.2");
     assert!(h.ping(&Ns::c("c"), "10.62.0.2"));
+
+    // Disconnecting the network that carries the default route moves it to
+    // the remaining endpoint, as Docker does.
+    h.ok(&["network", "disconnect", "bridge", "c"]);
+    let r: Value =
+        serde_json::from_str(&h.exec_ok("c", &["ip", "-j", "route", "show", "default"])).unwrap();
+    assert_eq!(r.as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r[0]["dev"], "eth1");
+    assert_eq!(r[0]["gateway"], "10.62.0.1");
+    assert!(
+        h.ping(&Ns::c("c"), &h.outside_ip),
+        "no way out after the move"
+    );
 }
 
 #[test]
