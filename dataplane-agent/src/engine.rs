@@ -1279,13 +1279,27 @@ impl Engine {
         Ok(())
     }
 
-    /// Expire idle translated flows, and follow the host's addresses.
-    pub async fn gc(&self) -> usize {
+    /// Follow the host's addresses (in case an address event was missed).
+    pub async fn refresh_addresses(&self) {
         let mut g = self.inner.lock().await;
         if let Err(e) = refresh_host_ips(&mut g).await {
             warn!("refreshing host addresses: {e:#}");
         }
-        g.dp.gc_nat() + g.dp.gc_ct()
+    }
+
+    /// Expire idle flows on a thread of its own (not holding the engine).
+    pub fn spawn_flow_gc(&self) -> Result<()> {
+        let mut gc = datapath::Gc::open(&self.cfg.bpffs)?;
+        std::thread::Builder::new()
+            .name("flow-gc".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(10));
+                let n = gc.run();
+                if n > 0 {
+                    tracing::debug!(expired = n, "flow garbage collection");
+                }
+            })?;
+        Ok(())
     }
 }
 

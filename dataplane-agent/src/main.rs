@@ -276,6 +276,7 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
 
 async fn serve(cfg: AgentConfig, socket: &Path) -> Result<()> {
     let engine = Engine::start(cfg).await?;
+    engine.spawn_flow_gc()?;
     if let Err(e) = engine.watch_addresses() {
         tracing::warn!("not following host address changes (only every 10 s): {e:#}");
     }
@@ -287,15 +288,12 @@ async fn serve(cfg: AgentConfig, socket: &Path) -> Result<()> {
         .with_context(|| format!("binding {}", socket.display()))?;
     info!(socket = %socket.display(), "agent ready");
 
-    let gc = Arc::clone(&engine);
+    let refresh = Arc::clone(&engine);
     tokio::spawn(async move {
         let mut t = tokio::time::interval(Duration::from_secs(10));
         loop {
             t.tick().await;
-            let n = gc.gc().await;
-            if n > 0 {
-                tracing::debug!(expired = n, "NAT garbage collection");
-            }
+            refresh.refresh_addresses().await;
         }
     });
 
