@@ -971,6 +971,71 @@ impl Demo {
         }
         println!("ok: the outside sees the uplink address {HOST_UPLINK_ADDR}, not the container's");
 
+        self.header("publish a port: `api` on frontend with -p 8000:8080, reached from outside");
+        self.show(self.dp().args([
+            "container",
+            "create",
+            "--network",
+            "frontend",
+            "-p",
+            "8000:8080",
+            "api",
+        ]))?;
+        self.show(self.dp().args(["container", "port", "api"]))?;
+        self.spawn_background(self.dp().args([
+            "container",
+            "exec",
+            "api",
+            "--",
+            "socat",
+            "TCP-LISTEN:8080,reuseaddr,fork",
+            "SYSTEM:echo api sees client $SOCAT_PEERADDR",
+        ]))?;
+        let published = format!("TCP:{HOST_UPLINK_ADDR}:8000");
+        let seen = self.until_output(
+            Command::new("ip").args([
+                "netns", "exec", &out_ns, "socat", "-T", "5", "-u", &published, "STDOUT",
+            ]),
+            "api sees client",
+        )?;
+        let client = seen.split_whitespace().last().unwrap_or_default();
+        if client != OUTSIDE_ADDR {
+            bail!("the published server saw {client:?}, expected the real client {OUTSIDE_ADDR}");
+        }
+        println!("ok: translated by XDP on the uplink; the container sees the real client {OUTSIDE_ADDR}");
+
+        self.header("isolation: db (network bridge) cannot reach web (network frontend)");
+        let web_direct = format!("TCP:{web_ip}:8080,connect-timeout=2");
+        let mut c = self.dp();
+        c.args([
+            "container",
+            "exec",
+            "db",
+            "--",
+            "socat",
+            "-T",
+            "2",
+            "-u",
+            &web_direct,
+            "STDOUT",
+        ]);
+        println!("$ {}", describe(&c));
+        let st = c
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        if st.success() {
+            bail!("db reached web across networks");
+        }
+        let v = self.inspect("container", "db")?;
+        let dropped = v["endpoints"][0]["counters"]["drops"]["cross_network"]
+            .as_u64()
+            .unwrap_or(0);
+        println!("    refused; db's endpoint counted {dropped} cross_network drops");
+        if dropped == 0 {
+            bail!("no cross_network drop counted on db");
+        }
+
         self.header("pinned maps: DP_ENDPOINTS (bpftool, with BTF field names)");
         let map = self.bpffs.join("maps/DP_ENDPOINTS");
         let mut c = Command::new("bpftool");
