@@ -580,7 +580,10 @@ impl Engine {
             .values()
             .any(|n| n.name != name && n.pool.gateway == net.pool.gateway);
         if !shared_gw {
-            kernel::del_gateway(&g.host, net.pool.gateway).await?;
+            after_commit(
+                "removing the gateway address",
+                kernel::del_gateway(&g.host, net.pool.gateway).await,
+            );
         }
         g.networks.remove(name);
         info!(network = %name, "network removed");
@@ -806,7 +809,7 @@ impl Engine {
         g.containers.insert(c.name.clone(), c.clone());
         // The new container may be the target of existing links too.
         let links = link_keys(&g.containers, &g.networks);
-        g.dp.sync_links(&links)?;
+        after_commit("sync_links", g.dp.sync_links(&links));
         info!(container = %c.name, mode = %mode.describe(), ports = c.ports.len(), "container created");
         Ok(self.container_view(g, &c))
     }
@@ -916,18 +919,18 @@ impl Engine {
             ..Default::default()
         })?;
         let keys: Vec<PortKey> = port_entries(&c).into_iter().map(|(k, _)| k).collect();
-        g.dp.remove_ports(&keys)?;
+        after_commit("remove_ports", g.dp.remove_ports(&keys));
         release_ports(g, &c.ports);
         for ep in &c.endpoints {
             self.unplumb_endpoint(g, ep).await;
             g.dp.purge_ct(ep.ip.octets());
         }
         if matches!(c.mode, NetMode::Bridge | NetMode::None) {
-            kernel::delete_netns(&self.netns_path(name))?;
+            after_commit("delete_netns", kernel::delete_netns(&self.netns_path(name)));
         }
         g.containers.remove(name);
         let links = link_keys(&g.containers, &g.networks);
-        g.dp.sync_links(&links)?;
+        after_commit("sync_links", g.dp.sync_links(&links));
         info!(container = %name, "container removed");
         Ok(())
     }
@@ -977,9 +980,9 @@ impl Engine {
         g.networks.insert(net_after.name.clone(), net_after);
         g.containers.insert(c.name.clone(), c.clone());
         // Published ports lead to the first endpoint, which may be this one.
-        g.dp.add_ports(&port_entries(&c))?;
+        after_commit("add_ports", g.dp.add_ports(&port_entries(&c)));
         let links = link_keys(&g.containers, &g.networks);
-        g.dp.sync_links(&links)?;
+        after_commit("sync_links", g.dp.sync_links(&links));
         info!(container = %c.name, network, ip = %ep.ip, "connected");
         Ok(self.container_view(g, &c))
     }
@@ -1048,13 +1051,13 @@ impl Engine {
                     _pad: 0,
                 })
                 .collect();
-            g.dp.remove_ports(&keys)?;
+            after_commit("remove_ports", g.dp.remove_ports(&keys));
         } else {
-            g.dp.add_ports(&port_entries(&c))?;
+            after_commit("add_ports", g.dp.add_ports(&port_entries(&c)));
         }
         g.containers.insert(c.name.clone(), c);
         let links = link_keys(&g.containers, &g.networks);
-        g.dp.sync_links(&links)?;
+        after_commit("sync_links", g.dp.sync_links(&links));
         info!(container, network, "disconnected");
         Ok(())
     }
@@ -1300,6 +1303,15 @@ impl Engine {
                 }
             })?;
         Ok(())
+    }
+}
+
+/// Steps after the desired state was committed: the change stands, so a
+/// failure is logged (and repaired by the next reconcile) instead of being
+/// reported as if nothing had happened.
+fn after_commit(what: &str, r: Result<()>) {
+    if let Err(e) = r {
+        warn!("{what} after a committed change failed (reconciled at the next start): {e:#}");
     }
 }
 
