@@ -11,13 +11,14 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use dataplane_common::{DropReason, EndpointKey, FlowKey};
+use dataplane_common::{DropReason, EndpointKey, FlowKey, NatEntry};
 
 use crate::{
-    maps::{self, DP_ENDPOINTS},
+    maps::{self, DP_ENDPOINTS, DP_NAT_IN},
     nat::{self, Side},
     parse::{
-        self, Frag, ETH_LEN, ETH_P_IP, ICMP_ECHO_REPLY, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
+        self, Frag, ETH_LEN, ETH_P_IP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP,
+        IPPROTO_TCP, IPPROTO_UDP, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF,
     },
 };
 
@@ -68,6 +69,9 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
                 _pad: [0; 3],
             }
         }
+        IPPROTO_ICMP if ip.icmp_type == ICMP_DEST_UNREACH || ip.icmp_type == ICMP_TIME_EXCEEDED => {
+            return icmp_error(&ctx, &ip, cfg.uplink_ip, ifindex);
+        }
         _ => return TC_ACT_OK,
     };
     let Some(back) = nat::rnat_entry(&key, &ip) else {
@@ -88,4 +92,119 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
         return TC_ACT_SHOT;
     }
     nat::deliver(&ctx, &ep)
+}
+
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+
+/// An ICMP error about a masqueraded flow (fragmentation needed, port
+/// unreachable, TTL exceeded...): its embedded header carries the uplink
+/// address and masquerade port. Translate the outer destination and the
+/// embedded source back to the container's, fixing the outer IP, embedded IP
+/// and ICMP checksums, and deliver it (path-MTU discovery needs this).
+/// The embedded L4 checksum is left alone (only its first 8 bytes are
+/// quoted, and receivers do not verify it).
+#[inline(always)]
+fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4], ifindex: u32) -> i32 {
+    let inner = ip.l4_off + 8;
+    // Embedded IPv4 header without options, plus the first 8 bytes of L4.
+    let Some(h) = parse::read::<[u8; 28]>(ctx, inner) else {
+        return TC_ACT_OK;
+    };
+    if h[0] != 0x45 || [h[12], h[13], h[14], h[15]] != uplink_ip {
+        return TC_ACT_OK;
+    }
+    let remote = [h[16], h[17], h[18], h[19]];
+    let proto = h[9];
+    // (offset of the translated port in the embedded packet, NAT_IN key)
+    let (port_off, key) = match proto {
+        IPPROTO_TCP | IPPROTO_UDP => (
+            inner + 20,
+            FlowKey {
+                src: remote,
+                dst: uplink_ip,
+                sport: u16::from_be_bytes([h[22], h[23]]),
+                dport: u16::from_be_bytes([h[20], h[21]]),
+                proto,
+                _pad: [0; 3],
+            },
+        ),
+        // An echo request (traceroute, ping): the identifier.
+        IPPROTO_ICMP if h[20] == ICMP_ECHO_REQUEST => (
+            inner + 24,
+            FlowKey {
+                src: remote,
+                dst: uplink_ip,
+                sport: 0,
+                dport: u16::from_be_bytes([h[24], h[25]]),
+                proto,
+                _pad: [0; 3],
+            },
+        ),
+        _ => return TC_ACT_OK,
+    };
+    let Some(back) = (unsafe { DP_NAT_IN.get(&key) }).copied() else {
+        return TC_ACT_OK;
+    };
+    let Some(ep) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: back.addr }) }).copied() else {
+        maps::count_drop(ifindex, DropReason::NoRoute);
+        return TC_ACT_SHOT;
+    };
+    if ip.ttl <= 1 {
+        return TC_ACT_OK;
+    }
+    if translate_icmp_error(ctx, ip, inner, port_off, uplink_ip, &back).is_err()
+        || nat::dec_ttl(ctx, ip).is_err()
+    {
+        maps::count_drop(ifindex, DropReason::Malformed);
+        return TC_ACT_SHOT;
+    }
+    nat::deliver(ctx, &ep)
+}
+
+#[inline(always)]
+fn translate_icmp_error(
+    ctx: &TcContext,
+    ip: &parse::Ipv4,
+    inner: usize,
+    port_off: usize,
+    uplink_ip: [u8; 4],
+    back: &NatEntry,
+) -> Result<(), ()> {
+    let icmp_csum = ip.l4_off + 2;
+    let old_a = u32::from_ne_bytes(uplink_ip) as u64;
+    let new_a = u32::from_ne_bytes(back.addr) as u64;
+    // Outer destination (covered by the outer IP checksum only).
+    ctx.l3_csum_replace(ETH_LEN + IP_CSUM_OFF, old_a, new_a, 4)
+        .map_err(|_| ())?;
+    ctx.store(ETH_LEN + IP_DST_OFF, &back.addr, 0)
+        .map_err(|_| ())?;
+    // Embedded source address: the embedded IP checksum, and the ICMP
+    // checksum for both the address and the embedded checksum's change.
+    let old_c: [u8; 2] = ctx.load(inner + IP_CSUM_OFF).map_err(|_| ())?;
+    ctx.l3_csum_replace(inner + IP_CSUM_OFF, old_a, new_a, 4)
+        .map_err(|_| ())?;
+    let new_c: [u8; 2] = ctx.load(inner + IP_CSUM_OFF).map_err(|_| ())?;
+    ctx.store(inner + IP_SRC_OFF, &back.addr, 0)
+        .map_err(|_| ())?;
+    ctx.l4_csum_replace(icmp_csum, old_a, new_a, 4)
+        .map_err(|_| ())?;
+    ctx.l4_csum_replace(
+        icmp_csum,
+        u16::from_ne_bytes(old_c) as u64,
+        u16::from_ne_bytes(new_c) as u64,
+        2,
+    )
+    .map_err(|_| ())?;
+    // Embedded source port (or echo identifier).
+    let old_p: [u8; 2] = ctx.load(port_off).map_err(|_| ())?;
+    let new_p = back.port.to_be_bytes();
+    ctx.store(port_off, &new_p, 0).map_err(|_| ())?;
+    ctx.l4_csum_replace(
+        icmp_csum,
+        u16::from_ne_bytes(old_p) as u64,
+        u16::from_ne_bytes(new_p) as u64,
+        2,
+    )
+    .map_err(|_| ())
 }

@@ -1169,3 +1169,48 @@ fn own_subnet_non_endpoint_destinations_are_not_masqueraded() {
         assert!(env.nat_out_entries().is_empty());
     });
 }
+
+/// An ICMP "fragmentation needed" from a router about a masqueraded flow:
+/// the outer destination and the embedded source (address and port) are
+/// translated back to the container's, checksums (outer IP, embedded IP,
+/// ICMP) fixed, and it is delivered, so path-MTU discovery works behind the
+/// masquerade.
+#[test]
+fn uplink_icmp_error_about_a_masqueraded_flow_is_translated_back() {
+    with_env(|env| {
+        let port = masq_tcp(env, FAR, 40000, 443, TCP_SYN);
+        // The first 8 bytes of the TCP header as the router quotes them.
+        let quoted = |src: [u8; 4], sport: u16| {
+            let seg = tcp(src, FAR, sport, 443, TCP_SYN, b"");
+            Ip4::new(src, FAR, PROTO_TCP).build(&seg[..8])
+        };
+        let err = |dst: [u8; 4], src: [u8; 4], sport: u16, ttl: u8| {
+            eth(
+                UPLINK_MAC,
+                NEXT_HOP_MAC,
+                ETH_P_IP,
+                &Ip4::new(NEXT_HOP, dst, PROTO_ICMP)
+                    .ttl(ttl)
+                    // type 3 code 4: fragmentation needed, next-hop MTU 1400
+                    .build(&icmp(ICMP_DEST_UNREACH, 4, 0, 1400, &quoted(src, sport))),
+            )
+        };
+        let pkt = err(UPLINK_IP, UPLINK_IP, port, 64);
+        let run = env.run_uplink(&pkt);
+        assert_eq!(run.verdict, TC_ACT_REDIRECT, "delivered to the container");
+        let mut want = err(E1.ip, E1.ip, 40000, 63);
+        want[0..6].copy_from_slice(&E1.mac);
+        want[6..12].copy_from_slice(&E1.host_mac);
+        assert_eq!(run.out, want, "translated ICMP error");
+        let v = View(&run.out);
+        v.assert_checksums();
+        let inner = &v.l4()[8..28];
+        assert_eq!(inet_csum(&[inner]), 0, "embedded IP checksum");
+        assert_eq!(env.stats(E1).rx_packets, 1);
+        env.assert_no_drops();
+
+        // About a flow that was never masqueraded: to the stack, unchanged.
+        let other = err(UPLINK_IP, UPLINK_IP, port.wrapping_add(1), 64);
+        assert_passed_unchanged(&env.run_uplink(&other), &other);
+    });
+}
