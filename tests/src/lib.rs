@@ -460,36 +460,7 @@ impl Host {
 
     /// Start the agent (again) with the same directories and wait until it answers.
     pub fn start_agent(&mut self) {
-        assert!(self.agent.is_none(), "agent already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .unwrap();
-        let child = Command::new(dataplane_bin())
-            .arg("agent")
-            .args(self.agent_dir_args())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .env_remove("DATAPLANE_SOCKET")
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", dataplane_bin().display()));
-        self.agent = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(Ok(Some(st))) = self.agent.as_mut().map(|c| c.try_wait()) {
-                self.agent = None;
-                panic!("agent exited early ({st}); log:\n{}", self.log());
-            }
-            if self.socket.exists() && self.cli(&["info"]).status.success() {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!("agent did not answer within 20s; log:\n{}", self.log());
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        self.start_agent_with(&[]);
     }
 
     /// SIGTERM the agent and wait for it to exit (SIGKILL after 10 s).
