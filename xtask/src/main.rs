@@ -1107,19 +1107,8 @@ impl Demo {
         }
         if let Some(mut agent) = self.agent.take() {
             println!("$ kill -TERM {}", agent.id());
-            if let Ok(None) = agent.try_wait() {
-                // SAFETY: plain kill(2) on our own child's pid.
-                unsafe { libc::kill(agent.id() as libc::pid_t, libc::SIGTERM) };
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while let Ok(None) = agent.try_wait() {
-                    if Instant::now() > deadline {
-                        problems.push("the agent ignored SIGTERM; killed".into());
-                        let _ = agent.kill();
-                        break;
-                    }
-                    thread::sleep(Duration::from_millis(50));
-                }
-                let _ = agent.wait();
+            if let Some(p) = stop_agent_process(&mut agent, Duration::from_secs(10)) {
+                problems.push(p);
             }
         }
         if self.agent_started {
@@ -1208,6 +1197,30 @@ fn print_indented(s: &str) {
     for l in s.lines() {
         println!("    {l}");
     }
+}
+
+/// Stop an agent we started: SIGTERM (it leaves the datapath in place and
+/// exits), SIGKILL after `grace`. Returns a problem to report, if any.
+pub(crate) fn stop_agent_process(
+    agent: &mut std::process::Child,
+    grace: Duration,
+) -> Option<String> {
+    let mut problem = None;
+    if let Ok(None) = agent.try_wait() {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(agent.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + grace;
+        while let Ok(None) = agent.try_wait() {
+            if Instant::now() > deadline {
+                problem = Some("the agent ignored SIGTERM; killed".to_string());
+                let _ = agent.kill();
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = agent.wait();
+    }
+    problem
 }
 
 fn demo() -> Result<()> {

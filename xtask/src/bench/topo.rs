@@ -707,19 +707,8 @@ impl World {
             }
         }
         if let Some(mut agent) = self.agent.take() {
-            if let Ok(None) = agent.try_wait() {
-                // SAFETY: kill(2) on our own child's pid.
-                unsafe { libc::kill(agent.id() as libc::pid_t, libc::SIGTERM) };
-                let deadline = Instant::now() + Duration::from_secs(15);
-                while let Ok(None) = agent.try_wait() {
-                    if Instant::now() > deadline {
-                        problems.push("the agent ignored SIGTERM; killed".into());
-                        let _ = agent.kill();
-                        break;
-                    }
-                    thread::sleep(Duration::from_millis(50));
-                }
-                let _ = agent.wait();
+            if let Some(p) = crate::stop_agent_process(&mut agent, Duration::from_secs(15)) {
+                problems.push(p);
             }
         }
         if self.agent_started {
