@@ -669,11 +669,19 @@ impl Gc {
         let dead: Vec<FlowKey> = entries
             .iter()
             .filter(|(k, v)| {
-                let last = entries
+                let (last, flags) = entries
                     .get(&partner(k, v))
-                    .map(|p| p.last_seen_ns.max(v.last_seen_ns))
-                    .unwrap_or(v.last_seen_ns);
-                now.saturating_sub(last) > timeout(k.proto)
+                    .map(|p| (p.last_seen_ns.max(v.last_seen_ns), p.flags | v.flags))
+                    .unwrap_or((v.last_seen_ns, v.flags));
+                // Like the masquerade: closed and never-answered flows go soon.
+                let limit = if flags & NAT_F_CLOSING != 0 {
+                    NAT_TIMEOUT_TCP_CLOSING * 1_000_000_000
+                } else if flags & NAT_F_REPLIED == 0 {
+                    NAT_TIMEOUT_UNREPLIED * 1_000_000_000
+                } else {
+                    timeout(k.proto)
+                };
+                now.saturating_sub(last) > limit
             })
             .map(|(k, _)| *k)
             .collect();

@@ -153,6 +153,10 @@ pub const NAT_F_CLOSING: u16 = 1;
 /// A reply was seen: until then the flow expires after the short timeout
 /// (unanswered SYNs and UDP probes must not hold masquerade ports for long).
 pub const NAT_F_REPLIED: u16 = 2;
+/// `DP_CT`: this entry translates the reply direction (the container that
+/// accepted the connection answers through it). The other flags above apply
+/// to `DP_CT` entries too.
+pub const CT_F_REPLY_DIR: u16 = 4;
 
 pub const MAX_PORTS: u32 = 131072;
 

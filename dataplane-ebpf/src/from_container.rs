@@ -29,8 +29,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use dataplane_common::{
-    CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, LinkKey, PortTarget, NET_F_INTERNAL,
-    NET_F_NO_ICC,
+    CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, LinkKey, PortTarget, CT_F_REPLY_DIR,
+    NAT_F_REPLIED, NET_F_INTERNAL, NET_F_NO_ICC,
 };
 
 use crate::{
@@ -164,6 +164,11 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> i32 {
         if let Some(ct) = DP_CT.get_ptr_mut(&flow(&ip)) {
             let ct = unsafe {
                 (*ct).last_seen_ns = bpf_ktime_get_ns();
+                // The accepting container answered; FIN/RST ends the flow.
+                if (*ct).flags & CT_F_REPLY_DIR != 0 {
+                    (*ct).flags |= NAT_F_REPLIED;
+                }
+                (*ct).flags |= nat::closing(&ip);
                 *ct
             };
             return translated(ctx, ep, &ip, &ct);
@@ -300,7 +305,7 @@ fn hairpin(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4, t: &PortTarget) -> i32
         dst: ip.src,
         sport: ip.dport,
         dport: ip.sport,
-        flags: 0,
+        flags: CT_F_REPLY_DIR,
         _pad: 0,
         last_seen_ns: now,
     };

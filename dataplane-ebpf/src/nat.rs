@@ -101,8 +101,9 @@ pub fn set_macs(ctx: &TcContext, dst: &[u8; 6], src: &[u8; 6]) -> Result<(), ()>
     ctx.store(0, &macs, 0).map_err(|_| ())
 }
 
+/// `NAT_F_CLOSING` if the packet carries a FIN or RST.
 #[inline(always)]
-fn closing(ip: &Ipv4) -> u16 {
+pub fn closing(ip: &Ipv4) -> u16 {
     if ip.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
         NAT_F_CLOSING
     } else {

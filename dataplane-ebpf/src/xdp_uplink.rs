@@ -14,13 +14,14 @@ use aya_ebpf::{
     macros::xdp,
     programs::XdpContext,
 };
-use dataplane_common::{CtEntry, DropReason, EndpointKey, FlowKey};
+use dataplane_common::{CtEntry, DropReason, EndpointKey, FlowKey, CT_F_REPLY_DIR};
 
 const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
 
 use crate::{
     maps::{self, DP_CT, DP_ENDPOINTS, DP_HOST_IPS},
+    nat,
     parse::{
         self, csum_replace2, csum_replace4, Frag, Pkt, ETH_LEN, ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP,
         IP_CSUM_OFF, IP_DST_OFF, IP_TTL_OFF,
@@ -88,7 +89,7 @@ pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
         dst: ip.src,
         sport: ip.dport,
         dport: ip.sport,
-        flags: 0,
+        flags: CT_F_REPLY_DIR | nat::closing(&ip),
         _pad: 0,
         last_seen_ns: now,
     };
@@ -99,7 +100,8 @@ pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
     match DP_CT.get_ptr_mut(&reply) {
         // The same connection: keep it alive.
         Some(e) if unsafe { (*e).src == want.src && (*e).sport == want.sport } => unsafe {
-            (*e).last_seen_ns = now
+            (*e).last_seen_ns = now;
+            (*e).flags |= nat::closing(&ip);
         },
         // The client reused its port towards another published address of
         // the same container port: replies follow the new connection.

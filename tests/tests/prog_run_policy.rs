@@ -17,7 +17,10 @@ mod harness;
 #[path = "prog_run/pkt.rs"]
 mod pkt;
 
-use dataplane_common::{CtEntry, DropReason, EndpointKey, FlowKey, LinkKey, PortKey, PortTarget};
+use dataplane_common::{
+    CtEntry, DropReason, EndpointKey, FlowKey, LinkKey, PortKey, PortTarget, CT_F_REPLY_DIR,
+    NAT_F_CLOSING, NAT_F_REPLIED,
+};
 use harness::*;
 use pkt::*;
 
@@ -130,7 +133,7 @@ fn assert_ct(env: &Env, key: FlowKey, src: [u8; 4], sport: u16, dst: [u8; 4], dp
         (src, sport, dst, dport),
         "DP_CT entry for {key:?}"
     );
-    assert_eq!(e.flags, 0);
+    assert_eq!(e.flags & NAT_F_CLOSING, 0, "not closing");
     assert!(e.last_seen_ns > 0, "last_seen_ns set");
 }
 
@@ -1052,6 +1055,34 @@ fn xdp_only_a_syn_replaces_a_live_reply_translation() {
             8080,
             CLIENT,
             CPORT,
+        );
+    });
+}
+
+/// DP_CT entries carry the state the agent's GC needs: the reply direction,
+/// whether the container answered, and FIN/RST (short timeouts for
+/// unanswered and closed flows, like the masquerade).
+#[test]
+fn ct_entries_track_replies_and_closing() {
+    with_env(|env| {
+        publish_8080(env);
+        let _ = xdp_syn_to_8080(env, b"", TCP_SYN);
+        let key = flow(E1.ip, CLIENT, 80, CPORT, PROTO_TCP);
+        let flags = |env: &Env| env.ct.get(&key, 0).unwrap().flags;
+        assert_eq!(
+            flags(env),
+            CT_F_REPLY_DIR,
+            "new: reply direction, unanswered"
+        );
+        let synack = tcp_from(E1, CLIENT, 80, CPORT, TCP_SYN | TCP_ACK);
+        assert_eq!(env.run_container(E1, &synack).verdict, TC_ACT_REDIRECT);
+        assert_eq!(flags(env), CT_F_REPLY_DIR | NAT_F_REPLIED, "answered");
+        let fin = outside_tcp(UPLINK_IP, CPORT, 8080, TCP_FIN | TCP_ACK, b"");
+        assert_eq!(env.run_xdp(&fin).verdict, XDP_PASS);
+        assert_eq!(
+            flags(env),
+            CT_F_REPLY_DIR | NAT_F_REPLIED | NAT_F_CLOSING,
+            "closing"
         );
     });
 }
