@@ -280,13 +280,16 @@ const ESSENTIAL_PACKAGES: &[&str] = &[
     "socat",
     "python3-scapy",
     "iptables",
+    // Used by the tests: bulk transfers, `nft list ruleset`, the agent's API.
+    "iperf3",
+    "nftables",
+    "curl",
+    "util-linux",
 ];
 
-/// Packages used by some tests and the benchmarks; missing ones only warn.
+/// Packages used by the benchmarks and for debugging; missing ones only warn.
 const OPTIONAL_PACKAGES: &[&str] = &[
-    "iperf3",
     "tcpdump",
-    "nftables",
     "wrk",
     "sockperf",
     "etcd-server",
