@@ -451,6 +451,9 @@ fn bpf_linker() -> Result<()> {
         .args([
             "install",
             "bpf-linker",
+            // The version checked to build against Debian's LLVM 22 here.
+            "--version",
+            "0.13.0",
             "--no-default-features",
             "--features",
             "llvm-22",
