@@ -18,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 pub use aya::programs::XdpMode;
 
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    maps::{Array, HashMap, IterableMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
     programs::{
         links::{CgroupAttachMode, FdLink, PinnedLink},
         tc::SchedClassifierLink,
@@ -61,7 +61,6 @@ pub struct Datapath {
     ep_stats: PerCpuHashMap<MapData, u32, EndpointStats>,
     drops: PerCpuArray<MapData, u64>,
     ports: HashMap<MapData, PortKey, PortTarget>,
-    ports_fd: MapData,
     ct: HashMap<MapData, FlowKey, CtEntry>,
     host_ips: HashMap<MapData, EndpointKey, u32>,
     host: Array<MapData, HostInfo>,
@@ -136,11 +135,8 @@ impl Datapath {
             prog.load()
                 .with_context(|| format!("loading program {name} (verifier)"))?;
         }
-        let ports_fd = MapData::from_pin(maps_dir.join(map_names::PORTS))
-            .context("opening the pinned port map")?;
         Ok(Datapath {
             ports: take(&mut ebpf, map_names::PORTS)?,
-            ports_fd,
             ct: take(&mut ebpf, map_names::CT)?,
             host_ips: take(&mut ebpf, map_names::HOST_IPS)?,
             host: take(&mut ebpf, map_names::HOST)?,
@@ -190,9 +186,7 @@ impl Datapath {
         self.root.join("links").join(format!("{prog}@{ifname}"))
     }
 
-    /// Attach `prog` at TC ingress of `ifname` with a pinned TCX link. An
-    /// existing pinned link is re-adopted: the program it runs is swapped
-    /// atomically for the one just loaded, the attachment itself stays.
+    /// Attach `prog` at TC ingress of `ifname` with a pinned TCX link.
     pub fn attach(&mut self, prog_name: &str, ifname: &str) -> Result<()> {
         let pin = self.link_path(prog_name, ifname);
         let prog: &mut SchedClassifier = self
@@ -200,43 +194,25 @@ impl Datapath {
             .program_mut(prog_name)
             .ok_or_else(|| anyhow!("program {prog_name} missing"))?
             .try_into()?;
-        if pin.exists() {
-            // Swap the program of the pinned link atomically; the attachment
-            // (and the traffic through it) stays.
-            let readopt = (|| -> Result<()> {
-                let fd: FdLink = PinnedLink::from_pin(&pin)?.into();
+        pinned_link(
+            &pin,
+            prog,
+            |prog, fd| {
                 let id = prog.attach_to_link(SchedClassifierLink::try_from(fd)?)?;
-                // Keep the pin; drop our handle without detaching.
-                let fd: FdLink = prog.take_link(id)?.try_into()?;
-                drop(fd);
-                Ok(())
-            })();
-            match readopt {
-                Ok(()) => {
-                    debug!(prog_name, ifname, "re-adopted pinned link");
-                    return Ok(());
-                }
-                // E.g. the interface was recreated while the agent was down.
-                Err(e) => {
-                    warn!(?pin, "stale link pin ({e:#}), attaching anew");
-                    let _ = std::fs::remove_file(&pin);
-                }
-            }
-        }
-        let id = prog
-            .attach(ifname, TcAttachType::Ingress)
-            .with_context(|| format!("attaching {prog_name} to {ifname}"))?;
-        let link: FdLink = prog
-            .take_link(id)?
-            .try_into()
-            .context("TCX link expected (kernel >= 6.6)")?;
-        link.pin(&pin)
-            .with_context(|| format!("pinning link at {}", pin.display()))?;
-        Ok(())
+                Ok(prog.take_link(id)?.try_into()?)
+            },
+            |prog| {
+                let id = prog
+                    .attach(ifname, TcAttachType::Ingress)
+                    .with_context(|| format!("attaching {prog_name} to {ifname}"))?;
+                prog.take_link(id)?
+                    .try_into()
+                    .context("TCX link expected (kernel >= 6.6)")
+            },
+        )
     }
 
-    /// Attach the XDP program to the uplink with a pinned link (re-adopted if
-    /// pinned already).
+    /// Attach the XDP program to the uplink with a pinned link.
     pub fn attach_xdp(&mut self, ifname: &str, mode: XdpMode) -> Result<()> {
         let name = prog_names::XDP_UPLINK;
         let pin = self.link_path(name, ifname);
@@ -245,32 +221,22 @@ impl Datapath {
             .program_mut(name)
             .ok_or_else(|| anyhow!("program {name} missing"))?
             .try_into()?;
-        if pin.exists() {
-            let readopt = (|| -> Result<()> {
-                let fd: FdLink = PinnedLink::from_pin(&pin)?.into();
+        pinned_link(
+            &pin,
+            prog,
+            |prog, fd| {
                 let id = prog.attach_to_link(XdpLink::try_from(fd)?)?;
-                let fd: FdLink = prog.take_link(id)?.try_into()?;
-                drop(fd);
-                Ok(())
-            })();
-            match readopt {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    warn!(?pin, "stale link pin ({e:#}), attaching anew");
-                    let _ = std::fs::remove_file(&pin);
-                }
-            }
-        }
-        let id = prog
-            .attach(ifname, mode)
-            .with_context(|| format!("attaching XDP to {ifname}"))?;
-        let link: FdLink = prog
-            .take_link(id)?
-            .try_into()
-            .context("XDP bpf_link expected")?;
-        link.pin(&pin)
-            .with_context(|| format!("pinning link at {}", pin.display()))?;
-        Ok(())
+                Ok(prog.take_link(id)?.try_into()?)
+            },
+            |prog| {
+                let id = prog
+                    .attach(ifname, mode)
+                    .with_context(|| format!("attaching XDP to {ifname}"))?;
+                prog.take_link(id)?
+                    .try_into()
+                    .context("XDP bpf_link expected")
+            },
+        )
     }
 
     /// Attach the socket programs to a cgroup (v2) with pinned links. They
@@ -472,7 +438,7 @@ impl Datapath {
     pub fn add_ports(&mut self, entries: &[(PortKey, PortTarget)]) -> Result<()> {
         let keys: Vec<PortKey> = entries.iter().map(|(k, _)| *k).collect();
         let vals: Vec<PortTarget> = entries.iter().map(|(_, v)| *v).collect();
-        map_batch(&self.ports_fd, BPF_MAP_UPDATE_BATCH, &keys, Some(&vals))
+        map_batch(self.ports.map(), BPF_MAP_UPDATE_BATCH, &keys, Some(&vals))
             .context("publishing ports (batched map update)")
     }
 
@@ -484,7 +450,7 @@ impl Datapath {
             .copied()
             .filter(|k| self.ports.get(k, 0).is_ok())
             .collect();
-        map_batch::<PortKey, PortTarget>(&self.ports_fd, BPF_MAP_DELETE_BATCH, &present, None)
+        map_batch::<PortKey, PortTarget>(self.ports.map(), BPF_MAP_DELETE_BATCH, &present, None)
             .context("unpublishing ports (batched map delete)")
     }
 
@@ -709,6 +675,39 @@ pub fn monotonic_ns() -> u64 {
         .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
         .unwrap_or_default();
     t.as_nanos() as u64
+}
+
+/// Attach `prog` through the bpf_link pinned at `pin`. An existing pinned link
+/// is re-adopted: `readopt` swaps the program it runs atomically for the one
+/// just loaded, the attachment (and the traffic through it) stays. If that
+/// fails (e.g. the interface was recreated while the agent was down), or
+/// nothing is pinned, `attach` makes a new link, which is pinned.
+fn pinned_link<P>(
+    pin: &Path,
+    prog: &mut P,
+    readopt: impl FnOnce(&mut P, FdLink) -> Result<FdLink>,
+    attach: impl FnOnce(&mut P) -> Result<FdLink>,
+) -> Result<()> {
+    if pin.exists() {
+        let res = PinnedLink::from_pin(pin)
+            .map_err(anyhow::Error::from)
+            .and_then(|p| readopt(prog, p.into()));
+        match res {
+            // Our handle goes; the pin keeps the link.
+            Ok(_fd) => {
+                debug!(?pin, "re-adopted pinned link");
+                return Ok(());
+            }
+            Err(e) => {
+                warn!(?pin, "stale link pin ({e:#}), attaching anew");
+                let _ = std::fs::remove_file(pin);
+            }
+        }
+    }
+    attach(prog)?
+        .pin(pin)
+        .with_context(|| format!("pinning link at {}", pin.display()))?;
+    Ok(())
 }
 
 /// A pinned map whose key, value or size differs from the object's

@@ -788,7 +788,7 @@ impl Engine {
             }
             .await;
             if let Err(e) = setup {
-                let keys: Vec<PortKey> = port_entries(&c).into_iter().map(|(k, _)| k).collect();
+                let keys = port_keys(&c);
                 let _ = g.dp.remove_ports(&keys);
                 release_ports(g, &c.ports);
                 for ep in &c.endpoints {
@@ -918,7 +918,7 @@ impl Engine {
             del_containers: vec![name],
             ..Default::default()
         })?;
-        let keys: Vec<PortKey> = port_entries(&c).into_iter().map(|(k, _)| k).collect();
+        let keys = port_keys(&c);
         after_commit("remove_ports", g.dp.remove_ports(&keys));
         release_ports(g, &c.ports);
         for ep in &c.endpoints {
@@ -1041,16 +1041,7 @@ impl Engine {
         // Published ports follow the first endpoint left, or are withdrawn
         // (never left pointing at an address IPAM may hand out again).
         if c.endpoints.is_empty() {
-            let keys: Vec<PortKey> = c
-                .ports
-                .iter()
-                .map(|m| PortKey {
-                    ip: m.host_ip.octets(),
-                    port: m.host_port,
-                    proto: m.proto.number(),
-                    _pad: 0,
-                })
-                .collect();
+            let keys = port_keys(&c);
             after_commit("remove_ports", g.dp.remove_ports(&keys));
         } else {
             after_commit("add_ports", g.dp.add_ports(&port_entries(&c)));
@@ -1359,6 +1350,21 @@ fn release_ports(g: &mut Inner, mappings: &[PortMapping]) {
     }
 }
 
+fn port_key(m: &PortMapping) -> PortKey {
+    PortKey {
+        ip: m.host_ip.octets(),
+        port: m.host_port,
+        proto: m.proto.number(),
+        _pad: 0,
+    }
+}
+
+/// DP_PORTS keys of a container's mappings (whether or not it has an
+/// endpoint to lead them to).
+fn port_keys(c: &Container) -> Vec<PortKey> {
+    c.ports.iter().map(port_key).collect()
+}
+
 /// DP_PORTS entries of a container: its mappings, to its first endpoint.
 fn port_entries(c: &Container) -> Vec<(PortKey, PortTarget)> {
     let Some(ep) = c.endpoints.first() else {
@@ -1368,12 +1374,7 @@ fn port_entries(c: &Container) -> Vec<(PortKey, PortTarget)> {
         .iter()
         .map(|m| {
             (
-                PortKey {
-                    ip: m.host_ip.octets(),
-                    port: m.host_port,
-                    proto: m.proto.number(),
-                    _pad: 0,
-                },
+                port_key(m),
                 PortTarget {
                     ip: ep.ip.octets(),
                     port: m.container_port,

@@ -133,6 +133,20 @@ pub struct FlowKey {
     pub _pad: [u8; 3],
 }
 
+impl FlowKey {
+    /// The same flow seen in the other direction.
+    pub const fn reversed(&self) -> FlowKey {
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            proto: self.proto,
+            _pad: [0; 3],
+        }
+    }
+}
+
 /// NAT entry: what the translated side of a flow becomes.
 /// In `DP_NAT_OUT` (keyed by the container's original flow) it holds the
 /// masquerade address and port; in `DP_NAT_IN` (keyed by the reply flow as it

@@ -151,15 +151,13 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> i32 {
     let Some(net) = (unsafe { DP_NETWORKS.get(ep.net_id) }).copied() else {
         return drop(ep.ifindex, DropReason::UnknownInterface);
     };
-    let ported =
-        (ip.proto == IPPROTO_TCP || ip.proto == IPPROTO_UDP) && ip.has_l4 && ip.frag == Frag::No;
     if net.flags & NET_F_INTERNAL != 0 {
         if ip.dst == net.gateway || parse::is_multicast_or_broadcast(ip.dst) {
             return TC_ACT_OK;
         }
         return drop(ep.ifindex, DropReason::Internal);
     }
-    if ported {
+    if ip.has_ports() {
         // Replies of published-port connections, hairpin connections.
         if let Some(ct) = DP_CT.get_ptr_mut(&flow(&ip)) {
             let ct = unsafe {
@@ -233,9 +231,7 @@ fn to_endpoint(ctx: &TcContext, ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv
 /// Everything else between them is denied.
 #[inline(always)]
 fn icc_denied(ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv4) -> Option<DropReason> {
-    let ported =
-        (ip.proto == IPPROTO_TCP || ip.proto == IPPROTO_UDP) && ip.has_l4 && ip.frag == Frag::No;
-    if ported {
+    if ip.has_ports() {
         let allowed = LinkKey {
             src: ep.ip,
             dst: peer.ip,
@@ -245,14 +241,7 @@ fn icc_denied(ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv4) -> Option<DropR
         };
         let now = unsafe { bpf_ktime_get_ns() };
         if unsafe { DP_LINKS.get(&allowed) }.is_some() {
-            let reply = FlowKey {
-                src: ip.dst,
-                dst: ip.src,
-                sport: ip.dport,
-                dport: ip.sport,
-                proto: ip.proto,
-                _pad: [0; 3],
-            };
+            let reply = flow(ip).reversed();
             // Refresh in place; an LRU insert per packet would allocate.
             match DP_POLICY_CT.get_ptr_mut(&reply) {
                 Some(ts) => unsafe { *ts = now },

@@ -115,6 +115,17 @@ pub struct Ipv4 {
     pub has_l4: bool,
 }
 
+impl Ipv4 {
+    /// A whole (unfragmented) TCP or UDP packet: it has ports to translate
+    /// or to match policy on.
+    #[inline(always)]
+    pub fn has_ports(&self) -> bool {
+        (self.proto == IPPROTO_TCP || self.proto == IPPROTO_UDP)
+            && self.has_l4
+            && self.frag == Frag::No
+    }
+}
+
 pub enum ParseError {
     /// A header is shorter than it claims.
     Truncated,

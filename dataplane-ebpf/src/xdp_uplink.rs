@@ -23,7 +23,7 @@ use crate::{
     maps::{self, DP_CT, DP_ENDPOINTS, DP_HOST_IPS},
     nat,
     parse::{
-        self, csum_replace2, csum_replace4, Frag, Pkt, ETH_LEN, ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP,
+        self, csum_replace2, csum_replace4, Pkt, ETH_LEN, ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP,
         IP_CSUM_OFF, IP_DST_OFF, IP_TTL_OFF,
     },
 };
@@ -55,7 +55,7 @@ pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
     let Ok(ip) = parse::parse_ipv4_pkt(&pkt, ETH_LEN) else {
         return XDP_PASS;
     };
-    if !(ip.proto == IPPROTO_TCP || ip.proto == IPPROTO_UDP) || !ip.has_l4 || ip.frag != Frag::No {
+    if !ip.has_ports() {
         return XDP_PASS;
     }
     let Some(t) = maps::port_lookup(ip.dst, ip.dport, ip.proto) else {
