@@ -288,12 +288,7 @@ const ESSENTIAL_PACKAGES: &[&str] = &[
 ];
 
 /// Packages used by the benchmarks and for debugging; missing ones only warn.
-const OPTIONAL_PACKAGES: &[&str] = &[
-    "tcpdump",
-    "wrk",
-    "sockperf",
-    "etcd-server",
-];
+const OPTIONAL_PACKAGES: &[&str] = &["tcpdump", "wrk", "sockperf", "etcd-server"];
 
 fn setup() -> Result<()> {
     apt_packages()?;
