@@ -4,9 +4,17 @@
 //!
 //! Modules: `topo` (namespaces, bridge, rules, agent; cleanup on drop),
 //! `rules` (Docker's rule set), `measure` (iperf3, dp-loadgen, CPU
-//! accounting), `report` (statistics, Markdown, JSON, SVG).
+//! accounting), `cost` (per-packet cost of the eBPF programs: BPF statistics
+//! under load via `bpfstats`, the BPF_PROG_TEST_RUN micro-benchmark in
+//! `progrun`/`progrun_pkt`), `report` and `cost_report` (statistics,
+//! Markdown, JSON, SVG).
 
+mod bpfstats;
+mod cost;
+mod cost_report;
 mod measure;
+mod progrun;
+mod progrun_pkt;
 mod report;
 mod rules;
 mod topo;
@@ -52,6 +60,11 @@ pub struct Plan {
     pub iso_rr: Duration,
     /// Early-drop flood seconds per run.
     pub flood_secs: f64,
+    /// Per-packet cost: seconds of each iperf3 workload per path.
+    pub cost_secs: f64,
+    /// BPF_PROG_TEST_RUN: timed runs per path, `repeat` of the calibration.
+    pub progrun_iters: u32,
+    pub progrun_repeat: u32,
 }
 
 impl Plan {
@@ -68,6 +81,9 @@ impl Plan {
                 iso_tput_secs: 1.0,
                 iso_rr: Duration::from_millis(300),
                 flood_secs: 2.0,
+                cost_secs: 1.0,
+                progrun_iters: 2_000,
+                progrun_repeat: 100_000,
             },
             Level::Quick => Plan {
                 level,
@@ -80,6 +96,9 @@ impl Plan {
                 iso_tput_secs: 2.0,
                 iso_rr: Duration::from_secs(1),
                 flood_secs: 2.0,
+                cost_secs: 2.0,
+                progrun_iters: 20_000,
+                progrun_repeat: 100_000,
             },
             Level::Full => Plan {
                 level,
@@ -92,6 +111,9 @@ impl Plan {
                 iso_tput_secs: 10.0,
                 iso_rr: Duration::from_secs(3),
                 flood_secs: 5.0,
+                cost_secs: 5.0,
+                progrun_iters: 100_000,
+                progrun_repeat: 1_000_000,
             },
         }
     }
@@ -155,7 +177,11 @@ pub fn bench(opts: Opts) -> Result<()> {
 
     let mut env = Env::collect(&bin, opts.release, opts.level);
     let mut world = World::new(bin, lg.clone())?;
-    let res = measure_all(&mut world, &plan, &mut env, &fl);
+    let obj = cost::agent_object(opts.release, &world.tmp)?;
+    let res = measure_all(&mut world, &plan, &mut env, &fl).and_then(|s| {
+        env.cost = Some(cost::measure(&mut world, &plan, &obj)?);
+        Ok(s)
+    });
     if res.is_err() {
         eprintln!("--- agent log (tail) ---\n{}", world.agent_log_tail());
     }

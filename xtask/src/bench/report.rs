@@ -70,6 +70,8 @@ pub struct Env {
     pub flood_runs: Vec<FloodRun>,
     /// XDP attach mode on the dataplane uplink (`ip link show`).
     pub xdp_mode: String,
+    /// The per-packet cost phase (None when it was not reached).
+    pub cost: Option<super::cost::CostResult>,
 }
 
 impl Env {
@@ -600,7 +602,7 @@ fn isolation_sections(
 
 pub fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> Result<()> {
     let agg = aggregate(samples);
-    let tg = targets(&agg, plan);
+    let mut tg = targets(&agg, plan);
     let modes = Mode::ALL;
 
     let mut md = String::new();
@@ -737,6 +739,20 @@ pub fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> Result<(
     }
 
     let jiso = isolation_sections(&mut md, &agg, env, plan, &mut jmetrics);
+    let jcost = match &env.cost {
+        Some(c) => {
+            let c2c = |m: &str, mode| get(&agg, m, "c2c", mode);
+            let (j, t) = super::cost_report::section(
+                &mut md,
+                c,
+                ratio(c2c("rr_p50", Mode::Dataplane), c2c("rr_p50", Mode::Ceiling)),
+                ratio(c2c("tput_1", Mode::Dataplane), c2c("tput_1", Mode::Ceiling)),
+            );
+            tg.extend(t.into_iter().map(|(name, met, detail)| Target { name, met, detail }));
+            j
+        }
+        None => Value::Null,
+    };
 
     md.push_str("\n## Plots\n\n");
     let plots = [
@@ -808,6 +824,7 @@ pub fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> Result<(
         "metrics": jmetrics,
         "isolation": jiso["isolation"],
         "early_drop": jiso["early_drop"],
+        "per_packet_cost": jcost,
         "targets": tg.iter().map(|t| json!({"target": t.name, "met": t.met, "detail": t.detail})).collect::<Vec<Value>>(),
         "not_measured": ["real Docker: no dockerd in this harness yet"],
     });

@@ -157,7 +157,13 @@ impl World {
         &self.loadgen
     }
 
-    fn add_ns(&mut self, tag: &str) -> Result<String> {
+    /// The agent's bpffs directory (pinned maps and links).
+    pub fn bpffs(&self) -> &std::path::Path {
+        &self.bpffs
+    }
+
+    /// A namespace of the run (`dpb-TAG-PID`), deleted by `cleanup`.
+    pub fn add_ns(&mut self, tag: &str) -> Result<String> {
         let name = format!("dpb-{tag}-{}", self.pid);
         ip(&["netns", "add", &name])?;
         self.netns.push(name.clone());
@@ -637,6 +643,9 @@ impl World {
             &format!("{IPERF_PORT}:{IPERF_PORT}"),
             "-p",
             &format!("{RR_PORT}:{RR_PORT}"),
+            // UDP through the published port (per-packet cost, 64-byte UDP).
+            "-p",
+            &format!("{IPERF_PORT}:{IPERF_PORT}/udp"),
             "bench-c2",
         ]))?;
         let (p1, _) = self.container("bench-c1")?;
