@@ -31,6 +31,12 @@ const SECTIONS: &[&str] = &[
     "## Time to program published ports",
     "## Cost of isolation",
     "## Early drop",
+    "## Per-packet cost",
+    "### Under load (BPF statistics)",
+    "### Overhead of the statistics",
+    "### Without traffic (BPF_PROG_TEST_RUN)",
+    "### Helper calls in the loaded programs",
+    "### Map lookups and helper calls per path",
     "## Plots",
     "## Targets",
     "## Real Docker",
@@ -161,6 +167,83 @@ fn bench_smoke_writes_a_complete_report() {
             > 0.0
     );
     assert!(md.contains("-A DOCKER-FORWARD -i br-bench -o br-bench -j DROP"));
+    per_packet_cost(&j["per_packet_cost"], &md);
     assert!(j["environment"]["cpus"].as_u64().unwrap_or(0) > 0);
     assert!(!j["targets"].as_array().expect("targets").is_empty());
+}
+
+/// The per-packet cost section: BPF statistics of every path under load,
+/// the statistics' overhead, every PROG_TEST_RUN path timed (none broken),
+/// helper calls of each program and the per-packet targets.
+fn per_packet_cost(c: &Value, md: &str) {
+    assert!(c.is_object(), "report.json has no per_packet_cost");
+    let load = c["under_load"].as_array().expect("under_load");
+    let pos = |v: &Value| v.as_f64().is_some_and(|x| x > 0.0 && x.is_finite());
+    for r in load {
+        assert!(r["runs"].as_u64().unwrap_or(0) > 0, "{r}");
+        assert!(pos(&r["ns_per_run"]), "ns_per_run of {r}");
+    }
+    let progs_on = |path: &str| -> Vec<String> {
+        load.iter()
+            .filter(|r| r["path"] == path)
+            .filter_map(|r| r["program"].as_str().map(String::from))
+            .collect()
+    };
+    for path in ["c2c", "outside->published", "masquerade out", "hairpin"] {
+        for w in ["udp64", "tcp", "rr"] {
+            assert!(
+                load.iter().any(|r| r["path"] == path && r["workload"] == w),
+                "no BPF statistics for {path} {w}"
+            );
+        }
+        assert!(
+            progs_on(path).iter().any(|p| p == "dp_from_container"),
+            "{path}: dp_from_container did not run"
+        );
+    }
+    for (path, prog) in [
+        ("outside->published", "dp_xdp_uplink"),
+        ("outside->published", "dp_from_uplink"),
+        ("masquerade out", "dp_from_uplink"),
+    ] {
+        assert!(
+            progs_on(path).iter().any(|p| p == prog),
+            "{path}: {prog} did not run"
+        );
+    }
+    let o = &c["overhead"];
+    for k in ["rr_on_over_off", "tput_on_over_off"] {
+        assert!(pos(&o[k]), "overhead {k}: {o}");
+    }
+    let pr = &c["prog_test_run"];
+    let paths = pr["paths"]
+        .as_array()
+        .unwrap_or_else(|| panic!("prog_test_run: {pr}"));
+    assert!(paths.len() >= 10, "{paths:?}");
+    for p in paths {
+        assert!(p["broken"].is_null(), "PROG_TEST_RUN path broken: {p}");
+        assert!(p["runs"].as_u64().unwrap_or(0) > 0, "{p}");
+        assert!(pos(&p["median_ns"]) && pos(&p["mean_ns"]), "{p}");
+    }
+    assert!(!md.contains("**BROKEN**"));
+    let calls = c["xlated_calls"].as_object().expect("xlated_calls");
+    for prog in ["dp_from_container", "dp_from_uplink", "dp_xdp_uplink"] {
+        let m = calls[prog]
+            .as_object()
+            .unwrap_or_else(|| panic!("no calls of {prog}"));
+        assert!(
+            m.values().any(|v| v.as_u64().unwrap_or(0) > 0),
+            "{prog}: {m:?}"
+        );
+    }
+    assert!(!c["per_path_calls"]["rows"]
+        .as_array()
+        .expect("rows")
+        .is_empty());
+    let t = c["targets"].as_array().expect("targets");
+    assert_eq!(t.len(), 4, "{t:?}");
+    assert!(
+        md.contains("**Targets**: "),
+        "no Targets line in the section"
+    );
 }

@@ -20,41 +20,45 @@ use crate::{capture, cargo, describe, run, target_dir};
 
 /// One path of the benchmark topology (dataplane mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Path4 {
+pub enum CostPath {
     C2c,
     Published,
     Masquerade,
     Hairpin,
 }
 
-impl Path4 {
-    pub const ALL: [Path4; 4] = [
-        Path4::C2c,
-        Path4::Published,
-        Path4::Masquerade,
-        Path4::Hairpin,
+impl CostPath {
+    pub const ALL: [CostPath; 4] = [
+        CostPath::C2c,
+        CostPath::Published,
+        CostPath::Masquerade,
+        CostPath::Hairpin,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Path4::C2c => "c2c",
-            Path4::Published => "outside->published",
-            Path4::Masquerade => "masquerade out",
-            Path4::Hairpin => "hairpin",
+            CostPath::C2c => "c2c",
+            CostPath::Published => "outside->published",
+            CostPath::Masquerade => "masquerade out",
+            CostPath::Hairpin => "hairpin",
         }
     }
 
     /// What `prog` handles on this path.
     pub fn role(self, prog: &str) -> &'static str {
         match (self, prog) {
-            (Path4::C2c, "dp_from_container") => "both directions (c2c delivery)",
-            (Path4::Published, "dp_xdp_uplink") => "requests in: published-port DNAT",
-            (Path4::Published, "dp_from_uplink") => "requests in: delivery to the container",
-            (Path4::Published, "dp_from_container") => "replies: reverse DNAT, out of the uplink",
-            (Path4::Masquerade, "dp_from_container") => "out: masquerade",
-            (Path4::Masquerade, "dp_xdp_uplink") => "replies in: passed by XDP",
-            (Path4::Masquerade, "dp_from_uplink") => "replies in: reverse masquerade",
-            (Path4::Hairpin, "dp_from_container") => "both directions (hairpin DNAT+SNAT, reverse)",
+            (CostPath::C2c, "dp_from_container") => "both directions (c2c delivery)",
+            (CostPath::Published, "dp_xdp_uplink") => "requests in: published-port DNAT",
+            (CostPath::Published, "dp_from_uplink") => "requests in: delivery to the container",
+            (CostPath::Published, "dp_from_container") => {
+                "replies: reverse DNAT, out of the uplink"
+            }
+            (CostPath::Masquerade, "dp_from_container") => "out: masquerade",
+            (CostPath::Masquerade, "dp_xdp_uplink") => "replies in: passed by XDP",
+            (CostPath::Masquerade, "dp_from_uplink") => "replies in: reverse masquerade",
+            (CostPath::Hairpin, "dp_from_container") => {
+                "both directions (hairpin DNAT+SNAT, reverse)"
+            }
             _ => "other",
         }
     }
@@ -62,7 +66,7 @@ impl Path4 {
 
 /// One workload on one path with the statistics on.
 pub struct PathCost {
-    pub path: Path4,
+    pub path: CostPath,
     /// "udp64", "tcp" or "rr".
     pub workload: &'static str,
     /// What the workload achieved (for the reader: rate, latency).
@@ -130,8 +134,20 @@ pub fn agent_object(release: bool, dir: &Path) -> Result<PathBuf> {
 /// iperf3 UDP, 64-byte frames (22-byte payload), unlimited rate.
 fn udp64(ns: &str, ip: &str, secs: f64) -> Result<String> {
     let mut c = in_ns(ns, "iperf3");
-    c.args(["-c", ip, "-p", &IPERF_PORT.to_string(), "-u", "-b", "0", "-l", "22", "-J", "-t"])
-        .arg(format!("{}", secs.max(1.0).round()));
+    c.args([
+        "-c",
+        ip,
+        "-p",
+        &IPERF_PORT.to_string(),
+        "-u",
+        "-b",
+        "0",
+        "-l",
+        "22",
+        "-J",
+        "-t",
+    ])
+    .arg(format!("{}", secs.max(1.0).round()));
     let out = capture(&mut c, Duration::from_secs_f64(secs + 30.0))?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     if !out.status.success() || v["error"].is_string() {
@@ -155,17 +171,17 @@ fn udp64(ns: &str, ip: &str, secs: f64) -> Result<String> {
 }
 
 /// Client netns and target address of a path.
-fn target(w: &World, p: Path4) -> (String, String) {
+fn target(w: &World, p: CostPath) -> (String, String) {
     let e = &w.dataplane;
     match p {
-        Path4::C2c => (e.c1.clone(), e.c2_ip.clone()),
-        Path4::Published => (e.out.clone(), e.pub_ip.clone()),
-        Path4::Masquerade => (e.c1.clone(), UPLINK_OUT_IP.to_string()),
-        Path4::Hairpin => (e.c1.clone(), e.pub_ip.clone()),
+        CostPath::C2c => (e.c1.clone(), e.c2_ip.clone()),
+        CostPath::Published => (e.out.clone(), e.pub_ip.clone()),
+        CostPath::Masquerade => (e.c1.clone(), UPLINK_OUT_IP.to_string()),
+        CostPath::Hairpin => (e.c1.clone(), e.pub_ip.clone()),
     }
 }
 
-fn workload(w: &World, p: Path4, kind: &str, plan: &Plan) -> Result<String> {
+fn workload(w: &World, p: CostPath, kind: &str, plan: &Plan) -> Result<String> {
     let (ns, ip) = target(w, p);
     match kind {
         "udp64" => udp64(&ns, &ip, plan.cost_secs),
@@ -186,7 +202,7 @@ fn workload(w: &World, p: Path4, kind: &str, plan: &Plan) -> Result<String> {
 
 /// c2c RR p50 and 1-stream throughput (for the overhead comparison).
 fn c2c_pair(w: &World, plan: &Plan) -> Result<(f64, f64)> {
-    let (ns, ip) = target(w, Path4::C2c);
+    let (ns, ip) = target(w, CostPath::C2c);
     let r = loadgen(w.loadgen(), &ns, "rr", &format!("{ip}:{RR_PORT}"), plan.rr)?;
     let t = iperf(&ns, &ip, IPERF_PORT, 1, plan.cost_secs)?;
     Ok((r.f("p50_us"), t.gbps))
@@ -204,10 +220,10 @@ pub fn measure(w: &mut World, plan: &Plan, object: &Path) -> Result<CostResult> 
     let mut c = in_ns(&out, w.loadgen());
     c.args(["server", "--port", &RR_PORT.to_string()]);
     w.spawn_bg(&mut c)?;
-    let (ns, ip) = target(w, Path4::Masquerade);
+    let (ns, ip) = target(w, CostPath::Masquerade);
     super::measure::probe(w.loadgen(), &ns, &format!("{ip}:{RR_PORT}"))
         .context("dataplane: masquerade path")?;
-    let (ns, ip) = target(w, Path4::Hairpin);
+    let (ns, ip) = target(w, CostPath::Hairpin);
     super::measure::probe(w.loadgen(), &ns, &format!("{ip}:{RR_PORT}"))
         .context("dataplane: hairpin path")?;
 
@@ -228,7 +244,11 @@ pub fn measure(w: &mut World, plan: &Plan, object: &Path) -> Result<CostResult> 
             tput_off: 0.0,
             tput_on: 0.0,
         };
-        for on in if rep % 2 == 0 { [false, true] } else { [true, false] } {
+        for on in if rep % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        } {
             let guard = if on { Some(bpfstats::enable()?) } else { None };
             let (p50, gbps) = c2c_pair(w, plan).context("stats overhead: c2c")?;
             drop(guard);
@@ -247,7 +267,7 @@ pub fn measure(w: &mut World, plan: &Plan, object: &Path) -> Result<CostResult> 
 
     let stats = bpfstats::enable()?;
     let mut load = Vec::new();
-    for p in Path4::ALL {
+    for p in CostPath::ALL {
         for kind in ["udp64", "tcp", "rr"] {
             let before = bpfstats::read(&ids)?;
             let detail = workload(w, p, kind, plan)
@@ -261,7 +281,11 @@ pub fn measure(w: &mut World, plan: &Plan, object: &Path) -> Result<CostResult> 
             let line: Vec<String> = progs
                 .iter()
                 .map(|(n, d)| {
-                    format!("{n} {} runs {:.0} ns/run", d.runs, d.ns_per_run().unwrap_or(0.0))
+                    format!(
+                        "{n} {} runs {:.0} ns/run",
+                        d.runs,
+                        d.ns_per_run().unwrap_or(0.0)
+                    )
                 })
                 .collect();
             println!("  {:<18} {kind:<5} {detail}: {}", p.name(), line.join(", "));

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use super::cost::{CostResult, Path4};
+use super::cost::{CostPath, CostResult};
 use crate::workspace_root;
 
 /// Small-packet c2c cost target (ns per packet) and the GSO factor.
@@ -63,7 +63,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 }
 
 /// ns/run of `prog` under `workload` on `path`, with its run count.
-fn under_load(c: &CostResult, path: Path4, workload: &str, prog: &str) -> Option<(u64, f64)> {
+fn under_load(c: &CostResult, path: CostPath, workload: &str, prog: &str) -> Option<(u64, f64)> {
     c.load
         .iter()
         .find(|p| p.path == path && p.workload == workload)?
@@ -88,8 +88,8 @@ pub fn section(
     let _ = writeln!(md, "\n## Per-packet cost\n");
     md.push_str("What the eBPF programs cost per packet, from the kernel's own accounting: BPF run-time statistics were switched on with the `bpf(BPF_ENABLE_STATS, BPF_STATS_RUN_TIME)` command only for this part of the run (they stay on only while its fd is open, so nothing global is left on if the harness dies), and `run_cnt`/`run_time_ns` of the agent's programs (found through its pinned links, so programs of other processes on the machine are never counted) were read before and after traffic on each path of the dataplane topology. ns/run is the time inside the program (helpers and map lookups included), not the rest of the stack.\n\n");
     let (small, gso) = (
-        under_load(c, Path4::C2c, "udp64", "dp_from_container"),
-        under_load(c, Path4::C2c, "tcp", "dp_from_container"),
+        under_load(c, CostPath::C2c, "udp64", "dp_from_container"),
+        under_load(c, CostPath::C2c, "tcp", "dp_from_container"),
     );
     let mut targets: Vec<Target> = Vec::new();
     targets.push((
@@ -130,10 +130,20 @@ pub fn section(
         .collect();
     let _ = writeln!(md, "**Targets**: {}.\n", line.join("; "));
 
-    md.push_str("### Under load (BPF statistics)\n\nWorkloads, each alone on one path: `udp64` = iperf3 -u -b 0 -l 22 (64-byte frames, one way), `tcp` = iperf3 1 stream (GSO skbs one way, ACKs the other way, both counted), `rr` = dp-loadgen rr (32-byte request/response, TCP). Paths: `c2c` container 1 -> container 2; `outside->published` outside client -> host uplink IP, ports published to container 2 (5201 tcp+udp, 7000); `masquerade out` container 1 -> a server in the outside netns (10.231.0.1); `hairpin` container 1 -> the host uplink IP's published ports.\n\n| path | workload | result | program | what it handles | runs | ns/run |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+    md.push_str("### Under load (BPF statistics)\n\nWorkloads, each alone on one path: `udp64` = iperf3 -u -b 0 -l 22 (64-byte frames, one way), `tcp` = iperf3 1 stream (GSO skbs one way, ACKs the other way, both counted), `rr` = dp-loadgen rr (32-byte request/response, TCP). Paths: `c2c` container 1 -> container 2; `outside->published` outside client -> host uplink IP, ports published to container 2 (5201 tcp+udp, 7000); `masquerade out` container 1 -> a server in the outside netns (10.231.0.1); `hairpin` container 1 -> the host uplink IP's published ports. The cgroup socket programs (per connect/sendmsg, not per packet) are left out here and kept in report.json.\n\n| path | workload | result | program | what it handles | runs | ns/run |\n| --- | --- | --- | --- | --- | --- | --- |\n");
     let mut jload = Vec::new();
     for p in &c.load {
+        // The cgroup socket programs run per connect/sendmsg of any socket
+        // in the cgroup, not per packet: only in report.json.
         for (prog, d) in &p.progs {
+            jload.push(json!({
+                "path": p.path.name(), "workload": p.workload, "result": p.detail,
+                "program": prog, "role": p.path.role(prog),
+                "runs": d.runs, "run_time_ns": d.ns, "ns_per_run": d.ns_per_run(),
+            }));
+            if prog.starts_with("dp_sock_") {
+                continue;
+            }
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {prog} | {} | {} | {} |",
@@ -144,11 +154,6 @@ pub fn section(
                 d.runs,
                 fmt(d.ns_per_run())
             );
-            jload.push(json!({
-                "path": p.path.name(), "workload": p.workload, "result": p.detail,
-                "program": prog, "role": p.path.role(prog),
-                "runs": d.runs, "run_time_ns": d.ns, "ns_per_run": d.ns_per_run(),
-            }));
         }
     }
 
@@ -186,20 +191,26 @@ pub fn section(
             json!({"error": e})
         }
         Ok(pr) => {
-            let _ = writeln!(md, "The agent's eBPF object (as embedded in the agent, written out by `dp-ebpf-object`) loaded privately with unpinned maps in a namespace of the run holding the interfaces, routes and neighbour the programs look up; maps filled so that each path is taken (networks 1 and 2, three endpoints, uplink config, a UDP port published on 0.0.0.0, the host address). A first run creates the flow's state, the second is checked like the first (verdict, output MACs, addresses, ports, checksums), then every timed run's verdict is checked: a path that does not do what it should is reported as broken, not timed. The programs rewrite the frame in place and `repeat` reruns them on the rewritten frame (a delivered frame then looks spoofed), so each run is one syscall with `repeat = 1`; the kernel's per-run time includes one read of the test-run clock, calibrated on the denied path (which leaves the frame alone) with `repeat = {}`: {} ns, subtracted in the `program` column.\n",
+            let _ = writeln!(md, "The agent's eBPF object (as embedded in the agent, written out by `dp-ebpf-object`) loaded privately with unpinned maps in a namespace of the run holding the interfaces, routes and neighbour the programs look up; maps filled so that each path is taken (networks 1 and 2, three endpoints, uplink config, a UDP port published on 0.0.0.0, the host address). A first run creates the flow's state, the second is checked like the first (verdict, output MACs, addresses, ports, checksums), then every timed run's verdict is checked: a path that does not do what it should is reported as broken, not timed. The programs rewrite the frame in place and `repeat` reruns them on the rewritten frame (a delivered frame then looks spoofed), so each run is one syscall with `repeat = 1`; the kernel's per-run time then includes one read of the test-run clock and the caches the syscall path cooled down. That difference is calibrated on the denied path (which leaves the frame alone) as its lone-run median minus its per-run time inside one `repeat = {}` loop: {} ns, subtracted in the `program` column (a hot-cache figure; the raw median is closer to a packet among other work).\n",
                 pr.repeat,
                 fmt(pr.timer_ns));
             md.push_str("| path | program | frame | runs | median ns/run (raw) | program ns/run | mean ns/run (raw) |\n| --- | --- | --- | --- | --- | --- | --- |\n");
             let mut rows = Vec::new();
             for p in &pr.paths {
-                let prog_ns = (p.broken.is_none())
-                    .then(|| p.median_ns - pr.timer_ns.unwrap_or(0.0));
+                let prog_ns =
+                    (p.broken.is_none()).then(|| p.median_ns - pr.timer_ns.unwrap_or(0.0));
                 match &p.broken {
                     None => {
                         let _ = writeln!(
                             md,
                             "| {} | {} | {} B | {} | {:.0} | {} | {:.0} |",
-                            p.name, p.program, p.frame_len, p.runs, p.median_ns, fmt(prog_ns), p.mean_ns
+                            p.name,
+                            p.program,
+                            p.frame_len,
+                            p.runs,
+                            p.median_ns,
+                            fmt(prog_ns),
+                            p.mean_ns
                         );
                     }
                     Some(b) => {
@@ -241,7 +252,7 @@ pub fn section(
     let changed = programs_changed();
     let _ = writeln!(
         md,
-        "\n### Map lookups and helper calls per path\n\nCounted by reading dataplane-ebpf/src at commit {COUNTED_AT} (the steady state of each flow: its entries exist). The programs have {} since then{}.\n\n| path | program | hash-map lookups | which | other helper calls | which |\n| --- | --- | --- | --- | --- | --- |",
+        "\n### Map lookups and helper calls per path\n\nCounted by reading dataplane-ebpf/src at commit {COUNTED_AT} (the steady state of each flow: its entries exist). dataplane-ebpf/src since then: {}{}.\n\n| path | program | hash-map lookups | which | other helper calls | which |\n| --- | --- | --- | --- | --- | --- |",
         changed,
         if changed == "unchanged" { "" } else { ": recount before relying on this table" }
     );

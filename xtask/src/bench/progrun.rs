@@ -290,8 +290,7 @@ impl Bench {
             ..Default::default()
         };
         cfg.set(0, c, 0)?;
-        let mut host_ips: HashMap<MapData, EndpointKey, u32> =
-            map(&mut ebpf, map_names::HOST_IPS)?;
+        let mut host_ips: HashMap<MapData, EndpointKey, u32> = map(&mut ebpf, map_names::HOST_IPS)?;
         host_ips.insert(EndpointKey { ip: UPLINK_IP }, 1, 0)?;
         let mut ports: HashMap<MapData, PortKey, PortTarget> = map(&mut ebpf, map_names::PORTS)?;
         let k = PortKey {
@@ -319,7 +318,13 @@ impl Bench {
     }
 
     /// One `repeat`-times run: (verdict, output frame, ns per run).
-    fn once(&self, prog: &str, ingress: u32, pkt: &[u8], repeat: u32) -> Result<(u32, Vec<u8>, u64)> {
+    fn once(
+        &self,
+        prog: &str,
+        ingress: u32,
+        pkt: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, Vec<u8>, u64)> {
         let mut out = vec![0u8; pkt.len() + 256];
         let xdp_ctx;
         let mut tc_ctx = [0u8; 192];
@@ -472,18 +477,34 @@ impl Bench {
             (E1.ip, Some(40000)),
             (E2.ip, 5000),
         );
-        paths.push(self.path("c2c same network, UDP 64 B", fc, h1, &pkt, want, iters)?.0);
+        paths.push(
+            self.path("c2c same network, UDP 64 B", fc, h1, &pkt, want, iters)?
+                .0,
+        );
         let tcp = Flow {
             proto: PROTO_TCP,
             ..f
         };
-        let big = frame(E1.host_mac, E1.mac, tcp, 1448);
-        paths.push(self.path("c2c same network, TCP 1514 B", fc, h1, &big, want, iters)?.0);
+        let big = frame(E1.host_mac, E1.mac, tcp, 1460);
+        paths.push(
+            self.path("c2c same network, TCP 1514 B", fc, h1, &big, want, iters)?
+                .0,
+        );
 
         // c2c denied: another network.
         let pkt = frame(E1.host_mac, E1.mac, udp(E1.ip, 40000, E3.ip, 5000), 22);
         let denied = Want::Drop(DropReason::CrossNetwork);
-        paths.push(self.path("c2c denied (cross network), UDP 64 B", fc, h1, &pkt, denied, iters)?.0);
+        paths.push(
+            self.path(
+                "c2c denied (cross network), UDP 64 B",
+                fc,
+                h1,
+                &pkt,
+                denied,
+                iters,
+            )?
+            .0,
+        );
         // Timer calibration: the denied path leaves the frame as it is, so
         // `repeat` runs it again on the same input.
         let (v, _, ns_rep) = self.once(fc, h1, &pkt, repeat)?;
@@ -496,7 +517,12 @@ impl Bench {
 
         // Masquerade out, and the reply back in.
         let pkt = frame(E1.host_mac, E1.mac, udp(E1.ip, 40001, FAR, 53), 22);
-        let w = Want::Out(TC_ACT_REDIRECT, Some(NEXT_HOP_MAC), (UPLINK_IP, None), (FAR, 53));
+        let w = Want::Out(
+            TC_ACT_REDIRECT,
+            Some(NEXT_HOP_MAC),
+            (UPLINK_IP, None),
+            (FAR, 53),
+        );
         let (pr, out) = self.path("masquerade out, UDP 64 B", fc, h1, &pkt, w, iters)?;
         let nat_port = seen(&out).map(|s| s.flow.0 .1);
         paths.push(pr);
@@ -504,22 +530,69 @@ impl Bench {
             Some(np) if paths.last().is_some_and(|p| p.broken.is_none()) => {
                 let reply = frame(UPLINK_MAC, NEXT_HOP_MAC, udp(FAR, 53, UPLINK_IP, np), 22);
                 let w = Want::Out(XDP_PASS, Some(UPLINK_MAC), (FAR, Some(53)), (UPLINK_IP, np));
-                paths.push(self.path("masquerade reply in (XDP, passed)", xdp, up, &reply, w, iters)?.0);
-                let w = Want::Out(TC_ACT_REDIRECT, Some(E1.mac), (FAR, Some(53)), (E1.ip, 40001));
-                paths.push(self.path("masquerade reply in, UDP 64 B", fu, up, &reply, w, iters)?.0);
+                paths.push(
+                    self.path(
+                        "masquerade reply in (XDP, passed)",
+                        xdp,
+                        up,
+                        &reply,
+                        w,
+                        iters,
+                    )?
+                    .0,
+                );
+                let w = Want::Out(
+                    TC_ACT_REDIRECT,
+                    Some(E1.mac),
+                    (FAR, Some(53)),
+                    (E1.ip, 40001),
+                );
+                paths.push(
+                    self.path("masquerade reply in, UDP 64 B", fu, up, &reply, w, iters)?
+                        .0,
+                );
             }
-            _ => paths.push(broken("masquerade reply in, UDP 64 B", fu, "no masquerade flow to reply to")),
+            _ => paths.push(broken(
+                "masquerade reply in, UDP 64 B",
+                fu,
+                "no masquerade flow to reply to",
+            )),
         }
 
         // Published port from outside: XDP DNAT, TC delivery, reply.
-        let pkt = frame(UPLINK_MAC, NEXT_HOP_MAC, udp(FAR, 40002, UPLINK_IP, PUB_PORT), 22);
-        let w = Want::Out(XDP_PASS, Some(UPLINK_MAC), (FAR, Some(40002)), (E2.ip, CTR_PORT));
-        let (pr, dnat) = self.path("published port in (XDP DNAT), UDP 64 B", xdp, up, &pkt, w, iters)?;
+        let pkt = frame(
+            UPLINK_MAC,
+            NEXT_HOP_MAC,
+            udp(FAR, 40002, UPLINK_IP, PUB_PORT),
+            22,
+        );
+        let w = Want::Out(
+            XDP_PASS,
+            Some(UPLINK_MAC),
+            (FAR, Some(40002)),
+            (E2.ip, CTR_PORT),
+        );
+        let (pr, dnat) = self.path(
+            "published port in (XDP DNAT), UDP 64 B",
+            xdp,
+            up,
+            &pkt,
+            w,
+            iters,
+        )?;
         let ok = pr.broken.is_none();
         paths.push(pr);
         if ok {
-            let w = Want::Out(TC_ACT_REDIRECT, Some(E2.mac), (FAR, Some(40002)), (E2.ip, CTR_PORT));
-            paths.push(self.path("published port in (TC delivery)", fu, up, &dnat, w, iters)?.0);
+            let w = Want::Out(
+                TC_ACT_REDIRECT,
+                Some(E2.mac),
+                (FAR, Some(40002)),
+                (E2.ip, CTR_PORT),
+            );
+            paths.push(
+                self.path("published port in (TC delivery)", fu, up, &dnat, w, iters)?
+                    .0,
+            );
             let reply = frame(E2.host_mac, E2.mac, udp(E2.ip, CTR_PORT, FAR, 40002), 22);
             let w = Want::Out(
                 TC_ACT_REDIRECT,
@@ -527,14 +600,33 @@ impl Bench {
                 (UPLINK_IP, Some(PUB_PORT)),
                 (FAR, 40002),
             );
-            paths.push(self.path("published port reply out, UDP 64 B", fc, h2, &reply, w, iters)?.0);
+            paths.push(
+                self.path(
+                    "published port reply out, UDP 64 B",
+                    fc,
+                    h2,
+                    &reply,
+                    w,
+                    iters,
+                )?
+                .0,
+            );
         } else {
-            paths.push(broken("published port reply out, UDP 64 B", fc, "the XDP DNAT path is broken"));
+            paths.push(broken(
+                "published port reply out, UDP 64 B",
+                fc,
+                "the XDP DNAT path is broken",
+            ));
         }
 
         // Hairpin: a container to a published port of its host, and back.
         let gw = NETS[0].1;
-        let pkt = frame(E1.host_mac, E1.mac, udp(E1.ip, 40003, UPLINK_IP, PUB_PORT), 22);
+        let pkt = frame(
+            E1.host_mac,
+            E1.mac,
+            udp(E1.ip, 40003, UPLINK_IP, PUB_PORT),
+            22,
+        );
         let w = Want::Out(TC_ACT_REDIRECT, Some(E2.mac), (gw, None), (E2.ip, CTR_PORT));
         let (pr, out) = self.path("hairpin, UDP 64 B", fc, h1, &pkt, w, iters)?;
         let hp = seen(&out).map(|s| s.flow.0);
@@ -549,9 +641,16 @@ impl Bench {
                     (UPLINK_IP, Some(PUB_PORT)),
                     (E1.ip, 40003),
                 );
-                paths.push(self.path("hairpin reply, UDP 64 B", fc, h2, &reply, w, iters)?.0);
+                paths.push(
+                    self.path("hairpin reply, UDP 64 B", fc, h2, &reply, w, iters)?
+                        .0,
+                );
             }
-            _ => paths.push(broken("hairpin reply, UDP 64 B", fc, "the hairpin path is broken")),
+            _ => paths.push(broken(
+                "hairpin reply, UDP 64 B",
+                fc,
+                "the hairpin path is broken",
+            )),
         }
         Ok(ProgRun {
             paths,

@@ -156,12 +156,23 @@ mod tests {
         let s = seen(&v).unwrap();
         assert_eq!(s.dst_mac, [2; 6]);
         assert_eq!(s.flow, (([10, 0, 0, 1], 1234), ([10, 0, 0, 2], 80)));
-        let t = frame([2; 6], [4; 6], Flow { proto: PROTO_TCP, ..f }, 1000);
+        let t = frame(
+            [2; 6],
+            [4; 6],
+            Flow {
+                proto: PROTO_TCP,
+                ..f
+            },
+            1000,
+        );
         assert!(checksums_ok(&t));
         let mut bad = t.clone();
         bad[ETH_LEN + 30] ^= 1;
         assert!(!checksums_ok(&bad));
         // RFC 1071's example: 0001 f203 f4f5 f6f7 sums to ddf2.
-        assert_eq!(csum(&[&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]]), !0xddf2);
+        assert_eq!(
+            csum(&[&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]]),
+            !0xddf2
+        );
     }
 }

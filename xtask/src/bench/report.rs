@@ -748,7 +748,10 @@ pub fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> Result<(
                 ratio(c2c("rr_p50", Mode::Dataplane), c2c("rr_p50", Mode::Ceiling)),
                 ratio(c2c("tput_1", Mode::Dataplane), c2c("tput_1", Mode::Ceiling)),
             );
-            tg.extend(t.into_iter().map(|(name, met, detail)| Target { name, met, detail }));
+            tg.extend(
+                t.into_iter()
+                    .map(|(name, met, detail)| Target { name, met, detail }),
+            );
             j
         }
         None => Value::Null,
