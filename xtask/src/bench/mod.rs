@@ -156,6 +156,7 @@ pub fn bench(opts: Opts) -> Result<()> {
         "iptables-save",
         "taskset",
         "curl",
+        "bpftool",
     ] {
         if measure::version("sh", &["-c", &format!("command -v {tool}")]).is_empty() {
             bail!("`{tool}` not found (run `cargo xtask setup`)");
