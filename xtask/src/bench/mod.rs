@@ -6,17 +6,19 @@
 //! `rules` (Docker's rule set), `measure` (iperf3, dp-loadgen, CPU
 //! accounting), `cost` (per-packet cost of the eBPF programs: BPF statistics
 //! under load via `bpfstats`, the BPF_PROG_TEST_RUN micro-benchmark in
-//! `progrun`/`progrun_pkt`), `report` and `cost_report` (statistics,
-//! Markdown, JSON, SVG).
+//! `progrun`/`progrun_pkt`), `report`, `cost_report`, `targets` and
+//! `plot` (statistics, Markdown, JSON, SVG).
 
 mod bpfstats;
 mod cost;
 mod cost_report;
 mod measure;
+mod plot;
 mod progrun;
 mod progrun_pkt;
 mod report;
 mod rules;
+mod targets;
 mod topo;
 
 use std::fs;

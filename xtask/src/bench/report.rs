@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 use super::measure::version;
+use super::targets::{early_drop_ratio, targets, Target};
 use super::topo::Mode;
 use super::{Level, Plan};
 
@@ -175,7 +176,7 @@ const SECTIONS: &[(&str, &str, &[Def])] = &[
     ),
 ];
 
-pub struct Agg {
+pub(super) struct Agg {
     pub median: f64,
     pub min: f64,
     pub max: f64,
@@ -194,7 +195,7 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-type Key = (String, String, &'static str);
+pub(super) type Key = (String, String, &'static str);
 
 fn aggregate(samples: &[Sample]) -> BTreeMap<Key, Agg> {
     let mut m: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
@@ -221,7 +222,7 @@ fn aggregate(samples: &[Sample]) -> BTreeMap<Key, Agg> {
 }
 
 /// Paths of a metric in a stable order (numeric ones sorted as numbers).
-fn paths(agg: &BTreeMap<Key, Agg>, metric: &str) -> Vec<String> {
+pub(super) fn paths(agg: &BTreeMap<Key, Agg>, metric: &str) -> Vec<String> {
     let mut v: Vec<String> = agg
         .keys()
         .filter(|k| k.0 == metric)
@@ -236,11 +237,16 @@ fn paths(agg: &BTreeMap<Key, Agg>, metric: &str) -> Vec<String> {
     v
 }
 
-fn get<'a>(agg: &'a BTreeMap<Key, Agg>, metric: &str, path: &str, mode: Mode) -> Option<&'a Agg> {
+pub(super) fn get<'a>(
+    agg: &'a BTreeMap<Key, Agg>,
+    metric: &str,
+    path: &str,
+    mode: Mode,
+) -> Option<&'a Agg> {
     agg.get(&(metric.to_string(), path.to_string(), mode.name()))
 }
 
-fn fmt_num(v: f64) -> String {
+pub(super) fn fmt_num(v: f64) -> String {
     let a = v.abs();
     if a >= 1000.0 {
         format!("{v:.0}")
@@ -253,113 +259,11 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-fn ratio(a: Option<&Agg>, b: Option<&Agg>) -> Option<f64> {
+pub(super) fn ratio(a: Option<&Agg>, b: Option<&Agg>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) if b.median > 0.0 => Some(a.median / b.median),
         _ => None,
     }
-}
-
-struct Target {
-    name: String,
-    met: Option<bool>,
-    detail: String,
-}
-
-fn targets(agg: &BTreeMap<Key, Agg>, plan: &Plan) -> Vec<Target> {
-    let mut t = Vec::new();
-    let dp = Mode::Dataplane;
-    for m in ["tput_1", "tput_4"] {
-        let d = get(agg, m, "c2c", dp);
-        let c = get(agg, m, "c2c", Mode::Ceiling);
-        let i = get(agg, m, "c2c", Mode::Iptables);
-        let rc = ratio(d, c);
-        let ri = ratio(d, i);
-        t.push(Target {
-            name: format!("dataplane c2c throughput ({m}) >= 0.95x ceiling"),
-            met: rc.map(|r| r >= 0.95),
-            detail: rc.map_or("not measured".into(), |r| format!("{r:.3}x ceiling")),
-        });
-        t.push(Target {
-            name: format!("dataplane c2c throughput ({m}) >= 1.2x iptables"),
-            met: ri.map(|r| r >= 1.2),
-            detail: ri.map_or("not measured".into(), |r| format!("{r:.3}x iptables")),
-        });
-    }
-    for path in ["c2c", "outside->published"] {
-        let r = ratio(
-            get(agg, "rr_p50", path, dp),
-            get(agg, "rr_p50", path, Mode::Ceiling),
-        );
-        t.push(Target {
-            name: format!("dataplane RR latency p50 ({path}) within 1.05x ceiling"),
-            met: r.map(|r| r <= 1.05),
-            detail: r.map_or("not measured".into(), |r| format!("{r:.3}x ceiling")),
-        });
-    }
-    let ns = paths(agg, "ports_crr_rate");
-    let rates: Vec<f64> = ns
-        .iter()
-        .filter_map(|n| get(agg, "ports_crr_rate", n, dp).map(|a| a.median))
-        .collect();
-    if rates.len() >= 2 {
-        let lo = rates.iter().cloned().fold(f64::INFINITY, f64::min);
-        let hi = rates.iter().cloned().fold(0.0, f64::max);
-        let first = rates[0];
-        let last = *rates.last().expect("non-empty");
-        t.push(Target {
-            name: format!(
-                "dataplane published-port new-connection rate flat from {} to {} ports (within 5%)",
-                ns[0],
-                ns.last().expect("non-empty")
-            ),
-            met: Some(lo >= 0.95 * hi),
-            detail: format!(
-                "{} -> {} conn/s ({:.3}x); min/max over N = {:.3}",
-                fmt_num(first),
-                fmt_num(last),
-                last / first,
-                lo / hi
-            ),
-        });
-    }
-    let r = early_drop_ratio(agg);
-    t.push(Target {
-        name: "dataplane early drop rate per core >= 5x iptables (softirq ns per dropped packet, iptables / dataplane)".into(),
-        met: r.map(|r| r >= 5.0),
-        detail: r.map_or("not measured".into(), |r| {
-            format!(
-                "{r:.2}x iptables{}",
-                if r < 5.0 {
-                    " (veth uplink, XDP in generic mode: it runs after skb allocation; the target assumes native XDP on a NIC, not available here; see Early drop)"
-                } else {
-                    ""
-                }
-            )
-        }),
-    });
-    let max_n = plan.port_counts.iter().max().copied().unwrap_or(0);
-    match get(agg, "program_ms", "10000", dp) {
-        Some(a) => t.push(Target {
-            name: "dataplane programs 10,000 published ports in under 1 s".into(),
-            met: Some(a.median < 1000.0),
-            detail: format!("{} ms (median)", fmt_num(a.median)),
-        }),
-        None => t.push(Target {
-            name: "dataplane programs 10,000 published ports in under 1 s".into(),
-            met: None,
-            detail: format!("not evaluated at this level (largest N = {max_n})"),
-        }),
-    }
-    t
-}
-
-/// iptables ns/packet over dataplane ns/packet (medians).
-fn early_drop_ratio(agg: &BTreeMap<Key, Agg>) -> Option<f64> {
-    ratio(
-        get(agg, "flood_ns_pkt", "udp", Mode::Iptables),
-        get(agg, "flood_ns_pkt", "udp", Mode::Dataplane),
-    )
 }
 
 fn cell(a: Option<&Agg>) -> String {
@@ -776,7 +680,7 @@ pub fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> Result<(
         ),
     ];
     for (metric, file, title) in plots {
-        let svg = plot(&agg, metric, title);
+        let svg = super::plot::plot(&agg, metric, title);
         fs::write(dir.join(file), svg).with_context(|| format!("writing {file}"))?;
         let _ = writeln!(md, "![{title}]({file})\n");
     }
@@ -834,103 +738,4 @@ pub fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> Result<(
     fs::write(dir.join("report.md"), md)?;
     fs::write(dir.join("report.json"), serde_json::to_string_pretty(&j)?)?;
     Ok(())
-}
-
-/// A line chart (log x axis = published ports) with one line per mode.
-fn plot(agg: &BTreeMap<Key, Agg>, metric: &str, title: &str) -> String {
-    let (w, h) = (640.0, 400.0);
-    let (l, r, t, b) = (70.0, 130.0, 40.0, 50.0);
-    let ps = paths(agg, metric);
-    let xs: Vec<f64> = ps.iter().filter_map(|p| p.parse::<f64>().ok()).collect();
-    let mut ymax: f64 = 0.0;
-    for k in agg.keys().filter(|k| k.0 == metric) {
-        ymax = ymax.max(agg[k].max);
-    }
-    let ymax = if ymax > 0.0 { ymax * 1.1 } else { 1.0 };
-    let lx = |x: f64| x.max(1.0).log10();
-    let (x0, x1) = (
-        xs.iter().cloned().map(lx).fold(f64::INFINITY, f64::min),
-        xs.iter().cloned().map(lx).fold(f64::NEG_INFINITY, f64::max),
-    );
-    let span = if x1 > x0 { x1 - x0 } else { 1.0 };
-    let px = |x: f64| l + (lx(x) - x0) / span * (w - l - r);
-    let py = |y: f64| h - b - y / ymax * (h - t - b);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{}\" y=\"22\" font-size=\"15\">{title}</text>\n",
-        l
-    );
-    let _ = writeln!(
-        s,
-        "<line x1=\"{l}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/><line x1=\"{l}\" y1=\"{t}\" x2=\"{l}\" y2=\"{}\" stroke=\"black\"/>",
-        h - b,
-        w - r,
-        h - b,
-        h - b
-    );
-    for i in 0..=4 {
-        let y = ymax * i as f64 / 4.0;
-        let _ = writeln!(
-            s,
-            "<line x1=\"{l}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"#ddd\"/><text x=\"{2}\" y=\"{3:.1}\" text-anchor=\"end\">{4}</text>",
-            py(y),
-            w - r,
-            l - 5.0,
-            py(y) + 4.0,
-            fmt_num(y)
-        );
-    }
-    for x in &xs {
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{x}</text>",
-            px(*x),
-            h - b + 18.0
-        );
-    }
-    let _ = writeln!(
-        s,
-        "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">published ports (log scale)</text>",
-        l + (w - l - r) / 2.0,
-        h - 8.0
-    );
-    let colors = ["#2ca02c", "#d62728", "#1f77b4"];
-    for (i, m) in Mode::ALL.iter().enumerate() {
-        let pts: Vec<(f64, f64)> = ps
-            .iter()
-            .filter_map(|p| {
-                let x = p.parse::<f64>().ok()?;
-                get(agg, metric, p, *m).map(|a| (px(x), py(a.median)))
-            })
-            .collect();
-        if pts.is_empty() {
-            continue;
-        }
-        let poly: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
-        let _ = writeln!(
-            s,
-            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
-            colors[i],
-            poly.join(" ")
-        );
-        for (x, y) in &pts {
-            let _ = writeln!(
-                s,
-                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{}\"/>",
-                colors[i]
-            );
-        }
-        let ly = t + 20.0 + 20.0 * i as f64;
-        let _ = writeln!(
-            s,
-            "<line x1=\"{0}\" y1=\"{ly}\" x2=\"{1}\" y2=\"{ly}\" stroke=\"{2}\" stroke-width=\"2\"/><text x=\"{3}\" y=\"{4}\">{5}</text>",
-            w - r + 10.0,
-            w - r + 30.0,
-            colors[i],
-            w - r + 35.0,
-            ly + 4.0,
-            m.name()
-        );
-    }
-    s.push_str("</svg>\n");
-    s
 }
