@@ -231,7 +231,7 @@ pub fn section(
         }
     };
 
-    md.push_str("\n### Helper calls in the loaded programs\n\nEvery call instruction of the agent's programs as the kernel runs them (`bpftool prog dump xlated`; all paths together; array lookups are inlined by the verifier and do not appear, hash-map lookups appear as calls of the map type's lookup function).\n\n| program | map lookups | other helper calls | by callee |\n| --- | --- | --- | --- |\n");
+    md.push_str("\n### Helper calls in the loaded programs\n\nEvery call instruction of the agent's programs as the kernel runs them (`bpftool prog dump xlated`; all paths together; array lookups are inlined by the verifier and do not appear, hash-map lookups appear as calls of the map type's lookup function).\n\n| program | map lookups | other calls (helpers, bpf-to-bpf) | by callee |\n| --- | --- | --- | --- |\n");
     let mut jcalls = serde_json::Map::new();
     for (prog, m) in &c.calls {
         let lookups: u32 = m
