@@ -34,7 +34,7 @@ pub use client::Cluster;
 pub use error::ClusterError;
 pub use keys::{BlockRecord, EndpointRecord, Keys, NetworkRecord, NodeRecord};
 pub use view::{ClusterEvent, ClusterView, NodeState};
-pub use watch::{spawn_watcher, WatchConfig, WatchHandle};
+pub use watch::{resume_watcher, spawn_watcher, WatchConfig, WatchHandle};
 
 /// Default VXLAN UDP port (IANA).
 pub const DEFAULT_VXLAN_PORT: u16 = 4789;

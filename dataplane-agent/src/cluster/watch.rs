@@ -125,15 +125,30 @@ pub fn spawn_watcher(
     cfg: WatchConfig,
     events: Option<mpsc::Sender<ClusterEvent>>,
 ) -> WatchHandle {
+    resume_watcher(cluster, cfg, events, ClusterView::default())
+}
+
+/// Starts a watcher from a view kept from an earlier watcher (e.g. across
+/// a restart of the watch task): it watches from `view.revision + 1` at
+/// once; if etcd compacted that revision meanwhile, it lists again and
+/// reconciles the view (removals for what disappeared). A view that never
+/// synced starts with a list.
+pub fn resume_watcher(
+    cluster: Cluster,
+    cfg: WatchConfig,
+    events: Option<mpsc::Sender<ClusterEvent>>,
+    view: ClusterView,
+) -> WatchHandle {
     let (generation, changed) = watch::channel(0);
+    let resume = view.synced.then_some(view.revision);
     let shared = Arc::new(Shared {
-        view: RwLock::new(ClusterView::default()),
+        view: RwLock::new(view),
         generation,
         relists: AtomicU64::new(0),
         compactions: AtomicU64::new(0),
         watching: AtomicBool::new(false),
     });
-    let task = tokio::spawn(run(cluster, cfg, shared.clone(), events));
+    let task = tokio::spawn(run(cluster, cfg, shared.clone(), events, resume));
     WatchHandle {
         shared,
         changed,
@@ -172,23 +187,28 @@ async fn run(
     cfg: WatchConfig,
     shared: Arc<Shared>,
     events: Option<mpsc::Sender<ClusterEvent>>,
+    mut resume: Option<i64>,
 ) {
     let keys = cluster.keys.clone();
     let root = keys.root();
     loop {
-        let (rev, kvs) = match cluster.list(&root).await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("cluster: {e}; keeping the current view, retrying");
-                tokio::time::sleep(cfg.retry).await;
-                continue;
-            }
+        let rev = match resume.take() {
+            Some(rev) => rev,
+            None => match cluster.list(&root).await {
+                Ok((rev, kvs)) => {
+                    shared
+                        .update(&events, |v, out| v.resync(&keys, rev, &kvs, out))
+                        .await;
+                    shared.relists.fetch_add(1, Ordering::SeqCst);
+                    rev
+                }
+                Err(e) => {
+                    tracing::warn!("cluster: {e}; keeping the current view, retrying");
+                    tokio::time::sleep(cfg.retry).await;
+                    continue;
+                }
+            },
         };
-        shared
-            .update(&events, |v, out| v.resync(&keys, rev, &kvs, out))
-            .await;
-        shared.relists.fetch_add(1, Ordering::SeqCst);
-        drop(kvs);
         let mut wc = cluster.client.watch_client();
         let opts = WatchOptions::new()
             .with_prefix()
