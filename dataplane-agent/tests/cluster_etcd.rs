@@ -443,8 +443,10 @@ fn watcher_relists_after_a_compaction_and_converges() {
         );
         assert_eq!(networks, vec!["ov2"]);
         let v = w.snapshot();
-        assert!(v.endpoint("ov1", new.record.ip).is_some());
-        assert!(v.endpoint("ov1", eps[0].record.ip).is_none());
+        assert_eq!(v.endpoint("ov1", new.record.ip), Some(&new.record));
+        let containers: BTreeSet<&str> = v.endpoints().map(|e| e.container.as_str()).collect();
+        let want: BTreeSet<&str> = ["c4", "c5", "c6", "c7", "c8", "c9", "live", "new"].into();
+        assert_eq!(containers, want);
     });
 }
 

@@ -28,7 +28,8 @@ pub enum ClusterEvent {
     NodeRemoved(String),
     NetworkAdded(NetworkRecord),
     NetworkRemoved(NetworkRecord),
-    /// An endpoint appeared or changed (upsert).
+    /// An endpoint appeared. A changed endpoint (same address, other node,
+    /// MAC or container) is reported as removed, then added.
     EndpointAdded(EndpointRecord),
     EndpointRemoved(EndpointRecord),
     /// A full re-list was applied at this revision.
@@ -243,7 +244,7 @@ impl ClusterView {
                 }
             }
             self.endpoints.remove(&key);
-            if self.visible(old) && new.as_ref().is_none_or(|(n, _)| !self.visible(n)) {
+            if self.visible(old) {
                 out.push(ClusterEvent::EndpointRemoved(old.clone()));
             }
         }

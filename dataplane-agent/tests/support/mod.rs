@@ -47,7 +47,7 @@ impl NetNs {
                 f()
             })
             .join()
-            .expect("thread in netns panicked")
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
     }
 
