@@ -63,7 +63,7 @@ impl Cluster {
         .await
         {
             Ok(Ok(c)) => c,
-            Ok(Err(source)) => return Err(ClusterError::Unreachable { endpoints, source }),
+            Ok(Err(source)) => return Err(ClusterError::unreachable(endpoints, source)),
             Err(_) => {
                 return Err(ClusterError::Timeout {
                     op: "connect",
@@ -86,7 +86,7 @@ impl Cluster {
         );
         match tokio::time::timeout(cluster.cfg.op_timeout, probe).await {
             Ok(Ok(_)) => Ok(cluster),
-            Ok(Err(source)) => Err(ClusterError::Unreachable { endpoints, source }),
+            Ok(Err(source)) => Err(ClusterError::unreachable(endpoints, source)),
             Err(_) => Err(ClusterError::Timeout {
                 op: "connect",
                 timeout: cluster.cfg.op_timeout,
@@ -118,7 +118,7 @@ impl Cluster {
     {
         match tokio::time::timeout(self.cfg.op_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(source)) => Err(ClusterError::Etcd { op, source }),
+            Ok(Err(source)) => Err(ClusterError::etcd(op, source)),
             Err(_) => Err(ClusterError::Timeout {
                 op,
                 timeout: self.cfg.op_timeout,
@@ -149,6 +149,15 @@ impl Cluster {
     /// Lists every key under `prefix` at one revision (paginated), returning
     /// that revision: a watch from `revision + 1` misses nothing.
     pub async fn list(&self, prefix: &str) -> Result<(i64, Vec<Kv>), ClusterError> {
+        self.list_as("list", prefix).await
+    }
+
+    /// [`Cluster::list`] naming the operation in errors.
+    pub(crate) async fn list_as(
+        &self,
+        op: &'static str,
+        prefix: &str,
+    ) -> Result<(i64, Vec<Kv>), ClusterError> {
         let end = prefix_end(prefix.as_bytes());
         let mut start = prefix.as_bytes().to_vec();
         let mut revision = 0;
@@ -161,7 +170,7 @@ impl Cluster {
             if revision != 0 {
                 opts = opts.with_revision(revision);
             }
-            let resp = self.call("list", kv.get(start.clone(), Some(opts))).await?;
+            let resp = self.call(op, kv.get(start.clone(), Some(opts))).await?;
             if revision == 0 {
                 revision = resp.header().map_or(0, |h| h.revision());
             }

@@ -9,17 +9,19 @@ use ipnet::Ipv4Net;
 pub enum ClusterError {
     #[error("invalid cluster store {url:?}: {reason}")]
     InvalidStore { url: String, reason: String },
-    #[error("cluster store {endpoints} unreachable: {source}")]
+    #[error("cluster store {endpoints} unreachable: {detail}")]
     Unreachable {
         endpoints: String,
+        detail: String,
         #[source]
         source: etcd_client::Error,
     },
     #[error("cluster store did not answer within {timeout:?} ({op})")]
     Timeout { op: &'static str, timeout: Duration },
-    #[error("cluster store error ({op}): {source}")]
+    #[error("cluster store failed ({op}): {detail}")]
     Etcd {
         op: &'static str,
+        detail: String,
         #[source]
         source: etcd_client::Error,
     },
@@ -68,4 +70,54 @@ pub enum ClusterError {
     NodeAlive(String),
     #[error("too many concurrent changes to the cluster store ({0}); try again")]
     Contention(&'static str),
+}
+
+impl ClusterError {
+    pub(crate) fn etcd(op: &'static str, source: etcd_client::Error) -> Self {
+        ClusterError::Etcd {
+            op,
+            detail: detail(&source),
+            source,
+        }
+    }
+
+    pub(crate) fn unreachable(endpoints: String, source: etcd_client::Error) -> Self {
+        ClusterError::Unreachable {
+            endpoints,
+            detail: detail(&source),
+            source,
+        }
+    }
+}
+
+/// A short one-line reason: the gRPC message and the innermost cause
+/// (e.g. "tcp connect error: Connection refused (os error 111)").
+fn detail(e: &etcd_client::Error) -> String {
+    let text = match e {
+        etcd_client::Error::GRpcStatus(status) => {
+            let mut msg = status.message().to_string();
+            let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(status);
+            let mut innermost = None;
+            while let Some(c) = cause {
+                innermost = Some(c.to_string());
+                cause = c.source();
+            }
+            if let Some(inner) = innermost {
+                if !msg.contains(&inner) {
+                    msg = if msg.is_empty() {
+                        inner
+                    } else {
+                        format!("{msg}: {inner}")
+                    };
+                }
+            }
+            if msg.is_empty() {
+                format!("{:?}", status.code())
+            } else {
+                msg
+            }
+        }
+        other => other.to_string(),
+    };
+    text.replace('\n', " ")
 }

@@ -35,7 +35,7 @@ pub struct NetworkSpec {
 impl Cluster {
     /// Every cluster network, with the revision it was read at.
     pub async fn networks(&self) -> Result<(i64, Vec<NetworkRecord>), ClusterError> {
-        let (rev, kvs) = self.list(&self.keys.networks()).await?;
+        let (rev, kvs) = self.list_as("read networks", &self.keys.networks()).await?;
         let mut out = Vec::with_capacity(kvs.len());
         for kv in kvs {
             if let Some(KeyKind::Network(_)) = self.keys.parse(&kv.key) {
