@@ -335,6 +335,14 @@ fn concurrent_allocations_from_two_nodes_never_collide() {
         ));
         assert_eq!(count(&h1, &h1.keys().endpoints("ov1")).await, 200);
 
+        // h2's addresses go away: its now empty blocks can be given back.
+        for ep in eps.iter().filter(|e| e.record.node == "h2") {
+            h2.delete_endpoint(ep).await.unwrap();
+        }
+        assert_eq!(h2.release_empty_blocks("ov1").await.unwrap(), 2);
+        assert_eq!(count(&h1, &h1.keys().blocks("ov1")).await, 2);
+        assert!(h2.owned_blocks("ov1").await.is_empty());
+
         // A network without room left says so.
         h1.create_network(&spec("tiny", "10.95.0.0/30", None))
             .await
@@ -475,6 +483,15 @@ fn dead_node_is_marked_down_and_its_endpoints_removed_after_grace() {
             w.wait_until(WAIT, |v| alive(v, "h2") && v.endpoints().count() == 2)
                 .await
         );
+
+        // A lost lease (revoked here, as if it had expired while h2 was cut
+        // off) is noticed by h2's keep-alive task, which registers again.
+        let first = r2.lease_id();
+        h1.etcd().lease_revoke(first).await.unwrap();
+        assert!(w.wait_until(WAIT, |v| !v.nodes()["h2"].alive).await);
+        assert!(w.wait_until(WAIT, |v| alive(v, "h2")).await);
+        assert_ne!(r2.lease_id(), first);
+        assert!(w.snapshot().endpoint("ov1", ep.record.ip).is_some());
 
         // h2 stops keeping its lease alive (crash): after the TTL it is
         // down, but its endpoint stays for the grace period.

@@ -128,8 +128,9 @@ impl Cluster {
         };
         let mut released = 0;
         let mut kept = Vec::new();
+        let mut failed = None;
         for b in std::mem::take(&mut net.blocks) {
-            if !b.used.is_empty() {
+            if !b.used.is_empty() || failed.is_some() {
                 kept.push(b);
                 continue;
             }
@@ -141,17 +142,21 @@ impl Cluster {
                     b.mod_revision,
                 )])
                 .and_then([TxnOp::delete(key, None)]);
-            match self.txn("release block", txn).await {
-                Ok(_) => released += 1,
+            match self.txn("release address block", txn).await {
+                Ok(resp) if resp.succeeded() => released += 1,
+                // Changed meanwhile (reaped and claimed again): not ours.
+                Ok(_) => {}
                 Err(e) => {
+                    failed = Some(e);
                     kept.push(b);
-                    net.blocks.extend(kept);
-                    return Err(e);
                 }
             }
         }
         net.blocks = kept;
-        Ok(released)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(released),
+        }
     }
 
     /// Reads the network, the blocks this node owns and the endpoints in

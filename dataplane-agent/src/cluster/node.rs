@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::PutOptions;
+use etcd_client::{PutOptions, Txn, TxnOp};
 use tokio::task::JoinHandle;
 
 use super::keys::{encode, AliveRecord, NodeRecord, RECORD_VERSION};
@@ -48,17 +48,7 @@ impl Cluster {
     /// Writes the node record and the liveness key under a fresh lease and
     /// starts the keep-alive task.
     pub async fn register_node(&self) -> Result<Registration, ClusterError> {
-        let record = NodeRecord {
-            version: RECORD_VERSION,
-            name: self.cfg.node_name.clone(),
-            address: self.cfg.advertise,
-            vxlan_port: self.cfg.vxlan_port,
-        };
-        let mut kv = self.client.kv_client();
-        let key = self.keys.node(&record.name);
-        self.call("register node", kv.put(key, encode(&record)?, None))
-            .await?;
-        let id = self.grant_and_mark_alive().await?;
+        let id = self.grant_and_register().await?;
         let lease = Arc::new(AtomicI64::new(id));
         let task = tokio::spawn(keep_alive(self.clone(), lease.clone()));
         Ok(Registration {
@@ -68,24 +58,32 @@ impl Cluster {
         })
     }
 
-    async fn grant_and_mark_alive(&self) -> Result<i64, ClusterError> {
+    /// Grants a lease and writes, in one transaction, the node record and
+    /// the liveness key bound to the lease. Also used when the lease was
+    /// lost: the record may have been reaped meanwhile.
+    async fn grant_and_register(&self) -> Result<i64, ClusterError> {
         let ttl = i64::try_from(self.cfg.lease_ttl.as_secs().max(2)).unwrap_or(10);
         let mut lease = self.client.lease_client();
         let id = self.call("grant lease", lease.grant(ttl, None)).await?.id();
+        let record = NodeRecord {
+            version: RECORD_VERSION,
+            name: self.cfg.node_name.clone(),
+            address: self.cfg.advertise,
+            vxlan_port: self.cfg.vxlan_port,
+        };
         let alive = AliveRecord {
             version: RECORD_VERSION,
             lease: id,
         };
-        let mut kv = self.client.kv_client();
-        self.call(
-            "mark node alive",
-            kv.put(
-                self.keys.alive(&self.cfg.node_name),
+        let txn = Txn::new().and_then([
+            TxnOp::put(self.keys.node(&record.name), encode(&record)?, None),
+            TxnOp::put(
+                self.keys.alive(&record.name),
                 encode(&alive)?,
                 Some(PutOptions::new().with_lease(id)),
             ),
-        )
-        .await?;
+        ]);
+        self.txn("register node", txn).await?;
         Ok(id)
     }
 }
@@ -96,7 +94,7 @@ async fn keep_alive(cluster: Cluster, lease: Arc<AtomicI64>) {
     let mut lost = false;
     loop {
         if lost {
-            match cluster.grant_and_mark_alive().await {
+            match cluster.grant_and_register().await {
                 Ok(id) => {
                     tracing::info!(lease = id, "cluster: lease was lost, node registered again");
                     lease.store(id, Ordering::SeqCst);

@@ -241,6 +241,15 @@ impl ClusterView {
                 set.remove(&key);
                 if set.is_empty() {
                     self.by_node.remove(&old.node);
+                    // A node known only through its endpoints is forgotten
+                    // with the last of them.
+                    if self
+                        .nodes
+                        .get(&old.node)
+                        .is_some_and(|n| n.record.is_none() && !n.alive)
+                    {
+                        self.nodes.remove(&old.node);
+                    }
                 }
             }
             self.endpoints.remove(&key);
@@ -293,6 +302,16 @@ impl ClusterView {
             }
         }
         due
+    }
+
+    /// Nodes down longer than the grace period that are still known (their
+    /// entries have not been reaped yet).
+    pub fn expired_nodes(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.expired)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Applies a full listing at `revision`: puts every listed key, then

@@ -161,6 +161,7 @@ impl Shared {
     /// the generation.
     async fn update<R>(
         &self,
+        cluster: &Cluster,
         events: &Option<mpsc::Sender<ClusterEvent>>,
         f: impl FnOnce(&mut ClusterView, &mut Vec<ClusterEvent>) -> R,
     ) -> R {
@@ -169,6 +170,21 @@ impl Shared {
             Ok(mut v) => f(&mut v, &mut out),
             Err(poisoned) => f(&mut poisoned.into_inner(), &mut out),
         };
+        // A removed network's cached IPAM state (blocks, used addresses)
+        // must not outlive it: a network of the same name may follow.
+        let removed: Vec<&str> = out
+            .iter()
+            .filter_map(|e| match e {
+                ClusterEvent::NetworkRemoved(n) => Some(n.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !removed.is_empty() {
+            let mut ipam = cluster.ipam.lock().await;
+            for name in removed {
+                ipam.forget_network(name);
+            }
+        }
         if let Some(tx) = events {
             for ev in out {
                 // A dropped receiver only means nobody listens any more.
@@ -197,7 +213,7 @@ async fn run(
             None => match cluster.list(&root).await {
                 Ok((rev, kvs)) => {
                     shared
-                        .update(&events, |v, out| v.resync(&keys, rev, &kvs, out))
+                        .update(&cluster, &events, |v, out| v.resync(&keys, rev, &kvs, out))
                         .await;
                     shared.relists.fetch_add(1, Ordering::SeqCst);
                     rev
@@ -226,6 +242,7 @@ async fn run(
         };
         shared.watching.store(true, Ordering::SeqCst);
         let mut tick = tokio::time::interval(cfg.tick);
+        let mut last_reap = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 msg = stream.message() => match msg {
@@ -243,7 +260,7 @@ async fn run(
                             break;
                         }
                         let header_rev = resp.header().map(|h| h.revision());
-                        shared.update(&events, |v, out| {
+                        shared.update(&cluster, &events, |v, out| {
                             for ev in resp.events() {
                                 let Some(kv) = ev.kv().and_then(Kv::from_etcd) else { continue };
                                 match ev.event_type() {
@@ -267,7 +284,12 @@ async fn run(
                     }
                 },
                 _ = tick.tick() => {
-                    let expired = shared.update(&events, |v, out| v.expire(cfg.grace, out)).await;
+                    let mut expired = shared.update(&cluster, &events, |v, out| v.expire(cfg.grace, out)).await;
+                    // Reaps that failed (etcd away) are retried once per grace period.
+                    if last_reap.elapsed() >= cfg.grace {
+                        last_reap = tokio::time::Instant::now();
+                        expired = shared.view.read().map(|v| v.expired_nodes()).unwrap_or_default();
+                    }
                     if cfg.reap {
                         for node in expired {
                             let c = cluster.clone();
