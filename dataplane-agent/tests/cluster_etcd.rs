@@ -631,3 +631,79 @@ fn unreachable_store_at_start_is_a_one_line_error() {
         assert!(!msg.contains('\n'));
     });
 }
+
+/// Scale figure (not run by default; prints how long a fresh agent takes to
+/// sync): 5,000 nodes x 20 endpoints written directly into etcd.
+/// `cargo test -p dataplane-agent --test cluster_etcd -- --ignored --nocapture sync_of`
+#[test]
+#[ignore = "scale measurement: writes 100k keys into etcd"]
+fn sync_of_5000_nodes_x_20_endpoints() {
+    use dataplane_agent::cluster::keys::{AliveRecord, EndpointRecord, NodeRecord};
+    use etcd_client::{Txn, TxnOp};
+    const NODES: u32 = 5000;
+    const PER_NODE: u32 = 20;
+    let ns = NetNs::new();
+    let _etcd = Etcd::start(&ns);
+    ns.block_on(|| async {
+        let h = connect("writer", 1).await;
+        h.create_network(&spec("ov1", "10.0.0.0/8", None)).await.unwrap();
+        let k = h.keys().clone();
+        let t = Instant::now();
+        let mut ops = Vec::new();
+        for n in 0..NODES {
+            let name = format!("n{n:05}");
+            let node = NodeRecord {
+                version: 1,
+                name: name.clone(),
+                address: Ipv4Addr::from(0xc000_0000 + n),
+                vxlan_port: 4789,
+            };
+            ops.push(TxnOp::put(k.node(&name), serde_json::to_vec(&node).unwrap(), None));
+            let alive = AliveRecord { version: 1, lease: 0 };
+            ops.push(TxnOp::put(k.alive(&name), serde_json::to_vec(&alive).unwrap(), None));
+            for e in 0..PER_NODE {
+                let ip = Ipv4Addr::from(0x0a00_0000 + n * 64 + e + 2);
+                let ep = EndpointRecord {
+                    version: 1,
+                    network: "ov1".into(),
+                    ip,
+                    node: name.clone(),
+                    mac: format!("02:00:{:02x}:{:02x}:{:02x}:{:02x}", n >> 8, n & 0xff, 0, e),
+                    container: format!("c{n}-{e}"),
+                };
+                ops.push(TxnOp::put(k.endpoint("ov1", ip), serde_json::to_vec(&ep).unwrap(), None));
+            }
+        }
+        let batches: Vec<Vec<TxnOp>> = ops.chunks(100).map(<[TxnOp]>::to_vec).collect();
+        let total = batches.len();
+        let mut it = batches.into_iter();
+        loop {
+            let group: Vec<_> = it.by_ref().take(16).collect();
+            if group.is_empty() {
+                break;
+            }
+            futures::future::join_all(group.into_iter().map(|b| {
+                let mut e = h.etcd();
+                async move { e.txn(Txn::new().and_then(b)).await.unwrap() }
+            }))
+            .await;
+        }
+        let written = t.elapsed();
+        let t = Instant::now();
+        let mut w = spawn_watcher(h.clone(), WatchConfig::default(), None);
+        assert!(
+            w.wait_until(Duration::from_secs(600), |v| v.synced).await,
+            "sync"
+        );
+        let synced = t.elapsed();
+        let v = w.snapshot();
+        assert_eq!(v.endpoints().count(), (NODES * PER_NODE) as usize);
+        assert_eq!(v.nodes().values().filter(|n| n.alive).count(), NODES as usize);
+        println!(
+            "cluster scale: wrote {} keys in {total} txns in {written:.2?}; a fresh watcher synced {} nodes x {} endpoints in {synced:.2?}",
+            NODES * (PER_NODE + 2),
+            NODES,
+            PER_NODE
+        );
+    });
+}
