@@ -145,11 +145,11 @@ impl ClusterView {
         }
         match kind {
             KeyKind::Node(name) => {
-                let rec = value.and_then(|kv| decoded::<NodeRecord>(kv));
+                let rec = value.and_then(decoded::<NodeRecord>);
                 self.set_node_record(&name, rec, out);
             }
             KeyKind::Alive(name) => self.set_alive(&name, value.is_some(), out),
-            KeyKind::Network(name) => match value.and_then(|kv| decoded::<NetworkRecord>(kv)) {
+            KeyKind::Network(name) => match value.and_then(decoded::<NetworkRecord>) {
                 Some(rec) => {
                     if self.networks.get(&name) != Some(&rec) {
                         self.networks.insert(name, rec.clone());
