@@ -7,6 +7,10 @@ use ipnet::Ipv4Net;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
+    /// For the engine: an overlay network asked of an agent started
+    /// without `--cluster-store`.
+    #[error("overlay networks need a cluster store: start the agent with --cluster-store etcd://HOST:PORT")]
+    NoClusterStore,
     #[error("invalid cluster store {url:?}: {reason}")]
     InvalidStore { url: String, reason: String },
     #[error("cluster store {endpoints} unreachable: {detail}")]

@@ -73,6 +73,19 @@ impl ClusterConfig {
     }
 }
 
+/// `--node-name`'s default: the host name.
+pub fn default_node_name() -> Result<String, ClusterError> {
+    let name = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    if keys::valid_name(&name) {
+        Ok(name)
+    } else {
+        Err(ClusterError::InvalidName(name))
+    }
+}
+
 /// Parses `--cluster-store`: `etcd://HOST:PORT[,HOST:PORT...]` (each item may
 /// repeat the `etcd://` scheme) into etcd client URLs (`http://HOST:PORT`).
 pub fn parse_store_url(url: &str) -> Result<Vec<String>, ClusterError> {
@@ -109,6 +122,12 @@ pub fn parse_store_url(url: &str) -> Result<Vec<String>, ClusterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_name_defaults_to_the_host_name() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(default_node_name().unwrap(), host.trim());
+    }
 
     #[test]
     fn store_url_accepts_several_endpoints() {
