@@ -251,7 +251,7 @@ fn concurrent_network_creates_have_exactly_one_winner() {
                 } else {
                     "10.200.3.0/24"
                 };
-                h.create_network(&spec(&format!("o{i}"), subnet, None))
+                h.create_network(&spec(&format!("o{i}"), subnet, Some(300 + i)))
                     .await
             }
         }))
