@@ -8,6 +8,7 @@
 //! - `api`, `client`: HTTP/JSON over a Unix socket.
 pub mod api;
 pub mod client;
+pub mod cluster;
 pub mod datapath;
 pub mod engine;
 pub mod ipam;

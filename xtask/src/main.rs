@@ -285,10 +285,15 @@ const ESSENTIAL_PACKAGES: &[&str] = &[
     "nftables",
     "curl",
     "util-linux",
+    // The cluster store: the agent's etcd client is generated with protoc at
+    // build time; its tests run a real etcd (etcdctl for debugging).
+    "protobuf-compiler",
+    "etcd-server",
+    "etcd-client",
 ];
 
 /// Packages used by the benchmarks and for debugging; missing ones only warn.
-const OPTIONAL_PACKAGES: &[&str] = &["tcpdump", "wrk", "sockperf", "etcd-server"];
+const OPTIONAL_PACKAGES: &[&str] = &["tcpdump", "wrk", "sockperf"];
 
 fn setup() -> Result<()> {
     apt_packages()?;
