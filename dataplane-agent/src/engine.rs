@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::{
     datapath::{self, Datapath},
+    error::Error,
     ipam::{self, Pool},
     kernel::{self, Uplink},
     model::*,
@@ -61,47 +62,10 @@ pub enum XdpModeChoice {
     Generic,
 }
 
-/// An error for the API's caller: what was wrong, with the matching HTTP status.
-#[derive(Debug)]
-pub enum ApiError {
-    BadRequest(String),
-    NotFound(String),
-    Conflict(String),
-    Internal(anyhow::Error),
-}
+type ApiResult<T> = crate::error::Result<T>;
 
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ApiError::BadRequest(m) | ApiError::NotFound(m) | ApiError::Conflict(m) => {
-                f.write_str(m)
-            }
-            ApiError::Internal(e) => write!(f, "{e:#}"),
-        }
-    }
-}
-
-impl From<anyhow::Error> for ApiError {
-    fn from(e: anyhow::Error) -> Self {
-        ApiError::Internal(e)
-    }
-}
-
-impl From<ipam::IpamError> for ApiError {
-    fn from(e: ipam::IpamError) -> Self {
-        match e {
-            ipam::IpamError::Overlap { .. } | ipam::IpamError::IpInUse(_) => {
-                ApiError::Conflict(e.to_string())
-            }
-            _ => ApiError::BadRequest(e.to_string()),
-        }
-    }
-}
-
-type ApiResult<T> = std::result::Result<T, ApiError>;
-
-fn bad(m: impl Into<String>) -> ApiError {
-    ApiError::BadRequest(m.into())
+fn bad(m: impl Into<String>) -> Error {
+    Error::invalid(m)
 }
 
 pub struct Engine {
@@ -465,7 +429,7 @@ impl Engine {
     // ---------------------------------------------------------------- networks
 
     pub async fn create_network(&self, req: NetworkCreate) -> ApiResult<NetworkView> {
-        ipam::validate_name("network", &req.name).map_err(bad)?;
+        ipam::validate_name("network", &req.name)?;
         if matches!(req.name.as_str(), "host" | "none") || req.name.starts_with("container:") {
             return Err(bad(format!("network name {:?} is reserved", req.name)));
         }
@@ -476,7 +440,7 @@ impl Engine {
             )));
         }
         let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
-        ipam::validate_mtu(mtu).map_err(bad)?;
+        ipam::validate_mtu(mtu)?;
         let subnet = req.subnet.as_deref().map(ipam::parse_subnet).transpose()?;
         let gateway = req.gateway.as_deref().map(ipam::parse_ip).transpose()?;
         let range = req
@@ -491,7 +455,7 @@ impl Engine {
         let mut g = self.inner.lock().await;
         let g = &mut *g;
         if g.networks.contains_key(&req.name) {
-            return Err(ApiError::Conflict(format!(
+            return Err(Error::Conflict(format!(
                 "network {} already exists",
                 req.name
             )));
@@ -554,7 +518,7 @@ impl Engine {
             .networks
             .get(name)
             .cloned()
-            .ok_or_else(|| ApiError::NotFound(format!("network {name} not found")))?;
+            .ok_or_else(|| Error::NotFound(format!("network {name} not found")))?;
         if net.builtin {
             return Err(bad(format!("the default network {name} cannot be removed")));
         }
@@ -565,7 +529,7 @@ impl Engine {
             .map(|c| c.name.clone())
             .collect();
         if !users.is_empty() {
-            return Err(ApiError::Conflict(format!(
+            return Err(Error::Conflict(format!(
                 "network {name} has active endpoints (containers: {})",
                 users.join(", ")
             )));
@@ -603,7 +567,7 @@ impl Engine {
         let n = g
             .networks
             .get(name)
-            .ok_or_else(|| ApiError::NotFound(format!("network {name} not found")))?;
+            .ok_or_else(|| Error::NotFound(format!("network {name} not found")))?;
         Ok(self.network_view(&g, n))
     }
 
@@ -646,9 +610,9 @@ impl Engine {
     // -------------------------------------------------------------- containers
 
     pub async fn create_container(&self, req: ContainerCreate) -> ApiResult<ContainerView> {
-        ipam::validate_name("container", &req.name).map_err(bad)?;
+        ipam::validate_name("container", &req.name)?;
         if let Some(h) = &req.hostname {
-            validate_hostname(h).map_err(bad)?;
+            validate_hostname(h)?;
         }
         let (mode, net_name) = NetMode::parse(req.network.as_deref().unwrap_or(DEFAULT_NETWORK));
         let ip = req.ip.as_deref().map(ipam::parse_ip).transpose()?;
@@ -666,8 +630,7 @@ impl Engine {
             .publish
             .iter()
             .map(|s| ports::parse_spec(s))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(bad)?;
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         if (!specs.is_empty() || (req.publish_all && !expose.is_empty())) && mode != NetMode::Bridge
         {
             return Err(bad(format!(
@@ -679,13 +642,12 @@ impl Engine {
             .links
             .iter()
             .map(|l| parse_link(l))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(bad)?;
+            .collect::<ApiResult<Vec<_>>>()?;
 
         let mut g = self.inner.lock().await;
         let g = &mut *g;
         if g.containers.contains_key(&req.name) {
-            return Err(ApiError::Conflict(format!(
+            return Err(Error::Conflict(format!(
                 "container {} already exists",
                 req.name
             )));
@@ -694,7 +656,7 @@ impl Engine {
             let t = g
                 .containers
                 .get(target)
-                .ok_or_else(|| ApiError::NotFound(format!("container {target} not found")))?;
+                .ok_or_else(|| Error::NotFound(format!("container {target} not found")))?;
             if let NetMode::Container(_) = t.mode {
                 return Err(bad(format!(
                     "container {target} itself shares another container's namespace; join that one"
@@ -706,13 +668,13 @@ impl Engine {
                 g.networks
                     .get(n)
                     .cloned()
-                    .ok_or_else(|| ApiError::NotFound(format!("network {n} not found")))?,
+                    .ok_or_else(|| Error::NotFound(format!("network {n} not found")))?,
             ),
             None => None,
         };
         for l in &links {
             let t = g.containers.get(&l.name).ok_or_else(|| {
-                ApiError::NotFound(format!("--link: container {} not found", l.name))
+                Error::NotFound(format!("--link: container {} not found", l.name))
             })?;
             let shares = net_name
                 .as_ref()
@@ -901,7 +863,7 @@ impl Engine {
             .containers
             .get(name)
             .cloned()
-            .ok_or_else(|| ApiError::NotFound(format!("container {name} not found")))?;
+            .ok_or_else(|| Error::NotFound(format!("container {name} not found")))?;
         let sharers: Vec<String> = g
             .containers
             .values()
@@ -909,7 +871,7 @@ impl Engine {
             .map(|o| o.name.clone())
             .collect();
         if !sharers.is_empty() {
-            return Err(ApiError::Conflict(format!(
+            return Err(Error::Conflict(format!(
                 "container {name} is in use: {} share its network namespace; remove them first",
                 sharers.join(", ")
             )));
@@ -943,11 +905,12 @@ impl Engine {
             .networks
             .get(network)
             .cloned()
-            .ok_or_else(|| ApiError::NotFound(format!("network {network} not found")))?;
-        let mut c =
-            g.containers.get(&req.container).cloned().ok_or_else(|| {
-                ApiError::NotFound(format!("container {} not found", req.container))
-            })?;
+            .ok_or_else(|| Error::NotFound(format!("network {network} not found")))?;
+        let mut c = g
+            .containers
+            .get(&req.container)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("container {} not found", req.container)))?;
         if c.mode != NetMode::Bridge {
             return Err(bad(format!(
                 "container {} uses network mode {}; it cannot be connected to networks",
@@ -956,7 +919,7 @@ impl Engine {
             )));
         }
         if c.endpoints.iter().any(|e| e.network == network) {
-            return Err(ApiError::Conflict(format!(
+            return Err(Error::Conflict(format!(
                 "container {} is already connected to network {network}",
                 c.name
             )));
@@ -991,19 +954,19 @@ impl Engine {
         let mut g = self.inner.lock().await;
         let g = &mut *g;
         if !g.networks.contains_key(network) {
-            return Err(ApiError::NotFound(format!("network {network} not found")));
+            return Err(Error::NotFound(format!("network {network} not found")));
         }
         let mut c = g
             .containers
             .get(container)
             .cloned()
-            .ok_or_else(|| ApiError::NotFound(format!("container {container} not found")))?;
+            .ok_or_else(|| Error::NotFound(format!("container {container} not found")))?;
         let pos = c
             .endpoints
             .iter()
             .position(|e| e.network == network)
             .ok_or_else(|| {
-                ApiError::NotFound(format!(
+                Error::NotFound(format!(
                     "container {container} is not connected to network {network}"
                 ))
             })?;
@@ -1066,7 +1029,7 @@ impl Engine {
         let c = g
             .containers
             .get(name)
-            .ok_or_else(|| ApiError::NotFound(format!("container {name} not found")))?;
+            .ok_or_else(|| Error::NotFound(format!("container {name} not found")))?;
         Ok(self.container_view(&g, c))
     }
 
@@ -1178,14 +1141,12 @@ impl Engine {
                                 )));
                             }
                             if let Some(owner) = taken(p, &published) {
-                                return Err(ApiError::Conflict(format!(
+                                return Err(Error::Conflict(format!(
                                     "host port {host_ip}:{p}/{} is already published by {owner}",
                                     spec.proto.as_str()
                                 )));
                             }
-                            g.reservations
-                                .reserve(host_ip, p, spec.proto)
-                                .map_err(ApiError::Conflict)?;
+                            g.reservations.reserve(host_ip, p, spec.proto)?;
                             p
                         }
                         HostPorts::Random | HostPorts::OneOf(..) => {
@@ -1197,7 +1158,7 @@ impl Engine {
                             let seed = rand::random::<u32>();
                             loop {
                                 let Some(p) = ports::pick_port(range, &skip, seed) else {
-                                    return Err(ApiError::Conflict(format!(
+                                    return Err(Error::Conflict(format!(
                                         "no free host port left in {}-{} for {cport}/{}",
                                         range.0,
                                         range.1,
@@ -1430,14 +1391,14 @@ fn link_keys(
 }
 
 /// `NAME[:ALIAS]`.
-fn parse_link(s: &str) -> std::result::Result<LinkSpec, String> {
+fn parse_link(s: &str) -> ApiResult<LinkSpec> {
     let (name, alias) = match s.split_once(':') {
         Some((n, a)) => (n, a),
         None => (s, s),
     };
-    ipam::validate_name("container", name).map_err(|e| format!("--link: {e}"))?;
+    ipam::validate_name("container", name).map_err(|e| bad(format!("--link: {e}")))?;
     if alias.is_empty() {
-        return Err(format!("--link {s:?}: empty alias"));
+        return Err(bad(format!("--link {s:?}: empty alias")));
     }
     Ok(LinkSpec {
         name: name.into(),
@@ -1492,7 +1453,7 @@ pub fn parse_bip(bip: &str) -> Result<(Ipv4Addr, Ipv4Net)> {
     Ok((net.addr(), net.trunc()))
 }
 
-fn validate_hostname(h: &str) -> std::result::Result<(), String> {
+fn validate_hostname(h: &str) -> ApiResult<()> {
     let ok = !h.is_empty()
         && h.len() <= 63
         && h.chars()
@@ -1501,9 +1462,9 @@ fn validate_hostname(h: &str) -> std::result::Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(bad(format!(
             "invalid hostname {h:?}: letters, digits, '-' and '.', at most 63 characters"
-        ))
+        )))
     }
 }
 

@@ -49,6 +49,10 @@ pub enum IpamError {
     Exhausted(Ipv4Net),
     /// The text is not a valid IPv4 address; holds the input.
     InvalidIp(String),
+    /// A container or network name breaks Docker's naming rule.
+    InvalidName { kind: &'static str, name: String },
+    /// An MTU outside 68..=65535.
+    MtuOutOfRange(u32),
 }
 
 impl fmt::Display for IpamError {
@@ -116,11 +120,32 @@ impl fmt::Display for IpamError {
                 f,
                 "invalid IP address {s:?}: expected an IPv4 address such as 10.0.0.2"
             ),
+            // {:?} quotes the name and escapes control characters, keeping one line.
+            IpamError::InvalidName { kind, name } => write!(
+                f,
+                "invalid {kind} name {name:?}: must match [a-zA-Z0-9][a-zA-Z0-9_.-]* \
+                 and be at most {MAX_NAME_LEN} characters"
+            ),
+            IpamError::MtuOutOfRange(mtu) => {
+                write!(f, "MTU {mtu} out of range ({MIN_MTU}..{MAX_MTU})")
+            }
         }
     }
 }
 
 impl std::error::Error for IpamError {}
+
+impl IpamError {
+    /// What kind of failure this is for the front ends.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            IpamError::Overlap { .. } | IpamError::IpInUse(_) => ErrorKind::Conflict,
+            IpamError::Exhausted(_) => ErrorKind::Unavailable,
+            _ => ErrorKind::InvalidArgument,
+        }
+    }
+}
 
 /// Parse "a.b.c.d/n" strictly; reject host bits set with HostBitsSet; reject
 /// garbage with InvalidCidr.
@@ -357,19 +382,18 @@ impl Pool {
 const MAX_NAME_LEN: usize = 64;
 
 /// Docker's rule for container and network names: ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$,
-/// max 64 chars here. Err(String) is a one-line message naming the bad name.
-pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
+/// max 64 chars here.
+pub fn validate_name(kind: &'static str, name: &str) -> Result<(), IpamError> {
     let mut bytes = name.bytes();
     let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric());
     let rest_ok = bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if first_ok && rest_ok && name.len() <= MAX_NAME_LEN {
         return Ok(());
     }
-    // {:?} quotes the name and escapes control characters, keeping one line.
-    Err(format!(
-        "invalid {kind} name {name:?}: must match [a-zA-Z0-9][a-zA-Z0-9_.-]* \
-         and be at most {MAX_NAME_LEN} characters"
-    ))
+    Err(IpamError::InvalidName {
+        kind,
+        name: name.into(),
+    })
 }
 
 /// Smallest MTU accepted (the IPv4 minimum).
@@ -377,12 +401,12 @@ const MIN_MTU: u32 = 68;
 /// Largest MTU accepted.
 const MAX_MTU: u32 = 65535;
 
-/// 68..=65535 inclusive, else Err("MTU 12 out of range (68..65535)").
-pub fn validate_mtu(mtu: u32) -> Result<(), String> {
+/// 68..=65535 inclusive, else MtuOutOfRange ("MTU 12 out of range (68..65535)").
+pub fn validate_mtu(mtu: u32) -> Result<(), IpamError> {
     if (MIN_MTU..=MAX_MTU).contains(&mtu) {
         Ok(())
     } else {
-        Err(format!("MTU {mtu} out of range ({MIN_MTU}..{MAX_MTU})"))
+        Err(IpamError::MtuOutOfRange(mtu))
     }
 }
 
@@ -1137,13 +1161,13 @@ mod tests {
 
     #[test]
     fn name_leading_dash_or_symbol() {
-        let e = validate_name("network", "-x").unwrap_err();
+        let e = validate_name("network", "-x").unwrap_err().to_string();
         assert_eq!(
             e,
             "invalid network name \"-x\": must match [a-zA-Z0-9][a-zA-Z0-9_.-]* and be at most 64 characters"
         );
         for n in [".x", "_x"] {
-            let e = validate_name("container", n).unwrap_err();
+            let e = validate_name("container", n).unwrap_err().to_string();
             assert!(
                 e.starts_with(&format!("invalid container name \"{n}\"")),
                 "{e}"
@@ -1154,20 +1178,20 @@ mod tests {
     #[test]
     fn name_too_long() {
         let long = "a".repeat(65);
-        let e = validate_name("container", &long).unwrap_err();
+        let e = validate_name("container", &long).unwrap_err().to_string();
         assert!(e.contains(&long) && e.contains("64"), "{e}");
     }
 
     #[test]
     fn name_empty() {
-        let e = validate_name("network", "").unwrap_err();
+        let e = validate_name("network", "").unwrap_err().to_string();
         assert!(e.starts_with("invalid network name \"\":"), "{e}");
     }
 
     #[test]
     fn name_bad_chars() {
         for n in ["a b", "a/b", "a:b", "é", "a\nb", "a@b", "ab!", "a\u{0}"] {
-            let e = validate_name("network", n).unwrap_err();
+            let e = validate_name("network", n).unwrap_err().to_string();
             assert!(!e.contains('\n'), "{e}");
             assert!(e.starts_with("invalid network name "), "{e}");
         }
@@ -1177,22 +1201,13 @@ mod tests {
 
     #[test]
     fn mtu_bounds() {
-        assert_eq!(
-            validate_mtu(67),
-            Err("MTU 67 out of range (68..65535)".to_string())
-        );
+        assert_eq!(validate_mtu(67), Err(IpamError::MtuOutOfRange(67)));
         assert_eq!(validate_mtu(68), Ok(()));
         assert_eq!(validate_mtu(1500), Ok(()));
         assert_eq!(validate_mtu(9000), Ok(()));
         assert_eq!(validate_mtu(65535), Ok(()));
-        assert_eq!(
-            validate_mtu(65536),
-            Err("MTU 65536 out of range (68..65535)".to_string())
-        );
-        assert_eq!(
-            validate_mtu(12),
-            Err("MTU 12 out of range (68..65535)".to_string())
-        );
+        assert_eq!(validate_mtu(65536), Err(IpamError::MtuOutOfRange(65536)));
+        assert_eq!(validate_mtu(12), Err(IpamError::MtuOutOfRange(12)));
         assert!(validate_mtu(0).is_err());
         assert!(validate_mtu(u32::MAX).is_err());
     }

@@ -2,6 +2,7 @@
 //!
 //! - `model`, `ipam`: the core model and address management (pure).
 //! - `engine`: the agent's core, used by every front end.
+//! - `error`: the error type every verb returns, with its kind.
 //! - `kernel`: namespaces, veths, addresses and routes over netlink.
 //! - `datapath`: the eBPF programs and their pinned maps and links.
 //! - `store`: desired state in redb.
@@ -10,6 +11,7 @@ pub mod api;
 pub mod client;
 pub mod datapath;
 pub mod engine;
+pub mod error;
 pub mod ipam;
 pub mod kernel;
 pub mod model;

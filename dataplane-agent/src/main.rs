@@ -211,7 +211,10 @@ fn main() {
     };
     if let Err(e) = res {
         eprintln!("Error: {e:#}");
-        std::process::exit(1);
+        let code = e
+            .downcast_ref::<dataplane_agent::error::Error>()
+            .map_or(1, |e| e.kind().exit_code());
+        std::process::exit(code);
     }
 }
 
