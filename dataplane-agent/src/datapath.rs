@@ -286,6 +286,12 @@ impl Datapath {
         let _ = std::fs::remove_file(&pin);
     }
 
+    /// Whether the link of `prog_name` on `ifname` (or `cgroup`) is pinned
+    /// and attached.
+    pub fn link_attached(&self, prog_name: &str, ifname: &str) -> bool {
+        link_is_attached(&self.link_path(prog_name, ifname), ifname == "cgroup")
+    }
+
     /// Pinned links, as (program, ifname).
     pub fn pinned_links(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
@@ -340,6 +346,30 @@ impl Datapath {
         let _ = self.endpoints.remove(&EndpointKey { ip });
         // Flows of the endpoint are gone too.
         self.purge_nat(ip);
+    }
+
+    /// The `DP_ENDPOINTS` entries, by container IPv4.
+    pub fn endpoints(&self) -> std::collections::HashMap<[u8; 4], EndpointInfo> {
+        self.endpoints
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (k.ip, v))
+            .collect()
+    }
+
+    /// The `DP_IF_ENDPOINTS` entries, by host-side ifindex.
+    pub fn if_endpoints(&self) -> std::collections::HashMap<u32, EndpointInfo> {
+        self.if_endpoints.iter().filter_map(Result::ok).collect()
+    }
+
+    /// The `DP_NETWORKS` entries.
+    pub fn networks(&self) -> std::collections::HashMap<u32, NetworkInfo> {
+        self.networks.iter().filter_map(Result::ok).collect()
+    }
+
+    /// The `DP_PORTS` entries.
+    pub fn port_entries(&self) -> std::collections::HashMap<PortKey, PortTarget> {
+        self.ports.iter().filter_map(Result::ok).collect()
     }
 
     pub fn endpoint_ips(&self) -> Vec<[u8; 4]> {
@@ -780,8 +810,8 @@ pub fn check_bpffs_root(root: &Path) -> Result<()> {
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 
-/// Point the pinned bpf_link at `pin` to another program (BPF_LINK_UPDATE).
-fn link_update(pin: &Path, prog_fd: i32) -> Result<()> {
+/// Open the bpf object pinned at `pin` (BPF_OBJ_GET).
+fn obj_get(pin: &Path) -> Result<std::os::fd::OwnedFd> {
     #[repr(C)]
     #[derive(Default)]
     struct ObjGet {
@@ -791,19 +821,13 @@ fn link_update(pin: &Path, prog_fd: i32) -> Result<()> {
         path_fd: i32,
         _pad: u32,
     }
-    #[repr(C)]
-    #[derive(Default)]
-    struct LinkUpdate {
-        link_fd: u32,
-        new_prog_fd: u32,
-        flags: u32,
-        old_prog_fd: u32,
-    }
     let path = std::ffi::CString::new(pin.as_os_str().as_encoded_bytes())?;
     let mut get = ObjGet {
         pathname: path.as_ptr() as u64,
         ..Default::default()
     };
+    // SAFETY: `get` is a valid bpf_attr prefix for BPF_OBJ_GET whose
+    // pathname points to a NUL-terminated string that outlives the call.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -815,7 +839,68 @@ fn link_update(pin: &Path, prog_fd: i32) -> Result<()> {
     if fd < 0 {
         return Err(std::io::Error::last_os_error()).context("BPF_OBJ_GET");
     }
-    let link = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    let fd = i32::try_from(fd).context("BPF_OBJ_GET returned a bad fd")?;
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+
+/// Whether the bpf_link pinned at `pin` is still attached: a TCX or XDP
+/// link detached (`bpftool link detach`, or its interface gone) keeps its
+/// pin but reports ifindex 0; a detached cgroup link reports cgroup id 0.
+fn link_is_attached(pin: &Path, cgroup: bool) -> bool {
+    #[repr(C)]
+    #[derive(Default)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let Ok(fd) = obj_get(pin) else {
+        return false;
+    };
+    // struct bpf_link_info: type, id, prog_id (u32 each), then a union
+    // aligned to 8: tcx/xdp start with `__u32 ifindex`, cgroup with
+    // `__u64 cgroup_id`, at byte 16. Larger than any kernel's struct, zeroed.
+    let mut info = [0u8; 256];
+    let mut attr = InfoAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: info.len() as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    // SAFETY: `attr` is a valid bpf_attr for BPF_OBJ_GET_INFO_BY_FD; the
+    // kernel writes at most `info_len` bytes into `info`, which lives
+    // until after the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &mut attr as *mut InfoAttr,
+            std::mem::size_of::<InfoAttr>(),
+        )
+    };
+    if rc < 0 {
+        return false;
+    }
+    if cgroup {
+        u64::from_ne_bytes(info[16..24].try_into().unwrap_or_default()) != 0
+    } else {
+        u32::from_ne_bytes(info[16..20].try_into().unwrap_or_default()) != 0
+    }
+}
+
+/// Point the pinned bpf_link at `pin` to another program (BPF_LINK_UPDATE).
+fn link_update(pin: &Path, prog_fd: i32) -> Result<()> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct LinkUpdate {
+        link_fd: u32,
+        new_prog_fd: u32,
+        flags: u32,
+        old_prog_fd: u32,
+    }
+    let link = obj_get(pin)?;
     let mut upd = LinkUpdate {
         link_fd: link.as_raw_fd() as u32,
         new_prog_fd: prog_fd as u32,

@@ -3,6 +3,7 @@
 //! shells out.
 
 use std::{
+    collections::HashMap,
     fs::File,
     net::{IpAddr, Ipv4Addr},
     os::fd::AsRawFd,
@@ -88,6 +89,65 @@ pub async fn link_names(h: &Handle) -> Result<Vec<(u32, String)>> {
             })
         })
         .collect())
+}
+
+/// Every interface of the namespace of `h`, by name (one netlink dump).
+pub async fn links(h: &Handle) -> Result<HashMap<String, LinkInfo>> {
+    let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await?;
+    Ok(msgs
+        .iter()
+        .filter_map(|m| {
+            m.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some((n.clone(), link_info(m))),
+                _ => None,
+            })
+        })
+        .collect())
+}
+
+/// The /32 routes of the main table: destination -> output interface.
+pub async fn host_routes32(h: &Handle) -> Result<HashMap<Ipv4Addr, u32>> {
+    let mut out = HashMap::new();
+    let mut routes = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(rt) = routes.try_next().await? {
+        if rt.header.destination_prefix_length != 32
+            || rt.header.table != RouteHeader::RT_TABLE_MAIN
+        {
+            continue;
+        }
+        let mut dst = None;
+        let mut oif = 0;
+        for a in &rt.attributes {
+            match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(*ip),
+                RouteAttribute::Oif(i) => oif = *i,
+                _ => {}
+            }
+        }
+        if let Some(ip) = dst {
+            out.insert(ip, oif);
+        }
+    }
+    Ok(out)
+}
+
+/// The host's /32 route to a container through its host-side veth.
+pub async fn add_host_route(host: &Handle, ep: &Endpoint, host_ifindex: u32) -> Result<()> {
+    let r = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(ep.ip, 32)
+        .output_interface(host_ifindex)
+        .scope(RouteScope::Link)
+        .pref_source(ep.gateway)
+        .build();
+    host.route()
+        .add(r)
+        .replace()
+        .execute()
+        .await
+        .with_context(|| format!("adding host route to {}", ep.ip))
 }
 
 /// A netlink handle in the namespace bound at `path`. The socket is created on
@@ -338,18 +398,7 @@ async fn configure_endpoint(host: &Handle, netns: &Path, ep: &Endpoint) -> Resul
             .await
             .with_context(|| format!("adding default route via {}", ep.gateway))?;
     }
-    let r = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(ep.ip, 32)
-        .output_interface(hl.index)
-        .scope(RouteScope::Link)
-        .pref_source(ep.gateway)
-        .build();
-    host.route()
-        .add(r)
-        .replace()
-        .execute()
-        .await
-        .with_context(|| format!("adding host route to {}", ep.ip))?;
+    add_host_route(host, ep, hl.index).await?;
     Ok(hl)
 }
 

@@ -16,4 +16,5 @@ pub mod ipam;
 pub mod kernel;
 pub mod model;
 pub mod ports;
+pub mod reconcile;
 pub mod store;

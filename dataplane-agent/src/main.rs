@@ -280,6 +280,7 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
 async fn serve(cfg: AgentConfig, socket: &Path) -> Result<()> {
     let engine = Engine::start(cfg).await?;
     engine.spawn_flow_gc()?;
+    engine.spawn_reconciler()?;
     if let Err(e) = engine.watch_addresses() {
         tracing::warn!("not following host address changes (only every 10 s): {e:#}");
     }
@@ -300,9 +301,9 @@ async fn serve(cfg: AgentConfig, socket: &Path) -> Result<()> {
         }
     });
 
-    let shutdown = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let shutdown = async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = term.recv() => {},
