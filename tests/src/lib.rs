@@ -486,6 +486,14 @@ impl Host {
         }
     }
 
+    /// SIGKILL the agent (a crash) and reap it.
+    pub fn kill_agent(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     pub fn agent_running(&mut self) -> bool {
         matches!(self.agent.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
