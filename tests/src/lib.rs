@@ -951,13 +951,10 @@ impl Host {
         }
     }
 
-    /// The agent's global drop counters (`GET /v1/drops`), by reason name.
+    /// The agent's global drop counters (`dataplane drops`), by reason name.
     pub fn global_drops(&self) -> Value {
-        let sock = self.socket.display().to_string();
-        let out = sh_ok(
-            "curl",
-            &["-sS", "--unix-socket", &sock, "http://dataplane/v1/drops"],
-        );
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("/v1/drops answered {out:?}: {e}"))
+        let out = self.ok(&["drops", "--format", "json"]);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("`dataplane drops` printed {out:?}: {e}"))
     }
 }
