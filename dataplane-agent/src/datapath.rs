@@ -288,12 +288,12 @@ impl Datapath {
 
     /// Whether the link of `prog_name` on `ifname` (or `cgroup`) is pinned
     /// and attached.
-    pub fn link_attached(&self, prog_name: &str, ifname: &str) -> bool {
+    pub fn bpf_link_attached(&self, prog_name: &str, ifname: &str) -> bool {
         link_is_attached(&self.link_path(prog_name, ifname), ifname == "cgroup")
     }
 
     /// Pinned links, as (program, ifname).
-    pub fn pinned_links(&self) -> Vec<(String, String)> {
+    pub fn pinned_bpf_links(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if let Ok(rd) = std::fs::read_dir(self.root.join("links")) {
             for e in rd.flatten() {
@@ -489,7 +489,7 @@ impl Datapath {
     }
 
     /// Make DP_LINKS exactly `want`; connections of removed links are cut.
-    pub fn sync_links(&mut self, want: &std::collections::BTreeSet<LinkKey>) -> Result<()> {
+    pub fn sync_link_policy(&mut self, want: &std::collections::BTreeSet<LinkKey>) -> Result<()> {
         let have: Vec<LinkKey> = self.links.keys().filter_map(Result::ok).collect();
         for k in &have {
             if !want.contains(k) {

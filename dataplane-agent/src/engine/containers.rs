@@ -10,9 +10,10 @@ impl Engine {
         if let Some(h) = &req.hostname {
             validate_hostname(h)?;
         }
-        let (mode, net_name) = NetMode::parse(req.network.as_deref().unwrap_or(DEFAULT_NETWORK));
+        let (mode, net_name) =
+            NetworkMode::parse(req.network.as_deref().unwrap_or(DEFAULT_NETWORK));
         let ip = req.ip.as_deref().map(ipam::parse_ip).transpose()?;
-        if ip.is_some() && mode != NetMode::Bridge {
+        if ip.is_some() && mode != NetworkMode::Bridge {
             return Err(bad(format!(
                 "--ip needs a network; network mode {} has no address of its own",
                 mode.describe()
@@ -27,7 +28,8 @@ impl Engine {
             .iter()
             .map(|s| ports::parse_spec(s))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        if (!specs.is_empty() || (req.publish_all && !expose.is_empty())) && mode != NetMode::Bridge
+        if (!specs.is_empty() || (req.publish_all && !expose.is_empty()))
+            && mode != NetworkMode::Bridge
         {
             return Err(bad(format!(
                 "cannot publish ports with network mode {}",
@@ -37,7 +39,7 @@ impl Engine {
         let links = req
             .links
             .iter()
-            .map(|l| parse_link(l))
+            .map(|l| parse_legacy_link(l))
             .collect::<ApiResult<Vec<_>>>()?;
 
         let mut g = self.inner.lock().await;
@@ -48,12 +50,12 @@ impl Engine {
                 req.name
             )));
         }
-        if let NetMode::Container(target) = &mode {
+        if let NetworkMode::Container(target) = &mode {
             let t = g
                 .containers
                 .get(target)
                 .ok_or_else(|| Error::NotFound(format!("container {target} not found")))?;
-            if let NetMode::Container(_) = t.mode {
+            if let NetworkMode::Container(_) = t.network_mode {
                 return Err(bad(format!(
                     "container {target} itself shares another container's namespace; join that one"
                 )));
@@ -86,7 +88,7 @@ impl Engine {
         let mut c = Container {
             id: random_id(),
             name: req.name.clone(),
-            mode: mode.clone(),
+            network_mode: mode.clone(),
             hostname: req.hostname.clone(),
             endpoints: Vec::new(),
             ports: Vec::new(),
@@ -124,7 +126,7 @@ impl Engine {
 
         // Kernel.
         let ns = self.netns_path(&c.name);
-        if matches!(mode, NetMode::Bridge | NetMode::None) {
+        if matches!(mode, NetworkMode::Bridge | NetworkMode::None) {
             if ns.exists() {
                 // Left over by a crash: not in the desired state, safe to drop.
                 kernel::delete_netns(&ns)?;
@@ -166,8 +168,8 @@ impl Engine {
         }
         g.containers.insert(c.name.clone(), c.clone());
         // The new container may be the target of existing links too.
-        let links = link_keys(&g.containers, &g.networks);
-        after_commit("sync_links", g.dp.sync_links(&links));
+        let links = link_policy_keys(&g.containers, &g.networks);
+        after_commit("sync_link_policy", g.dp.sync_link_policy(&links));
         self.request_reconcile();
         info!(container = %c.name, mode = %mode.describe(), ports = c.ports.len(), "container created");
         Ok(self.container_view(g, &c))
@@ -184,7 +186,7 @@ impl Engine {
         let sharers: Vec<String> = g
             .containers
             .values()
-            .filter(|o| o.mode == NetMode::Container(name.to_string()))
+            .filter(|o| o.network_mode == NetworkMode::Container(name.to_string()))
             .map(|o| o.name.clone())
             .collect();
         if !sharers.is_empty() {
@@ -204,12 +206,12 @@ impl Engine {
             self.unplumb_endpoint(g, ep).await;
             g.dp.purge_ct(ep.ip.octets());
         }
-        if matches!(c.mode, NetMode::Bridge | NetMode::None) {
+        if matches!(c.network_mode, NetworkMode::Bridge | NetworkMode::None) {
             after_commit("delete_netns", kernel::delete_netns(&self.netns_path(name)));
         }
         g.containers.remove(name);
-        let links = link_keys(&g.containers, &g.networks);
-        after_commit("sync_links", g.dp.sync_links(&links));
+        let links = link_policy_keys(&g.containers, &g.networks);
+        after_commit("sync_link_policy", g.dp.sync_link_policy(&links));
         self.request_reconcile();
         info!(container = %name, "container removed");
         Ok(())
@@ -234,10 +236,12 @@ impl Engine {
 
     pub(super) fn container_view(&self, g: &Inner, c: &Container) -> ContainerView {
         // A container sharing another's namespace shows that one's endpoints.
-        let (netns, eps) = match &c.mode {
-            NetMode::Host => (self.host_netns_path(), Vec::new()),
-            NetMode::Container(t) => match g.containers.get(t) {
-                Some(tc) if tc.mode == NetMode::Host => (self.host_netns_path(), Vec::new()),
+        let (netns, eps) = match &c.network_mode {
+            NetworkMode::Host => (self.host_netns_path(), Vec::new()),
+            NetworkMode::Container(t) => match g.containers.get(t) {
+                Some(tc) if tc.network_mode == NetworkMode::Host => {
+                    (self.host_netns_path(), Vec::new())
+                }
                 Some(tc) => (self.netns_path(t), tc.endpoints.clone()),
                 None => (self.netns_path(t), Vec::new()),
             },
@@ -247,8 +251,8 @@ impl Engine {
             .iter()
             .map(|e| EndpointView {
                 network: e.network.clone(),
-                interface: e.ifname.clone(),
-                host_interface: e.host_ifname.clone(),
+                interface: e.interface.clone(),
+                host_interface: e.host_interface.clone(),
                 ip: e.ip,
                 prefix_len: e.prefix_len,
                 mac: fmt_mac(&e.mac),
@@ -256,7 +260,7 @@ impl Engine {
                 mtu: e.mtu,
                 counters: g
                     .ifindexes
-                    .get(&e.host_ifname)
+                    .get(&e.host_interface)
                     .and_then(|i| g.dp.endpoint_stats(*i))
                     .map(|s| CountersView {
                         tx_packets: s.tx_packets,
@@ -273,7 +277,7 @@ impl Engine {
         ContainerView {
             id: c.id.clone(),
             name: c.name.clone(),
-            network_mode: c.mode.describe(),
+            network_mode: c.network_mode.describe(),
             hostname: c.hostname.clone(),
             netns: netns.display().to_string(),
             endpoints,

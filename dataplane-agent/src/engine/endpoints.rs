@@ -28,7 +28,7 @@ impl Engine {
             }
             None => net.pool.allocate(&used, net.last_ip)?,
         };
-        let taken: BTreeSet<&str> = c.endpoints.iter().map(|e| e.ifname.as_str()).collect();
+        let taken: BTreeSet<&str> = c.endpoints.iter().map(|e| e.interface.as_str()).collect();
         let ifname = (0..)
             .map(|i| format!("eth{i}"))
             .find(|n| !taken.contains(n.as_str()))
@@ -36,9 +36,9 @@ impl Engine {
         let host_names: BTreeSet<&str> = g
             .containers
             .values()
-            .flat_map(|c| c.endpoints.iter().map(|e| e.host_ifname.as_str()))
+            .flat_map(|c| c.endpoints.iter().map(|e| e.host_interface.as_str()))
             .collect();
-        let host_ifname = loop {
+        let host_interface = loop {
             let n = format!("dp{:08x}", rand::random::<u32>());
             if !host_names.contains(n.as_str()) {
                 break n;
@@ -47,8 +47,8 @@ impl Engine {
         let default_route = !net.internal && !c.endpoints.iter().any(|e| e.default_route);
         let ep = Endpoint {
             network: net.name.clone(),
-            ifname,
-            host_ifname,
+            interface: ifname,
+            host_interface,
             ip,
             prefix_len: net.pool.subnet.prefix_len(),
             mac: mac_for_ip(ip),
@@ -74,19 +74,19 @@ impl Engine {
             .ok_or_else(|| anyhow!("network {} vanished", ep.network))?;
         let link = kernel::create_endpoint(&g.host, ns, ep).await?;
         g.dp.upsert_endpoint(endpoint_info(ep, net_id, &link))?;
-        g.dp.attach(prog_names::FROM_CONTAINER, &ep.host_ifname)?;
-        g.ifindexes.insert(ep.host_ifname.clone(), link.index);
+        g.dp.attach(prog_names::FROM_CONTAINER, &ep.host_interface)?;
+        g.ifindexes.insert(ep.host_interface.clone(), link.index);
         Ok(())
     }
 
     pub(crate) async fn unplumb_endpoint(&self, g: &mut Inner, ep: &Endpoint) {
-        g.dp.detach(prog_names::FROM_CONTAINER, &ep.host_ifname);
+        g.dp.detach(prog_names::FROM_CONTAINER, &ep.host_interface);
         g.dp.remove_endpoint(ep.ip.octets());
-        if let Some(idx) = g.ifindexes.remove(&ep.host_ifname) {
+        if let Some(idx) = g.ifindexes.remove(&ep.host_interface) {
             g.dp.remove_if_endpoint(idx);
         }
-        if let Err(e) = kernel::delete_link(&g.host, &ep.host_ifname).await {
-            warn!("removing {}: {e:#}", ep.host_ifname);
+        if let Err(e) = kernel::delete_netdev(&g.host, &ep.host_interface).await {
+            warn!("removing {}: {e:#}", ep.host_interface);
         }
     }
 
@@ -104,11 +104,11 @@ impl Engine {
             .get(&req.container)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("container {} not found", req.container)))?;
-        if c.mode != NetMode::Bridge {
+        if c.network_mode != NetworkMode::Bridge {
             return Err(bad(format!(
                 "container {} uses network mode {}; it cannot be connected to networks",
                 c.name,
-                c.mode.describe()
+                c.network_mode.describe()
             )));
         }
         if c.endpoints.iter().any(|e| e.network == network) {
@@ -137,8 +137,8 @@ impl Engine {
         g.containers.insert(c.name.clone(), c.clone());
         // Published ports lead to the first endpoint, which may be this one.
         after_commit("add_ports", g.dp.add_ports(&port_entries(&c)));
-        let links = link_keys(&g.containers, &g.networks);
-        after_commit("sync_links", g.dp.sync_links(&links));
+        let links = link_policy_keys(&g.containers, &g.networks);
+        after_commit("sync_link_policy", g.dp.sync_link_policy(&links));
         self.request_reconcile();
         info!(container = %c.name, network, ip = %ep.ip, "connected");
         Ok(self.container_view(g, &c))
@@ -186,12 +186,12 @@ impl Engine {
         if let Some(i) = successor {
             let next = &c.endpoints[i];
             if let Err(e) =
-                kernel::set_default_route(&self.netns_path(&c.name), &next.ifname, next.gateway)
+                kernel::set_default_route(&self.netns_path(&c.name), &next.interface, next.gateway)
                     .await
             {
                 warn!(
                     container,
-                    "moving the default route to {}: {e:#}", next.ifname
+                    "moving the default route to {}: {e:#}", next.interface
                 );
             }
         }
@@ -204,15 +204,15 @@ impl Engine {
             after_commit("add_ports", g.dp.add_ports(&port_entries(&c)));
         }
         g.containers.insert(c.name.clone(), c);
-        let links = link_keys(&g.containers, &g.networks);
-        after_commit("sync_links", g.dp.sync_links(&links));
+        let links = link_policy_keys(&g.containers, &g.networks);
+        after_commit("sync_link_policy", g.dp.sync_link_policy(&links));
         self.request_reconcile();
         info!(container, network, "disconnected");
         Ok(())
     }
 }
 
-pub(crate) fn endpoint_info(ep: &Endpoint, net_id: u32, link: &kernel::LinkInfo) -> EndpointInfo {
+pub(crate) fn endpoint_info(ep: &Endpoint, net_id: u32, link: &kernel::NetdevInfo) -> EndpointInfo {
     EndpointInfo {
         ifindex: link.index,
         net_id,

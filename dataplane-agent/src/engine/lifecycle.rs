@@ -128,13 +128,13 @@ impl Engine {
             drop(store);
             for c in containers.values() {
                 for ep in &c.endpoints {
-                    kernel::delete_link(&host, &ep.host_ifname).await?;
+                    kernel::delete_netdev(&host, &ep.host_interface).await?;
                 }
             }
         }
-        for (_, name) in kernel::link_names(&host).await? {
+        for (_, name) in kernel::netdev_names(&host).await? {
             if is_endpoint_ifname(&name) {
-                kernel::delete_link(&host, &name).await?;
+                kernel::delete_netdev(&host, &name).await?;
             }
         }
         if let Ok(rd) = std::fs::read_dir(cfg.run_dir.join("netns")) {

@@ -7,7 +7,7 @@ use super::*;
 /// DP_LINKS from the model: for every link, on every network the two share,
 /// the linked container's exposed ports (and the container ports it
 /// publishes) are open to the linking one.
-pub(crate) fn link_keys(
+pub(crate) fn link_policy_keys(
     containers: &BTreeMap<String, Container>,
     networks: &BTreeMap<String, Network>,
 ) -> BTreeSet<LinkKey> {
@@ -49,7 +49,7 @@ pub(crate) fn link_keys(
 }
 
 /// `NAME[:ALIAS]`.
-pub(crate) fn parse_link(s: &str) -> ApiResult<LinkSpec> {
+pub(crate) fn parse_legacy_link(s: &str) -> ApiResult<LegacyLink> {
     let (name, alias) = match s.split_once(':') {
         Some((n, a)) => (n, a),
         None => (s, s),
@@ -58,7 +58,7 @@ pub(crate) fn parse_link(s: &str) -> ApiResult<LinkSpec> {
     if alias.is_empty() {
         return Err(bad(format!("--link {s:?}: empty alias")));
     }
-    Ok(LinkSpec {
+    Ok(LegacyLink {
         name: name.into(),
         alias: alias.into(),
     })

@@ -168,7 +168,7 @@ impl Engine {
                 });
                 if let Some(s) = g
                     .ifindexes
-                    .get(&e.host_ifname)
+                    .get(&e.host_interface)
                     .and_then(|i| g.dp.endpoint_stats(*i))
                 {
                     for r in DropReason::ALL {

@@ -37,12 +37,13 @@ impl Engine {
                     .ok_or_else(|| anyhow!("network {} vanished", endpoint.network))?;
                 let link = kernel::create_endpoint(&g.host, &ns, endpoint).await?;
                 g.dp.upsert_endpoint(endpoint_info(endpoint, net_id, &link))?;
-                g.ifindexes.insert(endpoint.host_ifname.clone(), link.index);
+                g.ifindexes
+                    .insert(endpoint.host_interface.clone(), link.index);
                 // The old link died with the old interface.
-                g.dp.detach(prog_names::FROM_CONTAINER, &endpoint.host_ifname);
-                g.dp.attach(prog_names::FROM_CONTAINER, &endpoint.host_ifname)?;
+                g.dp.detach(prog_names::FROM_CONTAINER, &endpoint.host_interface);
+                g.dp.attach(prog_names::FROM_CONTAINER, &endpoint.host_interface)?;
             }
-            Step::DeleteVeth(name) => kernel::delete_link(&g.host, name).await?,
+            Step::DeleteVeth(name) => kernel::delete_netdev(&g.host, name).await?,
             Step::UpsertEndpoint(info) => g.dp.upsert_endpoint(*info)?,
             Step::RemoveEndpoint(ip) => {
                 g.dp.remove_endpoint(*ip);
@@ -53,7 +54,7 @@ impl Engine {
                 kernel::add_host_route(&g.host, endpoint, *ifindex).await?;
             }
             Step::Attach { prog, ifname } => {
-                if !g.dp.link_attached(prog, ifname) {
+                if !g.dp.bpf_link_attached(prog, ifname) {
                     // Unpinned or detached: a new link replaces it.
                     g.dp.detach(prog, ifname);
                 }

@@ -37,7 +37,7 @@ pub use self::{
     plan::{owns_netns, plan, Desired, Step},
 };
 use crate::{
-    engine::{datapath_config, link_keys, port_entries, refresh_host_ips, Engine, Inner},
+    engine::{datapath_config, link_policy_keys, port_entries, refresh_host_ips, Engine, Inner},
     kernel,
 };
 
@@ -113,8 +113,8 @@ impl Engine {
         let obs = Observed::read(&g.host, &g.dp, &self.cfg.run_dir.join("netns")).await?;
         for c in g.containers.values() {
             for ep in &c.endpoints {
-                if let Some(l) = obs.netdevs.get(&ep.host_ifname) {
-                    g.ifindexes.insert(ep.host_ifname.clone(), l.index);
+                if let Some(l) = obs.netdevs.get(&ep.host_interface) {
+                    g.ifindexes.insert(ep.host_interface.clone(), l.index);
                 }
             }
         }
@@ -138,8 +138,8 @@ impl Engine {
                 warn!("{s} failed (retried at the next pass): {e:#}");
             }
         }
-        let links = link_keys(&g.containers, &g.networks);
-        g.dp.sync_links(&links)?;
+        let links = link_policy_keys(&g.containers, &g.networks);
+        g.dp.sync_link_policy(&links)?;
         Ok(steps.len())
     }
 

@@ -18,7 +18,7 @@ use crate::{datapath::Datapath, kernel};
 #[derive(Debug, Default, Clone)]
 pub struct Observed {
     /// Interfaces of the host namespace, by name.
-    pub netdevs: HashMap<String, kernel::LinkInfo>,
+    pub netdevs: HashMap<String, kernel::NetdevInfo>,
     /// /32 routes of the host's main table: destination -> output ifindex.
     pub routes32: HashMap<Ipv4Addr, u32>,
     /// IPv4 addresses of the host namespace.
@@ -36,7 +36,7 @@ pub struct Observed {
 
 impl Observed {
     pub async fn read(host: &rtnetlink::Handle, dp: &Datapath, netns_dir: &Path) -> Result<Self> {
-        let netdevs = kernel::links(host).await?;
+        let netdevs = kernel::netdevs(host).await?;
         let routes32 = kernel::host_routes32(host).await?;
         let addresses = kernel::host_addresses(host).await?.into_iter().collect();
         let mut netns_files = BTreeMap::new();
@@ -48,10 +48,10 @@ impl Observed {
             }
         }
         let bpf_links = dp
-            .pinned_links()
+            .pinned_bpf_links()
             .into_iter()
             .map(|(p, i)| {
-                let attached = dp.link_attached(&p, &i);
+                let attached = dp.bpf_link_attached(&p, &i);
                 ((p, i), attached)
             })
             .collect();

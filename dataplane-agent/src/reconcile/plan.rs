@@ -13,7 +13,7 @@ use dataplane_common::{prog_names, EndpointInfo, NetworkInfo, PortKey, PortTarge
 use super::observe::Observed;
 use crate::{
     engine::{endpoint_info, is_endpoint_ifname, network_info},
-    model::{Container, Endpoint, NetMode, Network},
+    model::{Container, Endpoint, Network, NetworkMode},
 };
 
 /// What the agent wants to exist.
@@ -85,7 +85,7 @@ impl fmt::Display for Step {
             } => write!(
                 f,
                 "recreate endpoint {} of {container} ({})",
-                endpoint.host_ifname, endpoint.ip
+                endpoint.host_interface, endpoint.ip
             ),
             Step::DeleteVeth(n) => write!(f, "remove orphaned veth {n}"),
             Step::UpsertEndpoint(i) => {
@@ -102,7 +102,7 @@ impl fmt::Display for Step {
             Step::AddHostRoute { endpoint, .. } => write!(
                 f,
                 "restore the host route to {} via {}",
-                endpoint.ip, endpoint.host_ifname
+                endpoint.ip, endpoint.host_interface
             ),
             Step::Attach { prog, ifname } => write!(f, "attach {prog} to {ifname}"),
             Step::Detach { prog, ifname } => write!(f, "remove stale link {prog}@{ifname}"),
@@ -117,7 +117,7 @@ impl fmt::Display for Step {
 /// Whether a container has a namespace of its own (not the host's or
 /// another container's).
 pub fn owns_netns(c: &Container) -> bool {
-    matches!(c.mode, NetMode::Bridge | NetMode::None)
+    matches!(c.network_mode, NetworkMode::Bridge | NetworkMode::None)
 }
 
 /// The steps that make `obs` match `want`, in an order that works: networks,
@@ -156,16 +156,16 @@ pub fn plan(want: &Desired<'_>, obs: &Observed) -> Vec<Step> {
         }
         for ep in &c.endpoints {
             want_ips.insert(ep.ip.octets());
-            want_veths.insert(ep.host_ifname.clone());
+            want_veths.insert(ep.host_interface.clone());
             let link = (
                 prog_names::FROM_CONTAINER.to_string(),
-                ep.host_ifname.clone(),
+                ep.host_interface.clone(),
             );
             want_links.insert(link.clone());
-            let netdev = obs.netdevs.get(&ep.host_ifname).filter(|_| !netns_lost);
+            let netdev = obs.netdevs.get(&ep.host_interface).filter(|_| !netns_lost);
             let Some(netdev) = netdev else {
-                if netns_lost && obs.netdevs.contains_key(&ep.host_ifname) {
-                    steps.push(Step::DeleteVeth(ep.host_ifname.clone()));
+                if netns_lost && obs.netdevs.contains_key(&ep.host_interface) {
+                    steps.push(Step::DeleteVeth(ep.host_interface.clone()));
                 }
                 // Creating the pair also writes its entries and attaches.
                 steps.push(Step::CreateEndpoint {
