@@ -230,7 +230,7 @@ pub fn is_netns_mount(path: &Path) -> bool {
 
 pub fn delete_netns(path: &Path) -> Result<()> {
     match umount2(path, MntFlags::MNT_DETACH) {
-        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+        Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => {}
         Err(e) => return Err(anyhow!(e).context(format!("unmounting {}", path.display()))),
     }
     match std::fs::remove_file(path) {
@@ -439,34 +439,33 @@ pub struct Uplink {
 
 /// Find the uplink: the named interface, or the one of the default route.
 pub async fn find_uplink(h: &Handle, name: Option<&str>) -> Result<Option<Uplink>> {
-    let index = match name {
-        Some(n) => match netdev_by_name(h, n).await? {
+    let index = if let Some(n) = name {
+        match netdev_by_name(h, n).await? {
             Some(l) => l.index,
             None => bail!("uplink interface {n} does not exist"),
-        },
-        None => {
-            let mut routes = h
-                .route()
-                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-                .execute();
-            let mut oif = None;
-            while let Some(rt) = routes.try_next().await? {
-                if rt.header.destination_prefix_length == 0
-                    && rt.header.table == RouteHeader::RT_TABLE_MAIN
-                {
-                    oif = rt.attributes.iter().find_map(|a| match a {
-                        RouteAttribute::Oif(i) => Some(*i),
-                        _ => None,
-                    });
-                    if oif.is_some() {
-                        break;
-                    }
+        }
+    } else {
+        let mut routes = h
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute();
+        let mut oif = None;
+        while let Some(rt) = routes.try_next().await? {
+            if rt.header.destination_prefix_length == 0
+                && rt.header.table == RouteHeader::RT_TABLE_MAIN
+            {
+                oif = rt.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Oif(i) => Some(*i),
+                    _ => None,
+                });
+                if oif.is_some() {
+                    break;
                 }
             }
-            match oif {
-                Some(i) => i,
-                None => return Ok(None),
-            }
+        }
+        match oif {
+            Some(i) => i,
+            None => return Ok(None),
         }
     };
     let names = netdev_names(h).await?;
@@ -490,8 +489,7 @@ pub async fn find_uplink(h: &Handle, name: Option<&str>) -> Result<Option<Uplink
     });
     let is_virtual = netdev_by_name(h, &name)
         .await?
-        .map(|l| l.is_virtual)
-        .unwrap_or(false);
+        .is_some_and(|l| l.is_virtual);
     Ok(Some(Uplink {
         name,
         index,
@@ -566,8 +564,7 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
         .map(PathBuf::from)
         .find(|p| {
             nix::sys::statfs::statfs(p)
-                .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
-                .unwrap_or(false)
+                .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
         })
 }
 
@@ -577,13 +574,15 @@ pub fn netns_cookie() -> Result<u64> {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
     let mut cookie: u64 = 0;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `cookie` and `len` are valid for writes of the sizes passed
+    // and outlive the call; the socket is open.
     let rc = unsafe {
         libc::getsockopt(
             std::os::fd::AsRawFd::as_raw_fd(&sock),
             libc::SOL_SOCKET,
             SO_NETNS_COOKIE,
-            &mut cookie as *mut u64 as *mut libc::c_void,
-            &mut len,
+            (&raw mut cookie).cast::<libc::c_void>(),
+            &raw mut len,
         )
     };
     if rc != 0 {

@@ -364,7 +364,7 @@ fn restart_keeps_live_tcp_connection() {
         ],
     );
     client.wait_line("CONNECTED", Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_secs(1));
     h.stop_agent();
     std::thread::sleep(Duration::from_secs(1));
     h.start_agent();

@@ -191,7 +191,10 @@ fn stray_namespace_mounts_and_veths_are_collected_foreign_ones_kept() {
     });
     assert_eq!(
         netns_files(&h),
-        ["a", "b"].iter().map(|s| s.to_string()).collect()
+        ["a", "b"]
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect()
     );
     // Interfaces that are not the agent's stay.
     h.run_ok(&Ns::Host, &["ip", "link", "show", &other]);

@@ -15,7 +15,7 @@ use dataplane_agent::{
 use tracing::info;
 
 #[derive(Args)]
-pub struct AgentArgs {
+pub(crate) struct AgentArgs {
     /// Directory of the persisted desired state.
     #[arg(long, default_value = "/var/lib/dataplane")]
     state_dir: PathBuf,
@@ -76,7 +76,7 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 /// Run the agent (or clean up after it).
-pub fn execute(args: AgentArgs, socket: &Path) -> Result<()> {
+pub(crate) fn execute(args: AgentArgs, socket: &Path) -> Result<()> {
     run_agent(args, socket)
 }
 

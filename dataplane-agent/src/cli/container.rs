@@ -12,7 +12,7 @@ use dataplane_agent::{
 use super::{print_json, print_table, Ctx, Format};
 
 #[derive(Subcommand)]
-pub enum ContainerCmd {
+pub(crate) enum ContainerCmd {
     /// Create a container (a network namespace with its endpoints).
     Create {
         name: String,
@@ -54,7 +54,7 @@ pub enum ContainerCmd {
     },
 }
 
-pub fn execute(cmd: ContainerCmd, ctx: &Ctx) -> Result<()> {
+pub(crate) fn execute(cmd: ContainerCmd, ctx: &Ctx) -> Result<()> {
     match cmd {
         ContainerCmd::Create {
             name,
@@ -138,7 +138,7 @@ fn print_ls(v: &[ContainerView]) {
             "ADDRESSES",
             "PORTS",
         ],
-        v.iter()
+        &v.iter()
             .map(|ct| {
                 vec![
                     short_id(&ct.id).to_string(),
@@ -157,7 +157,7 @@ fn print_ls(v: &[ContainerView]) {
                     ports_summary(&ct.ports),
                 ]
             })
-            .collect(),
+            .collect::<Vec<_>>(),
     );
 }
 

@@ -12,10 +12,10 @@
 //! of the error's kind ([`dataplane_agent::error::ErrorKind::exit_code`],
 //! README "Exit codes"); clap exits with 2 on a command line it cannot parse.
 
-pub mod agent;
-pub mod container;
-pub mod info;
-pub mod network;
+pub(crate) mod agent;
+pub(crate) mod container;
+pub(crate) mod info;
+pub(crate) mod network;
 
 use std::{future::Future, path::PathBuf};
 
@@ -29,7 +29,7 @@ use dataplane_agent::client::Client;
     version,
     about = "Container networking with an eBPF datapath"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The agent's API socket.
     #[arg(
         long,
@@ -46,7 +46,7 @@ pub struct Cli {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Table,
     Json,
 }
@@ -68,7 +68,7 @@ enum Cmd {
 }
 
 /// What a client command needs: where the agent is and how to print.
-pub struct Ctx {
+pub(crate) struct Ctx {
     socket: PathBuf,
     pub format: Format,
 }
@@ -77,7 +77,10 @@ impl Ctx {
     /// Run one exchange with the agent on a runtime of its own (dropped on
     /// return: `container exec` must be single-threaded when it enters the
     /// namespace).
-    pub fn call<T, F: Future<Output = Result<T>>>(&self, f: impl FnOnce(Client) -> F) -> Result<T> {
+    pub(crate) fn call<T, F: Future<Output = Result<T>>>(
+        &self,
+        f: impl FnOnce(Client) -> F,
+    ) -> Result<T> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -86,7 +89,7 @@ impl Ctx {
 }
 
 impl Cli {
-    pub fn execute(self) -> Result<()> {
+    pub(crate) fn execute(self) -> Result<()> {
         let ctx = Ctx {
             socket: self.socket,
             format: self.format,
@@ -101,14 +104,14 @@ impl Cli {
     }
 }
 
-pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-pub fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for r in &rows {
+    for r in rows {
         for (i, c) in r.iter().enumerate() {
             w[i] = w[i].max(c.len());
         }
@@ -122,7 +125,7 @@ pub fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
         println!("{}", s.join("   ").trim_end());
     };
     line(headers.to_vec());
-    for r in &rows {
-        line(r.iter().map(|s| s.as_str()).collect());
+    for r in rows {
+        line(r.iter().map(std::string::String::as_str).collect());
     }
 }

@@ -7,7 +7,7 @@ use dataplane_agent::model::{ConnectRequest, ContainerView, NetworkCreate, Netwo
 use super::{print_json, print_table, Ctx, Format};
 
 #[derive(Subcommand)]
-pub enum NetworkCmd {
+pub(crate) enum NetworkCmd {
     /// Create a network.
     Create {
         name: String,
@@ -46,7 +46,7 @@ pub enum NetworkCmd {
     Disconnect { network: String, container: String },
 }
 
-pub fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
+pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
     match cmd {
         NetworkCmd::Create {
             name,
@@ -133,7 +133,7 @@ fn print_ls(v: &[NetworkView]) {
             "ICC",
             "CONTAINERS",
         ],
-        v.iter()
+        &v.iter()
             .map(|n| {
                 vec![
                     n.name.clone(),
@@ -146,6 +146,6 @@ fn print_ls(v: &[NetworkView]) {
                     n.containers.len().to_string(),
                 ]
             })
-            .collect(),
+            .collect::<Vec<_>>(),
     );
 }

@@ -189,7 +189,7 @@ fn obj_get(pin: &Path) -> Result<std::os::fd::OwnedFd> {
         libc::syscall(
             libc::SYS_bpf,
             BPF_OBJ_GET,
-            &mut get as *mut ObjGet,
+            &raw mut get,
             std::mem::size_of::<ObjGet>(),
         )
     };
@@ -233,7 +233,7 @@ fn link_is_attached(pin: &Path, cgroup: bool) -> bool {
         libc::syscall(
             libc::SYS_bpf,
             BPF_OBJ_GET_INFO_BY_FD,
-            &mut attr as *mut InfoAttr,
+            &raw mut attr,
             std::mem::size_of::<InfoAttr>(),
         )
     };
@@ -263,11 +263,13 @@ pub(super) fn link_update(pin: &Path, prog_fd: i32) -> Result<()> {
         new_prog_fd: prog_fd as u32,
         ..Default::default()
     };
+    // SAFETY: `upd` is a valid bpf_attr for BPF_LINK_UPDATE that lives
+    // until the call returns; the fds in it are open.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
             BPF_LINK_UPDATE,
-            &mut upd as *mut LinkUpdate,
+            &raw mut upd,
             std::mem::size_of::<LinkUpdate>(),
         )
     };

@@ -68,10 +68,8 @@ impl Gc {
                 _pad: [0; 3],
             };
             let back = self.nat_in.get(&rev, 0).ok();
-            let last = back
-                .map(|b| b.last_seen_ns.max(v.last_seen_ns))
-                .unwrap_or(v.last_seen_ns);
-            let flags = v.flags | back.map(|b| b.flags).unwrap_or(0);
+            let last = back.map_or(v.last_seen_ns, |b| b.last_seen_ns.max(v.last_seen_ns));
+            let flags = v.flags | back.map_or(0, |b| b.flags);
             if expired(
                 &k,
                 &NatEntry {
@@ -130,8 +128,9 @@ impl Gc {
             .filter(|(k, v)| {
                 let (last, flags) = entries
                     .get(&partner(k, v))
-                    .map(|p| (p.last_seen_ns.max(v.last_seen_ns), p.flags | v.flags))
-                    .unwrap_or((v.last_seen_ns, v.flags));
+                    .map_or((v.last_seen_ns, v.flags), |p| {
+                        (p.last_seen_ns.max(v.last_seen_ns), p.flags | v.flags)
+                    });
                 // Like the masquerade: closed and never-answered flows go soon.
                 let limit = if flags & NAT_F_CLOSING != 0 {
                     NAT_TIMEOUT_TCP_CLOSING * 1_000_000_000

@@ -107,8 +107,7 @@ impl Datapath {
         }
         // Records below this level are not even produced in the kernel.
         let verbose = std::env::var("DATAPLANE_LOG")
-            .map(|v| v.contains("debug") || v.contains("trace"))
-            .unwrap_or(false);
+            .is_ok_and(|v| v.contains("debug") || v.contains("trace"));
         let level = if verbose {
             aya_log::Level::Debug
         } else {
@@ -171,7 +170,10 @@ impl Datapath {
         match aya_log::EbpfLogger::init(&mut self.ebpf) {
             Err(e) => warn!("no eBPF log forwarding: {e}"),
             Ok(logger) => {
-                #[allow(deprecated)]
+                #[expect(
+                    deprecated,
+                    reason = "aya-log 0.3 has no non-deprecated way to get the logger's fd"
+                )]
                 let fd =
                     tokio::io::unix::AsyncFd::with_interest(logger, tokio::io::Interest::READABLE);
                 match fd {
@@ -295,11 +297,7 @@ impl Datapath {
     pub fn drops(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for r in DropReason::ALL {
-            let v: u64 = self
-                .drops
-                .get(&(r as u32), 0)
-                .map(|v| v.iter().sum())
-                .unwrap_or(0);
+            let v: u64 = self.drops.get(&(r as u32), 0).map_or(0, |v| v.iter().sum());
             out.insert(r.name().to_string(), v);
         }
         out
@@ -435,13 +433,11 @@ fn drop_incompatible_pins(maps_dir: &Path) -> Result<()> {
         if !path.exists() {
             continue;
         }
-        let same = aya::maps::MapInfo::from_pin(&path)
-            .map(|i| {
-                i.key_size() == def.key_size()
-                    && i.value_size() == def.value_size()
-                    && i.max_entries() == def.max_entries()
-            })
-            .unwrap_or(false);
+        let same = aya::maps::MapInfo::from_pin(&path).is_ok_and(|i| {
+            i.key_size() == def.key_size()
+                && i.value_size() == def.value_size()
+                && i.max_entries() == def.max_entries()
+        });
         if !same {
             warn!(map = %name, "pinned map has another layout (agent upgrade?): recreating it, its entries are lost");
             std::fs::remove_file(&path)

@@ -30,16 +30,19 @@ pub(super) fn map_batch<K, V>(
     while done < keys.len() {
         let mut attr = BatchAttr {
             keys: keys[done..].as_ptr() as u64,
-            values: vals.map(|v| v[done..].as_ptr() as u64).unwrap_or(0),
+            values: vals.map_or(0, |v| v[done..].as_ptr() as u64),
             count: (keys.len() - done) as u32,
             map_fd: map.fd().as_fd().as_raw_fd() as u32,
             ..Default::default()
         };
+        // SAFETY: `attr` is a valid bpf_attr for the batch command; its key
+        // and value pointers cover `count` elements of `keys`/`vals`, which
+        // outlive the call.
         let rc = unsafe {
             libc::syscall(
                 libc::SYS_bpf,
                 cmd,
-                &mut attr as *mut BatchAttr,
+                &raw mut attr,
                 std::mem::size_of::<BatchAttr>(),
             )
         };

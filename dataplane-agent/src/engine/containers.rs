@@ -105,7 +105,7 @@ impl Engine {
         }
         let mut net_after = None;
         if let Some(net) = &net {
-            let (ep, n2) = self.plan_endpoint(g, net, &c, ip)?;
+            let (ep, n2) = Self::plan_endpoint(g, net, &c, ip)?;
             c.endpoints.push(ep);
             net_after = Some(n2);
         }
@@ -289,9 +289,11 @@ impl Engine {
 }
 
 fn random_id() -> String {
-    (0..4)
-        .map(|_| format!("{:016x}", rand::random::<u64>()))
-        .collect()
+    use std::fmt::Write;
+    (0..4).fold(String::new(), |mut s, _| {
+        let _ = write!(s, "{:016x}", rand::random::<u64>());
+        s
+    })
 }
 
 fn validate_hostname(h: &str) -> ApiResult<()> {

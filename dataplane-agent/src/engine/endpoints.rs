@@ -8,7 +8,6 @@ impl Engine {
     /// Choose the address, interface names and MAC of a new endpoint of `c` on
     /// `net`; returns it with the network's updated IPAM cursor.
     pub(super) fn plan_endpoint(
-        &self,
         g: &Inner,
         net: &Network,
         c: &Container,
@@ -29,10 +28,11 @@ impl Engine {
             None => net.pool.allocate(&used, net.last_ip)?,
         };
         let taken: BTreeSet<&str> = c.endpoints.iter().map(|e| e.interface.as_str()).collect();
-        let ifname = (0..)
+        // One more name than the container has endpoints: one is free.
+        let ifname = (0..=c.endpoints.len())
             .map(|i| format!("eth{i}"))
             .find(|n| !taken.contains(n.as_str()))
-            .unwrap();
+            .unwrap_or_else(|| format!("eth{}", c.endpoints.len()));
         let host_names: BTreeSet<&str> = g
             .containers
             .values()
@@ -117,7 +117,7 @@ impl Engine {
                 c.name
             )));
         }
-        let (ep, net_after) = self.plan_endpoint(g, &net, &c, ip)?;
+        let (ep, net_after) = Self::plan_endpoint(g, &net, &c, ip)?;
         let ns = self.netns_path(&c.name);
         c.endpoints.push(ep.clone());
         let res = async {

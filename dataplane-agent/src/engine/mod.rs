@@ -248,7 +248,7 @@ pub(crate) async fn refresh_host_ips(g: &mut Inner) -> Result<()> {
 pub(crate) fn datapath_config(g: &Inner) -> Config {
     let (lo, hi) = g.nat_range;
     Config {
-        uplink_ifindex: g.uplink.as_ref().map(|u| u.index).unwrap_or(0),
+        uplink_ifindex: g.uplink.as_ref().map_or(0, |u| u.index),
         uplink_ip: g
             .uplink
             .as_ref()

@@ -78,7 +78,7 @@ impl Engine {
         };
         // Kernel, then store.
         kernel::add_gateway(&g.host, net.pool.gateway).await?;
-        let res = g.dp.upsert_network(id, network_info(&net)).and_then(|_| {
+        let res = g.dp.upsert_network(id, network_info(&net)).and_then(|()| {
             g.store.apply(Change {
                 put_networks: vec![&net],
                 ..Default::default()
@@ -92,7 +92,7 @@ impl Engine {
         self.request_reconcile();
         info!(network = %net.name, subnet = %net.pool.subnet, "network created");
         g.networks.insert(net.name.clone(), net.clone());
-        Ok(self.network_view(g, &net))
+        Ok(Self::network_view(g, &net))
     }
 
     pub async fn remove_network(&self, name: &str) -> ApiResult<()> {
@@ -143,7 +143,7 @@ impl Engine {
         let g = self.inner.lock().await;
         g.networks
             .values()
-            .map(|n| self.network_view(&g, n))
+            .map(|n| Self::network_view(&g, n))
             .collect()
     }
 
@@ -153,10 +153,10 @@ impl Engine {
             .networks
             .get(name)
             .ok_or_else(|| Error::NotFound(format!("network {name} not found")))?;
-        Ok(self.network_view(&g, n))
+        Ok(Self::network_view(&g, n))
     }
 
-    fn network_view(&self, g: &Inner, n: &Network) -> NetworkView {
+    fn network_view(g: &Inner, n: &Network) -> NetworkView {
         let mut members = Vec::new();
         let mut drops: BTreeMap<String, u64> = BTreeMap::new();
         for c in g.containers.values() {

@@ -189,7 +189,7 @@ pub struct Pool {
 }
 
 /// True when `net` has bits set below its prefix length.
-fn has_host_bits(net: &Ipv4Net) -> bool {
+fn has_host_bits(net: Ipv4Net) -> bool {
     net.addr() != net.network()
 }
 
@@ -203,14 +203,14 @@ impl Pool {
         range: Option<Ipv4Net>,
         gateway: Option<Ipv4Addr>,
     ) -> Result<Pool, IpamError> {
-        if has_host_bits(&subnet) {
+        if has_host_bits(subnet) {
             return Err(IpamError::HostBitsSet(subnet.to_string()));
         }
         if subnet.prefix_len() > 30 {
             return Err(IpamError::SubnetTooSmall(subnet));
         }
         if let Some(range) = range {
-            if has_host_bits(&range) {
+            if has_host_bits(range) {
                 return Err(IpamError::HostBitsSet(range.to_string()));
             }
             if !subnet.contains(&range) {

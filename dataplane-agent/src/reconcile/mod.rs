@@ -153,8 +153,8 @@ impl Engine {
         })?;
         refresh_host_ips(g).await?;
         let mut fixed = BTreeSet::new();
-        match self.cfg.cgroup.clone().or_else(kernel::cgroup2_mount) {
-            Some(cg) => match g.dp.attach_cgroup(&cg) {
+        if let Some(cg) = self.cfg.cgroup.clone().or_else(kernel::cgroup2_mount) {
+            match g.dp.attach_cgroup(&cg) {
                 Ok(()) => {
                     for p in [
                         prog_names::SOCK_CONNECT4,
@@ -167,10 +167,9 @@ impl Engine {
                 Err(e) => {
                     warn!("published ports will not be reachable from the host itself: {e:#}");
                 }
-            },
-            None => warn!(
-                "no cgroup2 mount: published ports will not be reachable from the host itself"
-            ),
+            }
+        } else {
+            warn!("no cgroup2 mount: published ports will not be reachable from the host itself");
         }
         if let Some(u) = g.uplink.clone() {
             self.attach_uplink(g, prog_names::FROM_UPLINK, &u.name)?;
