@@ -269,3 +269,183 @@ pub fn plan(want: &Desired<'_>, obs: &Observed) -> Vec<Step> {
     );
     steps
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ipam::Pool, kernel::NetdevInfo, model::mac_for_ip};
+
+    fn network() -> Network {
+        Network {
+            id: 1,
+            name: "n".into(),
+            driver: "bridge".into(),
+            pool: Pool::new("10.9.0.0/24".parse().unwrap(), None, None).unwrap(),
+            mtu: 1500,
+            internal: false,
+            icc: true,
+            last_ip: None,
+            builtin: false,
+        }
+    }
+
+    fn container(net: &Network) -> Container {
+        let ip = Ipv4Addr::new(10, 9, 0, 2);
+        Container {
+            id: "0".repeat(64),
+            name: "c".into(),
+            network_mode: NetworkMode::Bridge,
+            hostname: None,
+            endpoints: vec![Endpoint {
+                network: net.name.clone(),
+                interface: "eth0".into(),
+                host_interface: "dp0000000a".into(),
+                ip,
+                prefix_len: 24,
+                mac: mac_for_ip(ip),
+                gateway: net.pool.gateway,
+                mtu: 1500,
+                default_route: true,
+            }],
+            ports: Vec::new(),
+            expose: Vec::new(),
+            links: Vec::new(),
+        }
+    }
+
+    /// The kernel as a pass would leave it for `c` on `net`.
+    fn converged(net: &Network, c: &Container) -> Observed {
+        let ep = &c.endpoints[0];
+        let dev = NetdevInfo {
+            index: 7,
+            mac: [2, 0, 0, 0, 0, 7],
+            mtu: 1500,
+            is_virtual: true,
+        };
+        let info = endpoint_info(ep, net.id, &dev);
+        let mut obs = Observed::default();
+        obs.netdevs.insert(ep.host_interface.clone(), dev);
+        obs.routes32.insert(ep.ip, 7);
+        obs.addresses.insert(net.pool.gateway);
+        obs.netns_files.insert(c.name.clone(), true);
+        obs.bpf_links.insert(
+            (prog_names::FROM_CONTAINER.into(), ep.host_interface.clone()),
+            true,
+        );
+        obs.endpoints.insert(info.ip, info);
+        obs.if_endpoints.insert(7, info);
+        obs.networks.insert(net.id, network_info(net));
+        obs
+    }
+
+    fn desired<'a>(
+        nets: &'a BTreeMap<String, Network>,
+        ctrs: &'a BTreeMap<String, Container>,
+    ) -> Desired<'a> {
+        Desired {
+            networks: nets,
+            containers: ctrs,
+            fixed_links: BTreeSet::new(),
+            ports: HashMap::new(),
+            replace_programs: false,
+        }
+    }
+
+    #[test]
+    fn a_converged_kernel_needs_no_step() {
+        let net = network();
+        let c = container(&net);
+        let obs = converged(&net, &c);
+        let nets = BTreeMap::from([(net.name.clone(), net)]);
+        let ctrs = BTreeMap::from([(c.name.clone(), c)]);
+        assert_eq!(plan(&desired(&nets, &ctrs), &obs), Vec::new());
+    }
+
+    #[test]
+    fn tampering_is_planned_back() {
+        let net = network();
+        let c = container(&net);
+        let ep = c.endpoints[0].clone();
+        let mut obs = converged(&net, &c);
+        obs.routes32.clear();
+        obs.endpoints.clear();
+        obs.bpf_links.insert(
+            (prog_names::FROM_CONTAINER.into(), ep.host_interface.clone()),
+            false,
+        );
+        let nets = BTreeMap::from([(net.name.clone(), net)]);
+        let ctrs = BTreeMap::from([(c.name.clone(), c)]);
+        let steps = plan(&desired(&nets, &ctrs), &obs);
+        assert!(matches!(steps[0], Step::UpsertEndpoint(i) if i.ip == ep.ip.octets()));
+        assert_eq!(
+            steps[1],
+            Step::AddHostRoute {
+                endpoint: ep.clone(),
+                ifindex: 7
+            }
+        );
+        assert_eq!(
+            steps[2],
+            Step::Attach {
+                prog: prog_names::FROM_CONTAINER.into(),
+                ifname: ep.host_interface.clone()
+            }
+        );
+        assert_eq!(steps.len(), 3, "{steps:?}");
+    }
+
+    #[test]
+    fn a_lost_veth_is_recreated_and_a_lost_namespace_takes_its_endpoints() {
+        let net = network();
+        let c = container(&net);
+        let mut obs = converged(&net, &c);
+        obs.netdevs.clear();
+        let nets = BTreeMap::from([(net.name.clone(), net.clone())]);
+        let ctrs = BTreeMap::from([(c.name.clone(), c.clone())]);
+        let steps = plan(&desired(&nets, &ctrs), &obs);
+        assert!(steps
+            .iter()
+            .any(|s| matches!(s, Step::CreateEndpoint { container, .. } if container == "c")));
+        let mut obs = converged(&net, &c);
+        obs.netns_files.clear();
+        let steps = plan(&desired(&nets, &ctrs), &obs);
+        assert_eq!(steps[0], Step::CreateNetns("c".into()));
+        assert_eq!(steps[1], Step::DeleteVeth("dp0000000a".into()));
+        assert!(matches!(steps[2], Step::CreateEndpoint { .. }));
+    }
+
+    #[test]
+    fn only_the_agents_leftovers_are_collected() {
+        let nets = BTreeMap::new();
+        let ctrs = BTreeMap::new();
+        let mut obs = Observed::default();
+        obs.netns_files.insert("stray".into(), true);
+        for (n, i) in [("dp0badbeef", 3), ("eth0", 4), ("dp0", 5)] {
+            obs.netdevs.insert(
+                n.into(),
+                NetdevInfo {
+                    index: i,
+                    mac: [0; 6],
+                    mtu: 1500,
+                    is_virtual: true,
+                },
+            );
+        }
+        obs.bpf_links.insert(
+            (prog_names::FROM_CONTAINER.into(), "dp0badbeef".into()),
+            true,
+        );
+        let steps = plan(&desired(&nets, &ctrs), &obs);
+        assert_eq!(
+            steps,
+            vec![
+                Step::Detach {
+                    prog: prog_names::FROM_CONTAINER.into(),
+                    ifname: "dp0badbeef".into()
+                },
+                Step::DeleteVeth("dp0badbeef".into()),
+                Step::DeleteNetns("stray".into()),
+            ]
+        );
+    }
+}
