@@ -26,6 +26,8 @@ pub enum PortError {
     NotANumber { what: &'static str, input: String },
     #[error("invalid {what} {port}: must be 1-65535")]
     OutOfRange { what: &'static str, port: u32 },
+    #[error("invalid port range {0:?}: expected MIN-MAX")]
+    NotARange(String),
     #[error("invalid {what} range {input:?}: end before start")]
     ReversedRange { what: &'static str, input: String },
     /// A `-p` spec with what is wrong with it.
@@ -174,6 +176,14 @@ fn parse_range(s: &str, what: &'static str) -> Result<(u16, u16), PortError> {
             Ok((a, b))
         }
     }
+}
+
+/// Parse `MIN-MAX` (the agent's `--port-range` and `--nat-port-range`).
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), PortError> {
+    if !s.contains('-') {
+        return Err(PortError::NotARange(s.into()));
+    }
+    parse_range(s, "port")
 }
 
 /// Parse `PORT[-END][/PROTO]` (`--expose`).
@@ -404,6 +414,14 @@ mod tests {
         assert_eq!(parse_expose("80-82").unwrap().len(), 3);
         assert!(parse_expose("0").is_err());
         assert!(parse_expose("80/icmp").is_err());
+    }
+
+    #[test]
+    fn agent_port_ranges() {
+        assert_eq!(parse_port_range("1000-2000").unwrap(), (1000, 2000));
+        for bad in ["1000", "0-10", "20-10", "a-b", "1-70000"] {
+            assert!(parse_port_range(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

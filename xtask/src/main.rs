@@ -1040,6 +1040,7 @@ impl Demo {
         if dropped == 0 {
             bail!("no cross_network drop counted on db");
         }
+        self.show(self.dp().arg("drops"))?;
 
         self.header("pinned maps: DP_ENDPOINTS (bpftool, with BTF field names)");
         let map = self.bpffs.join("maps/DP_ENDPOINTS");

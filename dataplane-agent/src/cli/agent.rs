@@ -63,16 +63,8 @@ enum XdpModeArg {
     Generic,
 }
 
-fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s
-        .split_once('-')
-        .ok_or_else(|| format!("expected MIN-MAX, got {s:?}"))?;
-    let a: u16 = a.parse().map_err(|_| format!("bad port {a:?}"))?;
-    let b: u16 = b.parse().map_err(|_| format!("bad port {b:?}"))?;
-    if a == 0 || b < a {
-        return Err(format!("bad range {s:?}"));
-    }
-    Ok((a, b))
+fn parse_port_range(s: &str) -> Result<(u16, u16), dataplane_agent::ports::PortError> {
+    dataplane_agent::ports::parse_port_range(s)
 }
 
 /// Run the agent (or clean up after it).

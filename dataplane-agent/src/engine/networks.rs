@@ -5,8 +5,8 @@ use super::*;
 
 /// Pools user-defined networks get a subnet from, in order (as Docker's defaults).
 fn default_pools() -> impl Iterator<Item = Ipv4Net> {
-    let a = (18..=31).map(|b| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16).unwrap());
-    let c = (0..16).map(|i| Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20).unwrap());
+    let a = (18..=31).filter_map(|b| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16).ok());
+    let c = (0..16).filter_map(|i| Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20).ok());
     a.chain(c)
 }
 
