@@ -205,52 +205,61 @@ fn stray_namespace_mounts_and_veths_are_collected_foreign_ones_kept() {
 fn crash_during_creates_leaves_nothing_behind() {
     let mut h = Host::start();
     h.ok(&["network", "create", "--subnet", "10.97.0.0/24", "crash"]);
-    let mut creates: Vec<_> = (0..6)
-        .map(|i| {
-            h.cli_cmd(&[
-                "container",
-                "create",
-                "--network",
-                "crash",
-                &format!("k{i}"),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
+    // SIGKILL at different points of concurrent creates, five times.
+    for round in 0..5u64 {
+        let mut creates: Vec<_> = (0..6)
+            .map(|i| {
+                h.cli_cmd(&[
+                    "container",
+                    "create",
+                    "--network",
+                    "crash",
+                    &format!("k{round}x{i}"),
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(40 + 50 * round));
+        h.kill_agent();
+        for c in &mut creates {
+            let _ = c.wait();
+        }
+        h.start_agent();
+        let names: BTreeSet<String> = h
+            .ls("container")
+            .as_array()
             .unwrap()
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(150));
-    h.kill_agent();
-    for c in &mut creates {
-        let _ = c.wait();
-    }
-    h.start_agent();
-    let names: BTreeSet<String> = h
-        .ls("container")
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap().to_string())
-        .collect();
-    // Every namespace mount and veth left is a container's.
-    assert!(
-        wait_until(REPAIR, || netns_files(&h) == names),
-        "netns {:?} vs containers {names:?}",
-        netns_files(&h)
-    );
-    let owned: BTreeSet<String> = names.iter().map(|n| host_interface_any(&h, n)).collect();
-    assert!(
-        wait_until(REPAIR, || dp_veths(&h) == owned),
-        "veths {:?} vs endpoints {owned:?}",
-        dp_veths(&h)
-    );
-    for n in &names {
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect();
+        // Every namespace mount and veth left is a container's.
         assert!(
-            h.ping(&Ns::c(n), "10.97.0.1"),
-            "{n} cannot reach its gateway"
+            wait_until(REPAIR, || netns_files(&h) == names),
+            "round {round}: netns {:?} vs containers {names:?}",
+            netns_files(&h)
         );
+        let owned: BTreeSet<String> = names.iter().map(|n| host_interface_any(&h, n)).collect();
+        assert!(
+            wait_until(REPAIR, || dp_veths(&h) == owned),
+            "round {round}: veths {:?} vs endpoints {owned:?}",
+            dp_veths(&h)
+        );
+        for n in &names {
+            assert!(
+                h.ping(&Ns::c(n), "10.97.0.1"),
+                "{n} cannot reach its gateway"
+            );
+        }
     }
+    let log = h.log();
+    eprintln!(
+        "leftovers collected at restarts: {} namespace mounts, {} veths",
+        log.matches("remove stray namespace mount").count(),
+        log.matches("remove orphaned veth").count()
+    );
 }
 
 fn host_interface_any(h: &Host, container: &str) -> String {
