@@ -47,15 +47,16 @@ fn endpoint_ips(h: &Host) -> BTreeSet<String> {
         .collect()
 }
 
-fn assert_repaired(h: &Host, what: &str, mut ok: impl FnMut() -> bool) {
+/// `ok` holds within [`REPAIR`], and the agent logged `repairing: <step>`.
+fn assert_repaired(h: &Host, step: &str, mut ok: impl FnMut() -> bool) {
     assert!(
         wait_until(REPAIR, &mut ok),
-        "{what} was not repaired within {REPAIR:?}; log:\n{}",
+        "{step:?} was not repaired within {REPAIR:?}; log:\n{}",
         h.log()
     );
     assert!(
-        h.log().contains("repairing"),
-        "no repair logged:\n{}",
+        wait_until(REPAIR, || h.log().contains(&format!("repairing: {step}"))),
+        "no `repairing: {step}` logged:\n{}",
         h.log()
     );
 }
@@ -76,8 +77,9 @@ fn deleted_endpoint_map_entry_is_restored() {
     let mut args = vec!["map", "delete", "pinned", map.as_str(), "key"];
     args.extend(key.iter().map(String::as_str));
     sh_ok("bpftool", &args);
-    assert_ne!(endpoint_ips(&h), before, "the entry was not deleted");
-    assert_repaired(&h, "DP_ENDPOINTS entry", || endpoint_ips(&h) == before);
+    assert_repaired(&h, &format!("write endpoint {b} to DP_ENDPOINTS"), || {
+        endpoint_ips(&h) == before
+    });
     assert!(h.ping(&Ns::c("a"), &b));
 }
 
@@ -85,11 +87,12 @@ fn deleted_endpoint_map_entry_is_restored() {
 fn removed_link_pin_is_attached_again() {
     let h = Host::start();
     let (_, b) = two_containers(&h, "10.92.0.0/24");
-    let pin = h.link_pin("dp_from_container", &host_interface(&h, "a"));
+    let ifname = host_interface(&h, "a");
+    let pin = h.link_pin("dp_from_container", &ifname);
     assert!(pin.exists());
     // The pin is the link's only reference: removing it detaches the program.
     std::fs::remove_file(&pin).unwrap();
-    assert_repaired(&h, "unpinned link", || {
+    assert_repaired(&h, &format!("attach dp_from_container to {ifname}"), || {
         pin.exists() && ping_through_datapath(&h, &b)
     });
 }
@@ -98,10 +101,13 @@ fn removed_link_pin_is_attached_again() {
 fn detached_link_is_attached_again() {
     let h = Host::start();
     let (_, b) = two_containers(&h, "10.93.0.0/24");
-    let pin = h.link_pin("dp_from_container", &host_interface(&h, "a"));
+    let ifname = host_interface(&h, "a");
+    let pin = h.link_pin("dp_from_container", &ifname);
     let p = pin.display().to_string();
     sh_ok("bpftool", &["link", "detach", "pinned", &p]);
-    assert_repaired(&h, "detached link", || ping_through_datapath(&h, &b));
+    assert_repaired(&h, &format!("attach dp_from_container to {ifname}"), || {
+        ping_through_datapath(&h, &b)
+    });
     assert!(pin.exists());
 }
 
@@ -111,7 +117,9 @@ fn deleted_host_veth_is_recreated() {
     let (a, b) = two_containers(&h, "10.94.0.0/24");
     let ifname = host_interface(&h, "a");
     h.run_ok(&Ns::Host, &["ip", "link", "del", &ifname]);
-    assert_repaired(&h, "deleted veth", || h.ping_once(&Ns::c("a"), &b));
+    assert_repaired(&h, &format!("recreate endpoint {ifname} of a"), || {
+        h.ping_once(&Ns::c("a"), &b)
+    });
     // Same interface name, address and MAC as before.
     assert_eq!(host_interface(&h, "a"), ifname);
     assert_eq!(h.ip_of("a"), a);
@@ -124,7 +132,9 @@ fn removed_container_route_is_restored() {
     let (a, _) = two_containers(&h, "10.95.0.0/24");
     assert!(h.ping(&Ns::Host, &a));
     h.run_ok(&Ns::Host, &["ip", "route", "del", &format!("{a}/32")]);
-    assert_repaired(&h, "host route", || h.ping_once(&Ns::Host, &a));
+    assert_repaired(&h, &format!("restore the host route to {a}"), || {
+        h.ping_once(&Ns::Host, &a)
+    });
     let routes = h.run_ok(
         &Ns::Host,
         &["ip", "-o", "route", "show", &format!("{a}/32")],
@@ -186,8 +196,11 @@ fn stray_namespace_mounts_and_veths_are_collected_foreign_ones_kept() {
             &other_peer,
         ],
     );
-    assert_repaired(&h, "stray objects", || {
-        !Path::new(&stray).exists() && !dp_veths(&h).contains(&mine)
+    assert_repaired(&h, "remove stray namespace mount stray", || {
+        !Path::new(&stray).exists()
+    });
+    assert_repaired(&h, &format!("remove orphaned veth {mine}"), || {
+        !dp_veths(&h).contains(&mine)
     });
     assert_eq!(
         netns_files(&h),

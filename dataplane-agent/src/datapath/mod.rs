@@ -20,7 +20,7 @@ use std::{
     path::{Path, PathBuf},
     time::Duration,
 };
-use syscall::{map_batch, BPF_MAP_DELETE_BATCH, BPF_MAP_UPDATE_BATCH};
+use syscall::{map_batch, map_lookup_all, BPF_MAP_DELETE_BATCH, BPF_MAP_UPDATE_BATCH};
 
 use anyhow::{anyhow, Context, Result};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd};
@@ -257,7 +257,13 @@ impl Datapath {
 
     /// The `DP_PORTS` entries.
     pub fn port_entries(&self) -> std::collections::HashMap<PortKey, PortTarget> {
-        self.ports.iter().filter_map(Result::ok).collect()
+        match map_lookup_all::<PortKey, PortTarget>(self.ports.map(), 4096) {
+            Ok(v) => v.into_iter().collect(),
+            Err(e) => {
+                debug!("batch lookup of DP_PORTS failed ({e:#}), walking it");
+                self.ports.iter().filter_map(Result::ok).collect()
+            }
+        }
     }
 
     pub fn endpoint_ips(&self) -> Vec<[u8; 4]> {

@@ -104,6 +104,7 @@ impl Engine {
 
     /// One pass: observe, plan, apply. Returns the number of steps taken.
     pub(crate) async fn converge(&self, pass: Pass) -> Result<usize> {
+        let started = std::time::Instant::now();
         let mut g = self.inner.lock().await;
         let g = &mut *g;
         if pass == Pass::Start {
@@ -140,6 +141,11 @@ impl Engine {
         }
         let links = link_policy_keys(&g.containers, &g.networks);
         g.dp.sync_link_policy(&links)?;
+        tracing::trace!(
+            steps = steps.len(),
+            elapsed_us = started.elapsed().as_micros(),
+            "reconcile pass"
+        );
         Ok(steps.len())
     }
 
