@@ -11,8 +11,9 @@
 //! | GET, POST | /v1/containers | ContainerCreate | [ContainerView], ContainerView |
 //! | GET, DELETE | /v1/containers/{name} | | ContainerView |
 //!
-//! Errors are `{"error": "..."}` with 400 (bad input), 404 (unknown name),
-//! 409 (conflict) or 500.
+//! Errors are `{"error": "<one line>", "kind": "<kind>"}` with the status of
+//! the kind ([`ErrorKind::http_status`]): 400 `invalid_argument`, 404
+//! `not_found`, 409 `conflict`, 503 `unavailable`, 500 `internal`.
 
 use std::sync::Arc;
 
@@ -26,27 +27,29 @@ use axum::{
 use serde_json::json;
 
 use crate::{
-    engine::{ApiError, Engine},
+    engine::Engine,
+    error::{Error, ErrorKind},
     model::{ConnectRequest, ContainerCreate, NetworkCreate},
 };
 
-impl IntoResponse for ApiError {
+impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = match &self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Internal(e) => {
-                tracing::error!("request failed: {e:#}");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
+        let kind = self.kind();
+        if kind == ErrorKind::Internal {
+            tracing::error!("request failed: {self}");
+        }
+        let status =
+            StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            Json(json!({ "error": self.to_string(), "kind": kind })),
+        )
+            .into_response()
     }
 }
 
 type E = State<Arc<Engine>>;
-type R<T> = Result<Json<T>, ApiError>;
+type R<T> = Result<Json<T>, Error>;
 
 pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()

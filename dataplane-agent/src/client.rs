@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use crate::error::{Error, ErrorKind, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
@@ -22,48 +22,70 @@ impl Client {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Bytes> {
-        let stream = UnixStream::connect(&self.socket).await.with_context(|| {
-            format!(
-                "cannot reach the agent at {} (is `dataplane agent` running?)",
+        let unreachable = |e: &dyn std::fmt::Display| {
+            Error::Unavailable(format!(
+                "cannot reach the agent at {} (is `dataplane agent` running?): {e}",
                 self.socket.display()
-            )
-        })?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            ))
+        };
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(&e))?;
         tokio::spawn(conn);
         let req = Request::builder()
             .method(method)
             .uri(path)
             .header("host", "dataplane")
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        let resp = sender.send_request(req).await?;
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| Error::invalid(format!("bad request path {path:?}: {e}")))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| unreachable(&e))?;
         let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(&e))?
+            .to_bytes();
         if !status.is_success() {
-            let msg = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+            let v = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+            let message = v
+                .as_ref()
+                .and_then(|v| v.get("error")?.as_str().map(String::from))
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).to_string());
-            bail!("{msg}");
+            let kind = v
+                .and_then(|v| serde_json::from_value::<ErrorKind>(v.get("kind")?.clone()).ok())
+                .unwrap_or_else(|| ErrorKind::from_http_status(status.as_u16()));
+            return Err(Error::Remote { kind, message });
         }
         Ok(bytes)
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let b = self.call(Method::GET, path, None).await?;
-        serde_json::from_slice(&b).map_err(|e| anyhow!("bad answer from the agent: {e}"))
+        decode(&b)
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
-        let b = self
-            .call(Method::POST, path, Some(serde_json::to_vec(body)?))
-            .await?;
-        serde_json::from_slice(&b).map_err(|e| anyhow!("bad answer from the agent: {e}"))
+        let body = serde_json::to_vec(body)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("encoding the request: {e}")))?;
+        let b = self.call(Method::POST, path, Some(body)).await?;
+        decode(&b)
     }
 
     pub async fn delete(&self, path: &str) -> Result<()> {
         self.call(Method::DELETE, path, None).await?;
         Ok(())
     }
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    serde_json::from_slice(b)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("bad answer from the agent: {e}")))
 }

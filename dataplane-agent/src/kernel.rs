@@ -3,6 +3,7 @@
 //! shells out.
 
 use std::{
+    collections::HashMap,
     fs::File,
     net::{IpAddr, Ipv4Addr},
     os::fd::AsRawFd,
@@ -39,7 +40,7 @@ pub fn is_errno(e: &rtnetlink::Error, errno: Errno) -> bool {
 }
 
 #[derive(Debug, Clone)]
-pub struct LinkInfo {
+pub struct NetdevInfo {
     pub index: u32,
     pub mac: [u8; 6],
     pub mtu: u32,
@@ -47,8 +48,8 @@ pub struct LinkInfo {
     pub is_virtual: bool,
 }
 
-fn link_info(m: &LinkMessage) -> LinkInfo {
-    let mut info = LinkInfo {
+fn link_info(m: &LinkMessage) -> NetdevInfo {
+    let mut info = NetdevInfo {
         index: m.header.index,
         mac: [0; 6],
         mtu: 0,
@@ -69,7 +70,7 @@ fn link_info(m: &LinkMessage) -> LinkInfo {
     info
 }
 
-pub async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkInfo>> {
+pub async fn netdev_by_name(h: &Handle, name: &str) -> Result<Option<NetdevInfo>> {
     match h.link().get().match_name(name).execute().try_next().await {
         Ok(m) => Ok(m.as_ref().map(link_info)),
         Err(e) if is_errno(&e, Errno::ENODEV) => Ok(None),
@@ -77,7 +78,7 @@ pub async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkInfo>> {
     }
 }
 
-pub async fn link_names(h: &Handle) -> Result<Vec<(u32, String)>> {
+pub async fn netdev_names(h: &Handle) -> Result<Vec<(u32, String)>> {
     let links: Vec<LinkMessage> = h.link().get().execute().try_collect().await?;
     Ok(links
         .iter()
@@ -88,6 +89,65 @@ pub async fn link_names(h: &Handle) -> Result<Vec<(u32, String)>> {
             })
         })
         .collect())
+}
+
+/// Every interface (netdev) of the namespace of `h`, by name (one netlink dump).
+pub async fn netdevs(h: &Handle) -> Result<HashMap<String, NetdevInfo>> {
+    let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await?;
+    Ok(msgs
+        .iter()
+        .filter_map(|m| {
+            m.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some((n.clone(), link_info(m))),
+                _ => None,
+            })
+        })
+        .collect())
+}
+
+/// The /32 routes of the main table: destination -> output interface.
+pub async fn host_routes32(h: &Handle) -> Result<HashMap<Ipv4Addr, u32>> {
+    let mut out = HashMap::new();
+    let mut routes = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(rt) = routes.try_next().await? {
+        if rt.header.destination_prefix_length != 32
+            || rt.header.table != RouteHeader::RT_TABLE_MAIN
+        {
+            continue;
+        }
+        let mut dst = None;
+        let mut oif = 0;
+        for a in &rt.attributes {
+            match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(*ip),
+                RouteAttribute::Oif(i) => oif = *i,
+                _ => {}
+            }
+        }
+        if let Some(ip) = dst {
+            out.insert(ip, oif);
+        }
+    }
+    Ok(out)
+}
+
+/// The host's /32 route to a container through its host-side veth.
+pub async fn add_host_route(host: &Handle, ep: &Endpoint, host_ifindex: u32) -> Result<()> {
+    let r = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(ep.ip, 32)
+        .output_interface(host_ifindex)
+        .scope(RouteScope::Link)
+        .pref_source(ep.gateway)
+        .build();
+    host.route()
+        .add(r)
+        .replace()
+        .execute()
+        .await
+        .with_context(|| format!("adding host route to {}", ep.ip))
 }
 
 /// A netlink handle in the namespace bound at `path`. The socket is created on
@@ -170,7 +230,7 @@ pub fn is_netns_mount(path: &Path) -> bool {
 
 pub fn delete_netns(path: &Path) -> Result<()> {
     match umount2(path, MntFlags::MNT_DETACH) {
-        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+        Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => {}
         Err(e) => return Err(anyhow!(e).context(format!("unmounting {}", path.display()))),
     }
     match std::fs::remove_file(path) {
@@ -182,7 +242,7 @@ pub fn delete_netns(path: &Path) -> Result<()> {
 
 /// Bring `lo` up inside a namespace.
 pub async fn netns_lo_up(ns: &Handle) -> Result<()> {
-    let lo = link_by_name(ns, "lo")
+    let lo = netdev_by_name(ns, "lo")
         .await?
         .ok_or_else(|| anyhow!("no lo in namespace"))?;
     ns.link()
@@ -207,7 +267,7 @@ fn prepare_host_if(name: &str) -> Result<()> {
 
 /// Ensure the gateway holder device exists and is up; returns its ifindex.
 pub async fn ensure_gateway_dev(h: &Handle) -> Result<u32> {
-    if let Some(l) = link_by_name(h, GATEWAY_DEV).await? {
+    if let Some(l) = netdev_by_name(h, GATEWAY_DEV).await? {
         return Ok(l.index);
     }
     let msg = LinkVeth::new(GATEWAY_DEV, GATEWAY_PEER).up().build();
@@ -216,20 +276,20 @@ pub async fn ensure_gateway_dev(h: &Handle) -> Result<u32> {
         .execute()
         .await
         .context("creating the gateway device")?;
-    if let Some(p) = link_by_name(h, GATEWAY_PEER).await? {
+    if let Some(p) = netdev_by_name(h, GATEWAY_PEER).await? {
         h.link()
             .set(LinkUnspec::new_with_index(p.index).up().build())
             .execute()
             .await?;
     }
-    let l = link_by_name(h, GATEWAY_DEV)
+    let l = netdev_by_name(h, GATEWAY_DEV)
         .await?
         .ok_or_else(|| anyhow!("gateway device vanished"))?;
     Ok(l.index)
 }
 
 pub async fn delete_gateway_dev(h: &Handle) -> Result<()> {
-    if let Some(l) = link_by_name(h, GATEWAY_DEV).await? {
+    if let Some(l) = netdev_by_name(h, GATEWAY_DEV).await? {
         h.link().del(l.index).execute().await?;
     }
     Ok(())
@@ -248,7 +308,7 @@ pub async fn add_gateway(h: &Handle, gw: Ipv4Addr) -> Result<()> {
 }
 
 pub async fn del_gateway(h: &Handle, gw: Ipv4Addr) -> Result<()> {
-    let Some(l) = link_by_name(h, GATEWAY_DEV).await? else {
+    let Some(l) = netdev_by_name(h, GATEWAY_DEV).await? else {
         return Ok(());
     };
     let addrs: Vec<_> = h
@@ -276,17 +336,17 @@ pub async fn del_gateway(h: &Handle, gw: Ipv4Addr) -> Result<()> {
 /// Create one endpoint: the veth pair, the container side in `netns` with its
 /// MAC, address, MTU and (optionally) default route, and the host side with a
 /// /32 route to the container. On error, whatever was created is removed.
-pub async fn create_endpoint(host: &Handle, netns: &Path, ep: &Endpoint) -> Result<LinkInfo> {
-    if link_by_name(host, &ep.host_ifname).await?.is_some() {
-        bail!("host interface {} already exists", ep.host_ifname);
+pub async fn create_endpoint(host: &Handle, netns: &Path, ep: &Endpoint) -> Result<NetdevInfo> {
+    if netdev_by_name(host, &ep.host_interface).await?.is_some() {
+        bail!("host interface {} already exists", ep.host_interface);
     }
     let ns_file = File::open(netns).with_context(|| format!("opening {}", netns.display()))?;
-    let peer = LinkUnspec::new_with_name(&ep.ifname)
+    let peer = LinkUnspec::new_with_name(&ep.interface)
         .setns_by_fd(ns_file.as_raw_fd())
         .mtu(ep.mtu)
         .address(ep.mac.to_vec())
         .build();
-    let msg = LinkVeth::new(&ep.host_ifname, &ep.ifname)
+    let msg = LinkVeth::new(&ep.host_interface, &ep.interface)
         .mtu(ep.mtu)
         .up()
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
@@ -295,33 +355,33 @@ pub async fn create_endpoint(host: &Handle, netns: &Path, ep: &Endpoint) -> Resu
         .add(msg)
         .execute()
         .await
-        .with_context(|| format!("creating veth {}", ep.host_ifname))?;
+        .with_context(|| format!("creating veth {}", ep.host_interface))?;
     drop(ns_file);
     match configure_endpoint(host, netns, ep).await {
         Ok(info) => Ok(info),
         Err(e) => {
-            let _ = delete_link(host, &ep.host_ifname).await;
+            let _ = delete_netdev(host, &ep.host_interface).await;
             Err(e)
         }
     }
 }
 
-async fn configure_endpoint(host: &Handle, netns: &Path, ep: &Endpoint) -> Result<LinkInfo> {
-    let hl = link_by_name(host, &ep.host_ifname)
+async fn configure_endpoint(host: &Handle, netns: &Path, ep: &Endpoint) -> Result<NetdevInfo> {
+    let hl = netdev_by_name(host, &ep.host_interface)
         .await?
-        .ok_or_else(|| anyhow!("veth {} vanished", ep.host_ifname))?;
-    prepare_host_if(&ep.host_ifname)?;
+        .ok_or_else(|| anyhow!("veth {} vanished", ep.host_interface))?;
+    prepare_host_if(&ep.host_interface)?;
 
     let ns = handle_in_netns(netns)?;
-    let cl = link_by_name(&ns, &ep.ifname)
+    let cl = netdev_by_name(&ns, &ep.interface)
         .await?
-        .ok_or_else(|| anyhow!("{} missing in the container", ep.ifname))?;
+        .ok_or_else(|| anyhow!("{} missing in the container", ep.interface))?;
     ns.address()
         .add(cl.index, IpAddr::V4(ep.ip), ep.prefix_len)
         .replace()
         .execute()
         .await
-        .with_context(|| format!("adding {}/{} to {}", ep.ip, ep.prefix_len, ep.ifname))?;
+        .with_context(|| format!("adding {}/{} to {}", ep.ip, ep.prefix_len, ep.interface))?;
     ns.link()
         .set(LinkUnspec::new_with_index(cl.index).up().build())
         .execute()
@@ -338,25 +398,14 @@ async fn configure_endpoint(host: &Handle, netns: &Path, ep: &Endpoint) -> Resul
             .await
             .with_context(|| format!("adding default route via {}", ep.gateway))?;
     }
-    let r = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(ep.ip, 32)
-        .output_interface(hl.index)
-        .scope(RouteScope::Link)
-        .pref_source(ep.gateway)
-        .build();
-    host.route()
-        .add(r)
-        .replace()
-        .execute()
-        .await
-        .with_context(|| format!("adding host route to {}", ep.ip))?;
+    add_host_route(host, ep, hl.index).await?;
     Ok(hl)
 }
 
 /// Make `ifname` carry the default route (via `gateway`) inside a namespace.
 pub async fn set_default_route(netns: &Path, ifname: &str, gateway: Ipv4Addr) -> Result<()> {
     let ns = handle_in_netns(netns)?;
-    let l = link_by_name(&ns, ifname)
+    let l = netdev_by_name(&ns, ifname)
         .await?
         .ok_or_else(|| anyhow!("{ifname} missing in the container"))?;
     let r = RouteMessageBuilder::<Ipv4Addr>::new()
@@ -367,8 +416,8 @@ pub async fn set_default_route(netns: &Path, ifname: &str, gateway: Ipv4Addr) ->
     Ok(())
 }
 
-pub async fn delete_link(h: &Handle, name: &str) -> Result<()> {
-    if let Some(l) = link_by_name(h, name).await? {
+pub async fn delete_netdev(h: &Handle, name: &str) -> Result<()> {
+    if let Some(l) = netdev_by_name(h, name).await? {
         match h.link().del(l.index).execute().await {
             Ok(()) => {}
             Err(e) if is_errno(&e, Errno::ENODEV) => {}
@@ -390,37 +439,36 @@ pub struct Uplink {
 
 /// Find the uplink: the named interface, or the one of the default route.
 pub async fn find_uplink(h: &Handle, name: Option<&str>) -> Result<Option<Uplink>> {
-    let index = match name {
-        Some(n) => match link_by_name(h, n).await? {
+    let index = if let Some(n) = name {
+        match netdev_by_name(h, n).await? {
             Some(l) => l.index,
             None => bail!("uplink interface {n} does not exist"),
-        },
-        None => {
-            let mut routes = h
-                .route()
-                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-                .execute();
-            let mut oif = None;
-            while let Some(rt) = routes.try_next().await? {
-                if rt.header.destination_prefix_length == 0
-                    && rt.header.table == RouteHeader::RT_TABLE_MAIN
-                {
-                    oif = rt.attributes.iter().find_map(|a| match a {
-                        RouteAttribute::Oif(i) => Some(*i),
-                        _ => None,
-                    });
-                    if oif.is_some() {
-                        break;
-                    }
+        }
+    } else {
+        let mut routes = h
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute();
+        let mut oif = None;
+        while let Some(rt) = routes.try_next().await? {
+            if rt.header.destination_prefix_length == 0
+                && rt.header.table == RouteHeader::RT_TABLE_MAIN
+            {
+                oif = rt.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Oif(i) => Some(*i),
+                    _ => None,
+                });
+                if oif.is_some() {
+                    break;
                 }
             }
-            match oif {
-                Some(i) => i,
-                None => return Ok(None),
-            }
+        }
+        match oif {
+            Some(i) => i,
+            None => return Ok(None),
         }
     };
-    let names = link_names(h).await?;
+    let names = netdev_names(h).await?;
     let name = names
         .into_iter()
         .find(|(i, _)| *i == index)
@@ -439,10 +487,9 @@ pub async fn find_uplink(h: &Handle, name: Option<&str>) -> Result<Option<Uplink
             _ => None,
         })
     });
-    let is_virtual = link_by_name(h, &name)
+    let is_virtual = netdev_by_name(h, &name)
         .await?
-        .map(|l| l.is_virtual)
-        .unwrap_or(false);
+        .is_some_and(|l| l.is_virtual);
     Ok(Some(Uplink {
         name,
         index,
@@ -517,8 +564,7 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
         .map(PathBuf::from)
         .find(|p| {
             nix::sys::statfs::statfs(p)
-                .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
-                .unwrap_or(false)
+                .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
         })
 }
 
@@ -528,13 +574,15 @@ pub fn netns_cookie() -> Result<u64> {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
     let mut cookie: u64 = 0;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `cookie` and `len` are valid for writes of the sizes passed
+    // and outlive the call; the socket is open.
     let rc = unsafe {
         libc::getsockopt(
             std::os::fd::AsRawFd::as_raw_fd(&sock),
             libc::SOL_SOCKET,
             SO_NETNS_COOKIE,
-            &mut cookie as *mut u64 as *mut libc::c_void,
-            &mut len,
+            (&raw mut cookie).cast::<libc::c_void>(),
+            &raw mut len,
         )
     };
     if rc != 0 {

@@ -2,6 +2,7 @@
 //!
 //! - `model`, `ipam`: the core model and address management (pure).
 //! - `engine`: the agent's core, used by every front end.
+//! - `error`: the error type every verb returns, with its kind.
 //! - `kernel`: namespaces, veths, addresses and routes over netlink.
 //! - `datapath`: the eBPF programs and their pinned maps and links.
 //! - `store`: desired state in redb.
@@ -11,8 +12,10 @@ pub mod client;
 pub mod cluster;
 pub mod datapath;
 pub mod engine;
+pub mod error;
 pub mod ipam;
 pub mod kernel;
 pub mod model;
 pub mod ports;
+pub mod reconcile;
 pub mod store;

@@ -37,7 +37,7 @@ pub struct Network {
 /// How a container gets its network namespace, as Docker's `--network`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "value")]
-pub enum NetMode {
+pub enum NetworkMode {
     /// Own namespace, attached to user networks (the usual case).
     Bridge,
     /// The host's own namespace.
@@ -48,25 +48,25 @@ pub enum NetMode {
     Container(String),
 }
 
-impl NetMode {
+impl NetworkMode {
     /// Parse the `--network` value; any other string names a network.
-    pub fn parse(s: &str) -> (NetMode, Option<String>) {
+    pub fn parse(s: &str) -> (NetworkMode, Option<String>) {
         match s {
-            "host" => (NetMode::Host, None),
-            "none" => (NetMode::None, None),
+            "host" => (NetworkMode::Host, None),
+            "none" => (NetworkMode::None, None),
             _ => match s.strip_prefix("container:") {
-                Some(name) => (NetMode::Container(name.to_string()), None),
-                None => (NetMode::Bridge, Some(s.to_string())),
+                Some(name) => (NetworkMode::Container(name.to_string()), None),
+                None => (NetworkMode::Bridge, Some(s.to_string())),
             },
         }
     }
 
     pub fn describe(&self) -> String {
         match self {
-            NetMode::Bridge => "bridge".into(),
-            NetMode::Host => "host".into(),
-            NetMode::None => "none".into(),
-            NetMode::Container(n) => format!("container:{n}"),
+            NetworkMode::Bridge => "bridge".into(),
+            NetworkMode::Host => "host".into(),
+            NetworkMode::None => "none".into(),
+            NetworkMode::Container(n) => format!("container:{n}"),
         }
     }
 }
@@ -76,9 +76,11 @@ impl NetMode {
 pub struct Endpoint {
     pub network: String,
     /// Name inside the container (`eth0`, `eth1`, ...).
-    pub ifname: String,
-    /// Name of the host side.
-    pub host_ifname: String,
+    #[serde(alias = "ifname")]
+    pub interface: String,
+    /// Name of the host side (`dp` + 8 hex digits).
+    #[serde(alias = "host_ifname")]
+    pub host_interface: String,
     pub ip: Ipv4Addr,
     pub prefix_len: u8,
     pub mac: [u8; 6],
@@ -88,9 +90,10 @@ pub struct Endpoint {
     pub default_route: bool,
 }
 
-/// `--link NAME[:ALIAS]`.
+/// Docker's legacy `--link NAME[:ALIAS]` (a policy: not a kernel link
+/// (netdev) nor a bpf_link).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LinkSpec {
+pub struct LegacyLink {
     pub name: String,
     pub alias: String,
 }
@@ -99,7 +102,8 @@ pub struct LinkSpec {
 pub struct Container {
     pub id: String,
     pub name: String,
-    pub mode: NetMode,
+    #[serde(alias = "mode")]
+    pub network_mode: NetworkMode,
     pub hostname: Option<String>,
     pub endpoints: Vec<Endpoint>,
     /// Published ports (`-p`, `-P`), with the host ports chosen.
@@ -110,7 +114,7 @@ pub struct Container {
     pub expose: Vec<ExposedPort>,
     /// Links to other containers (`--link`).
     #[serde(default)]
-    pub links: Vec<LinkSpec>,
+    pub links: Vec<LegacyLink>,
 }
 
 /// Docker's MAC scheme: 02:42 followed by the IPv4 address.
@@ -166,7 +170,8 @@ pub struct ContainerCreate {
     /// `--expose` specs.
     #[serde(default)]
     pub expose: Vec<String>,
-    /// `--link NAME[:ALIAS]`.
+    /// Docker's legacy `--link NAME[:ALIAS]` (a policy: not a kernel link
+    /// (netdev) nor a bpf_link).
     #[serde(default)]
     pub links: Vec<String>,
 }
@@ -237,7 +242,7 @@ pub struct ContainerView {
     #[serde(default)]
     pub expose: Vec<ExposedPort>,
     #[serde(default)]
-    pub links: Vec<LinkSpec>,
+    pub links: Vec<LegacyLink>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -256,15 +261,15 @@ mod tests {
 
     #[test]
     fn parses_network_modes() {
-        assert_eq!(NetMode::parse("host"), (NetMode::Host, None));
-        assert_eq!(NetMode::parse("none"), (NetMode::None, None));
+        assert_eq!(NetworkMode::parse("host"), (NetworkMode::Host, None));
+        assert_eq!(NetworkMode::parse("none"), (NetworkMode::None, None));
         assert_eq!(
-            NetMode::parse("container:web"),
-            (NetMode::Container("web".into()), None)
+            NetworkMode::parse("container:web"),
+            (NetworkMode::Container("web".into()), None)
         );
         assert_eq!(
-            NetMode::parse("frontend"),
-            (NetMode::Bridge, Some("frontend".into()))
+            NetworkMode::parse("frontend"),
+            (NetworkMode::Bridge, Some("frontend".into()))
         );
     }
 
@@ -274,5 +279,17 @@ mod tests {
             fmt_mac(&mac_for_ip(Ipv4Addr::new(172, 17, 0, 2))),
             "02:42:ac:11:00:02"
         );
+    }
+
+    #[test]
+    fn state_written_before_the_renames_still_loads() {
+        let old = r#"{"id":"x","name":"c","mode":{"kind":"bridge"},"hostname":null,
+            "endpoints":[{"network":"n","ifname":"eth0","host_ifname":"dp0a1b2c3d",
+            "ip":"10.0.0.2","prefix_len":24,"mac":[2,66,10,0,0,2],"gateway":"10.0.0.1",
+            "mtu":1500,"default_route":true}]}"#;
+        let c: Container = serde_json::from_str(old).unwrap();
+        assert_eq!(c.network_mode, NetworkMode::Bridge);
+        assert_eq!(c.endpoints[0].interface, "eth0");
+        assert_eq!(c.endpoints[0].host_interface, "dp0a1b2c3d");
     }
 }

@@ -14,6 +14,58 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorKind;
+
+/// Why a port spec, an `--expose` value or a host-port reservation was
+/// refused. Each message is one line naming the offending value.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("unknown protocol {0:?} (tcp or udp)")]
+    UnknownProtocol(String),
+    #[error("invalid {what} {input:?}: not a number")]
+    NotANumber { what: &'static str, input: String },
+    #[error("invalid {what} {port}: must be 1-65535")]
+    OutOfRange { what: &'static str, port: u32 },
+    #[error("invalid port range {0:?}: expected MIN-MAX")]
+    NotARange(String),
+    #[error("invalid {what} range {input:?}: end before start")]
+    ReversedRange { what: &'static str, input: String },
+    /// A `-p` spec with what is wrong with it.
+    #[error("invalid port spec {spec:?}: {reason}")]
+    Spec { spec: String, reason: String },
+    #[error("host port {ip}:{port}/{} is already published", proto.as_str())]
+    AlreadyPublished {
+        ip: Ipv4Addr,
+        port: u16,
+        proto: Proto,
+    },
+    #[error("host port {ip}:{port}/{} is already in use on the host", proto.as_str())]
+    InUse {
+        ip: Ipv4Addr,
+        port: u16,
+        proto: Proto,
+    },
+    #[error("cannot reserve {ip}:{port}/{}", proto.as_str())]
+    Reserve {
+        ip: Ipv4Addr,
+        port: u16,
+        proto: Proto,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl PortError {
+    /// What kind of failure this is for the front ends.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PortError::AlreadyPublished { .. } | PortError::InUse { .. } => ErrorKind::Conflict,
+            PortError::Reserve { .. } => ErrorKind::Internal,
+            _ => ErrorKind::InvalidArgument,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
@@ -36,11 +88,11 @@ impl Proto {
         }
     }
 
-    pub fn parse(s: &str) -> Result<Proto, String> {
+    pub fn parse(s: &str) -> Result<Proto, PortError> {
         match s {
             "tcp" => Ok(Proto::Tcp),
             "udp" => Ok(Proto::Udp),
-            _ => Err(format!("unknown protocol {s:?} (tcp or udp)")),
+            _ => Err(PortError::UnknownProtocol(s.into())),
         }
     }
 }
@@ -94,18 +146,19 @@ pub struct ExposedPort {
     pub proto: Proto,
 }
 
-fn parse_port(s: &str, what: &str) -> Result<u16, String> {
-    let n: u32 = s
-        .parse()
-        .map_err(|_| format!("invalid {what} {s:?}: not a number"))?;
-    if n == 0 || n > 65535 {
-        return Err(format!("invalid {what} {n}: must be 1-65535"));
-    }
-    Ok(n as u16)
+fn parse_port(s: &str, what: &'static str) -> Result<u16, PortError> {
+    let n: u32 = s.parse().map_err(|_| PortError::NotANumber {
+        what,
+        input: s.into(),
+    })?;
+    u16::try_from(n)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or(PortError::OutOfRange { what, port: n })
 }
 
 /// `P` or `P-Q` -> inclusive range.
-fn parse_range(s: &str, what: &str) -> Result<(u16, u16), String> {
+fn parse_range(s: &str, what: &'static str) -> Result<(u16, u16), PortError> {
     match s.split_once('-') {
         None => {
             let p = parse_port(s, what)?;
@@ -115,15 +168,26 @@ fn parse_range(s: &str, what: &str) -> Result<(u16, u16), String> {
             let a = parse_port(a, what)?;
             let b = parse_port(b, what)?;
             if b < a {
-                return Err(format!("invalid {what} range {s:?}: end before start"));
+                return Err(PortError::ReversedRange {
+                    what,
+                    input: s.into(),
+                });
             }
             Ok((a, b))
         }
     }
 }
 
+/// Parse `MIN-MAX` (the agent's `--port-range` and `--nat-port-range`).
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), PortError> {
+    if !s.contains('-') {
+        return Err(PortError::NotARange(s.into()));
+    }
+    parse_range(s, "port")
+}
+
 /// Parse `PORT[-END][/PROTO]` (`--expose`).
-pub fn parse_expose(s: &str) -> Result<Vec<ExposedPort>, String> {
+pub fn parse_expose(s: &str) -> Result<Vec<ExposedPort>, PortError> {
     let (ports, proto) = match s.split_once('/') {
         Some((p, proto)) => (p, Proto::parse(proto)?),
         None => (s, Proto::Tcp),
@@ -133,8 +197,11 @@ pub fn parse_expose(s: &str) -> Result<Vec<ExposedPort>, String> {
 }
 
 /// Parse one `-p` spec.
-pub fn parse_spec(spec: &str) -> Result<PortSpec, String> {
-    let bad = |why: &str| format!("invalid port spec {spec:?}: {why}");
+pub fn parse_spec(spec: &str) -> Result<PortSpec, PortError> {
+    let bad = |why: &dyn std::fmt::Display| PortError::Spec {
+        spec: spec.into(),
+        reason: why.to_string(),
+    };
     let (body, proto) = match spec.rsplit_once('/') {
         Some((b, p)) => (b, Proto::parse(p).map_err(|e| bad(&e))?),
         None => (spec, Proto::Tcp),
@@ -149,10 +216,10 @@ pub fn parse_spec(spec: &str) -> Result<PortSpec, String> {
                 .map_err(|_| bad(&format!("host IP {ip:?} is not an IPv4 address")))?;
             (Some(ip), if h.is_empty() { None } else { Some(*h) }, *c)
         }
-        _ => return Err(bad("too many ':'")),
+        _ => return Err(bad(&"too many ':'")),
     };
     if ctr.is_empty() {
-        return Err(bad("no container port"));
+        return Err(bad(&"no container port"));
     }
     let (c0, c1) = parse_range(ctr, "container port").map_err(|e| bad(&e))?;
     let container_ports: Vec<u16> = (c0..=c1).collect();
@@ -190,26 +257,25 @@ pub struct Reservations {
 impl Reservations {
     /// Bind `ip:port/proto`. Fails if a host process (or another mapping)
     /// holds it.
-    pub fn reserve(&mut self, ip: Ipv4Addr, port: u16, proto: Proto) -> Result<(), String> {
+    pub fn reserve(&mut self, ip: Ipv4Addr, port: u16, proto: Proto) -> Result<(), PortError> {
         if self.held.contains_key(&(ip, port, proto)) {
-            return Err(format!(
-                "host port {ip}:{port}/{} is already published",
-                proto.as_str()
-            ));
+            return Err(PortError::AlreadyPublished { ip, port, proto });
         }
         let addr = SocketAddrV4::new(ip, port);
         let fd: OwnedFd = match proto {
             Proto::Tcp => bind_tcp(addr).map(OwnedFd::from),
             Proto::Udp => UdpSocket::bind(addr).map(OwnedFd::from),
         }
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                format!(
-                    "host port {ip}:{port}/{} is already in use on the host",
-                    proto.as_str()
-                )
+        .map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                PortError::InUse { ip, port, proto }
             } else {
-                format!("cannot reserve {ip}:{port}/{}: {e}", proto.as_str())
+                PortError::Reserve {
+                    ip,
+                    port,
+                    proto,
+                    source,
+                }
             }
         })?;
         self.held.insert((ip, port, proto), fd);
@@ -322,11 +388,17 @@ mod tests {
         }
         assert!(parse_spec("80/sctp")
             .unwrap_err()
+            .to_string()
             .contains("unknown protocol"));
-        assert!(parse_spec("0").unwrap_err().contains("1-65535"));
+        assert!(parse_spec("0").unwrap_err().to_string().contains("1-65535"));
         assert!(parse_spec("8000-8001:80-82")
             .unwrap_err()
+            .to_string()
             .contains("2 ports, container port range has 3"));
+        assert_eq!(
+            parse_spec("80/sctp").unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
     }
 
     #[test]
@@ -342,6 +414,14 @@ mod tests {
         assert_eq!(parse_expose("80-82").unwrap().len(), 3);
         assert!(parse_expose("0").is_err());
         assert!(parse_expose("80/icmp").is_err());
+    }
+
+    #[test]
+    fn agent_port_ranges() {
+        assert_eq!(parse_port_range("1000-2000").unwrap(), (1000, 2000));
+        for bad in ["1000", "0-10", "20-10", "a-b", "1-70000"] {
+            assert!(parse_port_range(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -362,7 +442,8 @@ mod tests {
         let err = r
             .reserve(Ipv4Addr::LOCALHOST, port, Proto::Udp)
             .unwrap_err();
-        assert!(err.contains("already in use"), "{err}");
+        assert!(err.to_string().contains("already in use"), "{err}");
+        assert_eq!(err.kind(), ErrorKind::Conflict);
         drop(l);
         r.reserve(Ipv4Addr::LOCALHOST, port, Proto::Udp).unwrap();
         assert!(UdpSocket::bind(("127.0.0.1", port)).is_err());

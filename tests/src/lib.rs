@@ -117,8 +117,7 @@ fn quiet(prog: &str, args: &[&str]) -> bool {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+        .is_ok_and(|s| s.success())
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -164,7 +163,7 @@ impl Bg {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.stdout_lines.recv_timeout(left) {
                 Ok(l) if l.trim() == want => return,
-                Ok(_) => continue,
+                Ok(_) => {}
                 Err(_) => {
                     let st = self.kill();
                     let err = self.take_stderr();
@@ -179,14 +178,17 @@ impl Bg {
 
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+        matches!(
+            self.child.as_mut().map(std::process::Child::try_wait),
+            Some(Ok(None))
+        )
     }
 
     /// Wait for it to exit by itself.
     pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(Ok(Some(s))) = self.child.as_mut().map(|c| c.try_wait()) {
+            if let Some(Ok(Some(s))) = self.child.as_mut().map(std::process::Child::try_wait) {
                 return Some(s);
             }
             thread::sleep(Duration::from_millis(20));
@@ -468,26 +470,37 @@ impl Host {
         let Some(mut c) = self.agent.take() else {
             return;
         };
+        // SAFETY: kill(2) on the pid of our own child, not yet reaped.
         unsafe {
             libc::kill(c.id() as i32, libc::SIGTERM);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match c.try_wait() {
-                Ok(Some(_)) => return,
+                Ok(Some(_)) | Err(_) => return,
                 Ok(None) if Instant::now() > deadline => {
                     let _ = c.kill();
                     let _ = c.wait();
                     panic!("agent ignored SIGTERM for 10s; log:\n{}", self.log());
                 }
                 Ok(None) => thread::sleep(Duration::from_millis(20)),
-                Err(_) => return,
             }
         }
     }
 
+    /// SIGKILL the agent (a crash) and reap it.
+    pub fn kill_agent(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     pub fn agent_running(&mut self) -> bool {
-        matches!(self.agent.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+        matches!(
+            self.agent.as_mut().map(std::process::Child::try_wait),
+            Some(Ok(None))
+        )
     }
 
     /// The CLI's command with `--socket`.
@@ -810,6 +823,7 @@ pub struct Snapshot {
 impl Drop for Host {
     fn drop(&mut self) {
         if let Some(mut c) = self.agent.take() {
+            // SAFETY: kill(2) on the pid of our own child, not yet reaped.
             unsafe {
                 libc::kill(c.id() as i32, libc::SIGTERM);
             }
@@ -854,6 +868,7 @@ impl Drop for Host {
 
 fn nix_umount(p: &Path) -> std::io::Result<()> {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
     if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
         Ok(())
     } else {
@@ -929,27 +944,26 @@ impl Host {
         self.agent = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(Ok(Some(st))) = self.agent.as_mut().map(|c| c.try_wait()) {
+            if let Some(Ok(Some(st))) = self.agent.as_mut().map(std::process::Child::try_wait) {
                 self.agent = None;
                 panic!("agent exited early ({st}); log:\n{}", self.log());
             }
             if self.socket.exists() && self.cli(&["info"]).status.success() {
                 return;
             }
-            if Instant::now() > deadline {
-                panic!("agent did not answer within 20s; log:\n{}", self.log());
-            }
+            assert!(
+                Instant::now() <= deadline,
+                "agent did not answer within 20s; log:\n{}",
+                self.log()
+            );
             thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// The agent's global drop counters (`GET /v1/drops`), by reason name.
+    /// The agent's global drop counters (`dataplane drops`), by reason name.
     pub fn global_drops(&self) -> Value {
-        let sock = self.socket.display().to_string();
-        let out = sh_ok(
-            "curl",
-            &["-sS", "--unix-socket", &sock, "http://dataplane/v1/drops"],
-        );
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("/v1/drops answered {out:?}: {e}"))
+        let out = self.ok(&["drops", "--format", "json"]);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("`dataplane drops` printed {out:?}: {e}"))
     }
 }

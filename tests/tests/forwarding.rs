@@ -19,7 +19,7 @@ fn host_if(h: &Host, c: &str, net: &str) -> String {
 }
 
 #[test]
-fn container_to_container() {
+fn containers_on_one_network_reach_each_other() {
     let h = Host::start();
     h.ok(&["container", "create", "a"]);
     h.ok(&["container", "create", "b"]);
@@ -217,7 +217,7 @@ fn mtu_is_applied_end_to_end() {
 }
 
 #[test]
-fn maps_follow_state() {
+fn maps_follow_the_desired_state() {
     let h = Host::start();
     h.ok(&["network", "create", "--subnet", "10.69.0.0/24", "n2"]);
     h.ok(&["container", "create", "c"]);
@@ -266,7 +266,7 @@ fn maps_follow_state() {
 }
 
 #[test]
-fn uplink_link_is_pinned() {
+fn uplink_programs_are_pinned_bpf_links() {
     let h = Host::start();
     let pin = h.link_pin("dp_from_uplink", &h.uplink);
     assert!(pin.exists(), "{} missing", pin.display());
@@ -314,7 +314,7 @@ fn nft_rules(ruleset: &str) -> Vec<String> {
 }
 
 #[test]
-fn no_iptables_or_nftables() {
+fn no_iptables_or_nftables_rules_are_made() {
     let h = Host::start();
     h.ok(&["network", "create", "--subnet", "10.72.0.0/24", "n"]);
     h.ok(&["container", "create", "a"]);
@@ -364,7 +364,9 @@ fn restart_keeps_live_tcp_connection() {
         ],
     );
     client.wait_line("CONNECTED", Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(1000));
+    // Traffic flows for a while before, during and after the agent's
+    // downtime: these sleeps are the scenario, not waits for a condition.
+    std::thread::sleep(Duration::from_secs(1));
     h.stop_agent();
     std::thread::sleep(Duration::from_secs(1));
     h.start_agent();
@@ -386,7 +388,7 @@ fn restart_keeps_live_tcp_connection() {
 }
 
 #[test]
-fn endpoint_counters_move() {
+fn endpoint_counters_count_traffic() {
     let h = Host::start();
     h.ok(&["container", "create", "a"]);
     h.ok(&["container", "create", "b"]);
@@ -438,7 +440,14 @@ fn bulk_tcp_completes() {
         );
         let _ = srv.wait(Duration::from_secs(5));
         let mut srv = h.spawn_in(&server_ns, &["iperf3", "-s", "-1", "-p", "5299"]);
-        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                !h.run_in(&server_ns, &["ss", "-Hltn", "sport = :5299"])
+                    .stdout
+                    .is_empty()
+            }),
+            "iperf3 server not listening"
+        );
         // 200 MB in at most 20 s: the broken path ran at a few hundred kbit/s.
         let out = h.exec(
             "a",

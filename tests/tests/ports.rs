@@ -195,7 +195,7 @@ fn port_ranges() {
     let h = Host::start();
     h.ok(&["container", "create", "r", "-p", "8000-8002:80-82"]);
     let c = Ns::c("r");
-    let _srvs: Vec<_> = (80..=82).map(|p| h.tcp_server(&c, "0.0.0.0", p)).collect();
+    let srvs: Vec<_> = (80..=82).map(|p| h.tcp_server(&c, "0.0.0.0", p)).collect();
     let mut lines = port_lines(&h, "r");
     lines.sort();
     assert_eq!(
@@ -206,7 +206,7 @@ fn port_ranges() {
             "82/tcp -> 0.0.0.0:8002"
         ]
     );
-    for (hp, srv) in (8000..=8002).zip(&_srvs) {
+    for (hp, srv) in (8000..=8002).zip(&srvs) {
         assert!(
             h.tcp_ok(&Ns::Outside, &h.uplink_ip, hp),
             "outside -> :{hp} failed"
@@ -501,7 +501,7 @@ fn localhost_only_binding() {
                 &h.outside_if,
             ],
         ),
-        Duration::from_secs(60),
+        Duration::from_mins(1),
     );
     assert!(
         o.status.success(),
@@ -642,7 +642,7 @@ fn removal_stops_traffic_and_frees_the_port() {
         .iter()
         .map(|(k, _)| k["proto"].as_u64().unwrap())
         .collect();
-    protos.sort();
+    protos.sort_unstable();
     assert_eq!(protos, vec![6, 17]);
 
     let srv = h.tcp_server(&Ns::c("gone"), "0.0.0.0", 80);
@@ -772,7 +772,7 @@ fn random_port_range_exhausted() {
         host_port(&h, "r1", 80, "tcp"),
         host_port(&h, "r2", 80, "tcp"),
     ];
-    got.sort();
+    got.sort_unstable();
     assert_eq!(got, vec![41000, 41001]);
     let before = state(&h);
     let err = h.fail(&["container", "create", "r3", "-p", "80"]);
@@ -927,7 +927,7 @@ fn thousand_published_ports() {
                 "1000",
             ],
         ),
-        Duration::from_secs(120),
+        Duration::from_mins(2),
     );
     let client_time = t1.elapsed();
     assert!(

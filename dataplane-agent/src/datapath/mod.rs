@@ -5,12 +5,22 @@
 //! Layout under the bpffs root:
 //! - `maps/<MAP>`: every map, by name (see `dataplane_common::map_names`).
 //! - `links/<program>@<ifname>`: one pinned link per attachment.
+//!
+//! Files: `mod.rs` (loading, map updates), `bpf_links.rs` (attaching
+//! programs through pinned bpf_links), `gc.rs` (flow expiry), `syscall.rs`
+//! (bpf() commands aya 0.14 lacks).
 
+mod bpf_links;
+mod gc;
+mod syscall;
+
+pub use gc::{monotonic_ns, Gc};
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     time::Duration,
 };
+use syscall::{map_batch, map_lookup_all, BPF_MAP_DELETE_BATCH, BPF_MAP_UPDATE_BATCH};
 
 use anyhow::{anyhow, Context, Result};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd};
@@ -97,8 +107,7 @@ impl Datapath {
         }
         // Records below this level are not even produced in the kernel.
         let verbose = std::env::var("DATAPLANE_LOG")
-            .map(|v| v.contains("debug") || v.contains("trace"))
-            .unwrap_or(false);
+            .is_ok_and(|v| v.contains("debug") || v.contains("trace"));
         let level = if verbose {
             aya_log::Level::Debug
         } else {
@@ -161,7 +170,10 @@ impl Datapath {
         match aya_log::EbpfLogger::init(&mut self.ebpf) {
             Err(e) => warn!("no eBPF log forwarding: {e}"),
             Ok(logger) => {
-                #[allow(deprecated)]
+                #[expect(
+                    deprecated,
+                    reason = "aya-log 0.3 has no non-deprecated way to get the logger's fd"
+                )]
                 let fd =
                     tokio::io::unix::AsyncFd::with_interest(logger, tokio::io::Interest::READABLE);
                 match fd {
@@ -180,124 +192,6 @@ impl Datapath {
                 }
             }
         }
-    }
-
-    fn link_path(&self, prog: &str, ifname: &str) -> PathBuf {
-        self.root.join("links").join(format!("{prog}@{ifname}"))
-    }
-
-    /// Attach `prog` at TC ingress of `ifname` with a pinned TCX link.
-    pub fn attach(&mut self, prog_name: &str, ifname: &str) -> Result<()> {
-        let pin = self.link_path(prog_name, ifname);
-        let prog: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(prog_name)
-            .ok_or_else(|| anyhow!("program {prog_name} missing"))?
-            .try_into()?;
-        pinned_link(
-            &pin,
-            prog,
-            |prog, fd| {
-                let id = prog.attach_to_link(SchedClassifierLink::try_from(fd)?)?;
-                Ok(prog.take_link(id)?.try_into()?)
-            },
-            |prog| {
-                let id = prog
-                    .attach(ifname, TcAttachType::Ingress)
-                    .with_context(|| format!("attaching {prog_name} to {ifname}"))?;
-                prog.take_link(id)?
-                    .try_into()
-                    .context("TCX link expected (kernel >= 6.6)")
-            },
-        )
-    }
-
-    /// Attach the XDP program to the uplink with a pinned link.
-    pub fn attach_xdp(&mut self, ifname: &str, mode: XdpMode) -> Result<()> {
-        let name = prog_names::XDP_UPLINK;
-        let pin = self.link_path(name, ifname);
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| anyhow!("program {name} missing"))?
-            .try_into()?;
-        pinned_link(
-            &pin,
-            prog,
-            |prog, fd| {
-                let id = prog.attach_to_link(XdpLink::try_from(fd)?)?;
-                Ok(prog.take_link(id)?.try_into()?)
-            },
-            |prog| {
-                let id = prog
-                    .attach(ifname, mode)
-                    .with_context(|| format!("attaching XDP to {ifname}"))?;
-                prog.take_link(id)?
-                    .try_into()
-                    .context("XDP bpf_link expected")
-            },
-        )
-    }
-
-    /// Attach the socket programs to a cgroup (v2) with pinned links. They
-    /// act only on sockets of the namespace whose cookie is in `DP_HOST`.
-    pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<()> {
-        let cg = std::fs::File::open(cgroup)
-            .with_context(|| format!("opening cgroup {}", cgroup.display()))?;
-        for name in [
-            prog_names::SOCK_CONNECT4,
-            prog_names::SOCK_SENDMSG4,
-            prog_names::SOCK_RECVMSG4,
-        ] {
-            let pin = self.link_path(name, "cgroup");
-            let prog: &mut CgroupSockAddr = self
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("program {name} missing"))?
-                .try_into()?;
-            if pin.exists() {
-                // aya 0.14 cannot update these links: BPF_LINK_UPDATE by hand,
-                // so that the new program (and its maps) take over atomically.
-                match link_update(&pin, prog.fd()?.as_fd().as_raw_fd()) {
-                    Ok(()) => continue,
-                    Err(e) => {
-                        warn!(?pin, "stale link pin ({e:#}), attaching anew");
-                        let _ = std::fs::remove_file(&pin);
-                    }
-                }
-            }
-            let id = prog
-                // Single = flags 0: bpf_link attachments are multi by nature.
-                .attach(cg.as_fd(), CgroupAttachMode::Single)
-                .with_context(|| format!("attaching {name} to {}", cgroup.display()))?;
-            let link: FdLink = prog.take_link(id)?.try_into()?;
-            link.pin(&pin)
-                .with_context(|| format!("pinning link at {}", pin.display()))?;
-        }
-        Ok(())
-    }
-
-    /// Detach by removing the pinned link (the link dies with its last reference).
-    pub fn detach(&mut self, prog_name: &str, ifname: &str) {
-        let pin = self.link_path(prog_name, ifname);
-        if let Ok(p) = PinnedLink::from_pin(&pin) {
-            let _ = p.unpin();
-        }
-        let _ = std::fs::remove_file(&pin);
-    }
-
-    /// Pinned links, as (program, ifname).
-    pub fn pinned_links(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(self.root.join("links")) {
-            for e in rd.flatten() {
-                let n = e.file_name().to_string_lossy().to_string();
-                if let Some((p, i)) = n.split_once('@') {
-                    out.push((p.to_string(), i.to_string()));
-                }
-            }
-        }
-        out
     }
 
     pub fn set_config(&mut self, cfg: Config) -> Result<()> {
@@ -342,6 +236,36 @@ impl Datapath {
         self.purge_nat(ip);
     }
 
+    /// The `DP_ENDPOINTS` entries, by container IPv4.
+    pub fn endpoints(&self) -> std::collections::HashMap<[u8; 4], EndpointInfo> {
+        self.endpoints
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (k.ip, v))
+            .collect()
+    }
+
+    /// The `DP_IF_ENDPOINTS` entries, by host-side ifindex.
+    pub fn if_endpoints(&self) -> std::collections::HashMap<u32, EndpointInfo> {
+        self.if_endpoints.iter().filter_map(Result::ok).collect()
+    }
+
+    /// The `DP_NETWORKS` entries.
+    pub fn networks(&self) -> std::collections::HashMap<u32, NetworkInfo> {
+        self.networks.iter().filter_map(Result::ok).collect()
+    }
+
+    /// The `DP_PORTS` entries.
+    pub fn port_entries(&self) -> std::collections::HashMap<PortKey, PortTarget> {
+        match map_lookup_all::<PortKey, PortTarget>(self.ports.map(), 4096) {
+            Ok(v) => v.into_iter().collect(),
+            Err(e) => {
+                debug!("batch lookup of DP_PORTS failed ({e:#}), walking it");
+                self.ports.iter().filter_map(Result::ok).collect()
+            }
+        }
+    }
+
     pub fn endpoint_ips(&self) -> Vec<[u8; 4]> {
         self.endpoints
             .keys()
@@ -379,11 +303,7 @@ impl Datapath {
     pub fn drops(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for r in DropReason::ALL {
-            let v: u64 = self
-                .drops
-                .get(&(r as u32), 0)
-                .map(|v| v.iter().sum())
-                .unwrap_or(0);
+            let v: u64 = self.drops.get(&(r as u32), 0).map_or(0, |v| v.iter().sum());
             out.insert(r.name().to_string(), v);
         }
         out
@@ -459,7 +379,7 @@ impl Datapath {
     }
 
     /// Make DP_LINKS exactly `want`; connections of removed links are cut.
-    pub fn sync_links(&mut self, want: &std::collections::BTreeSet<LinkKey>) -> Result<()> {
+    pub fn sync_link_policy(&mut self, want: &std::collections::BTreeSet<LinkKey>) -> Result<()> {
         let have: Vec<LinkKey> = self.links.keys().filter_map(Result::ok).collect();
         for k in &have {
             if !want.contains(k) {
@@ -509,207 +429,6 @@ impl Datapath {
     }
 }
 
-/// Garbage collection of the flow tables, with map handles of its own (opened
-/// from the pins), so that it runs on its own thread without holding the
-/// engine: walking large maps takes many syscalls.
-pub struct Gc {
-    nat_out: HashMap<MapData, FlowKey, NatEntry>,
-    nat_in: HashMap<MapData, FlowKey, NatEntry>,
-    ct: HashMap<MapData, FlowKey, CtEntry>,
-    policy_ct: HashMap<MapData, FlowKey, u64>,
-}
-
-fn open_pinned<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
-    root: &Path,
-    name: &str,
-) -> Result<T> {
-    let md = MapData::from_pin(root.join("maps").join(name))
-        .with_context(|| format!("opening pinned map {name}"))?;
-    let map = aya::maps::Map::from_map_data(md)?;
-    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
-}
-
-impl Gc {
-    pub fn open(root: &Path) -> Result<Gc> {
-        Ok(Gc {
-            nat_out: open_pinned(root, map_names::NAT_OUT)?,
-            nat_in: open_pinned(root, map_names::NAT_IN)?,
-            ct: open_pinned(root, map_names::CT)?,
-            policy_ct: open_pinned(root, map_names::POLICY_CT)?,
-        })
-    }
-
-    /// Expire everything idle past its timeout; returns how many entries.
-    pub fn run(&mut self) -> usize {
-        self.gc_nat() + self.gc_ct()
-    }
-
-    /// Remove masquerade entries idle past their timeout. Returns how many
-    /// flows were expired.
-    fn gc_nat(&mut self) -> usize {
-        let now = monotonic_ns();
-        let expired = |k: &FlowKey, v: &NatEntry| {
-            let timeout = if v.flags & NAT_F_CLOSING != 0 {
-                NAT_TIMEOUT_TCP_CLOSING
-            } else if v.flags & NAT_F_REPLIED == 0 {
-                NAT_TIMEOUT_UNREPLIED
-            } else {
-                match k.proto {
-                    6 => NAT_TIMEOUT_TCP,
-                    17 => NAT_TIMEOUT_UDP,
-                    _ => NAT_TIMEOUT_ICMP,
-                }
-            };
-            now.saturating_sub(v.last_seen_ns) > timeout * 1_000_000_000
-        };
-        let mut n = 0;
-        let outs: Vec<(FlowKey, NatEntry)> = self.nat_out.iter().filter_map(Result::ok).collect();
-        for (k, v) in outs {
-            // A flow is alive if either direction was seen recently.
-            let rev = FlowKey {
-                src: k.dst,
-                dst: v.addr,
-                sport: k.dport,
-                dport: v.port,
-                proto: k.proto,
-                _pad: [0; 3],
-            };
-            let back = self.nat_in.get(&rev, 0).ok();
-            let last = back
-                .map(|b| b.last_seen_ns.max(v.last_seen_ns))
-                .unwrap_or(v.last_seen_ns);
-            let flags = v.flags | back.map(|b| b.flags).unwrap_or(0);
-            if expired(
-                &k,
-                &NatEntry {
-                    last_seen_ns: last,
-                    flags,
-                    ..v
-                },
-            ) {
-                let _ = self.nat_out.remove(&k);
-                let _ = self.nat_in.remove(&rev);
-                n += 1;
-            }
-        }
-        // Reverse entries whose forward entry is gone (LRU eviction).
-        let ins: Vec<(FlowKey, NatEntry)> = self.nat_in.iter().filter_map(Result::ok).collect();
-        for (k, v) in ins {
-            let fwd = FlowKey {
-                src: v.addr,
-                dst: k.src,
-                sport: v.port,
-                dport: k.sport,
-                proto: k.proto,
-                _pad: [0; 3],
-            };
-            if self.nat_out.get(&fwd, 0).is_err() && expired(&k, &v) {
-                let _ = self.nat_in.remove(&k);
-                n += 1;
-            }
-        }
-        n
-    }
-
-    /// Expire idle translated flows and link-allowed replies. Returns how many.
-    fn gc_ct(&mut self) -> usize {
-        let now = monotonic_ns();
-        let timeout = |proto: u8| match proto {
-            6 => NAT_TIMEOUT_TCP,
-            17 => NAT_TIMEOUT_UDP,
-            _ => NAT_TIMEOUT_ICMP,
-        } * 1_000_000_000;
-        let mut n = 0;
-        let entries: std::collections::HashMap<FlowKey, CtEntry> =
-            self.ct.iter().filter_map(Result::ok).collect();
-        // Hairpin flows have two entries (each direction's wire tuple): the
-        // pair lives as long as either side is active.
-        let partner = |k: &FlowKey, v: &CtEntry| FlowKey {
-            src: v.dst,
-            dst: v.src,
-            sport: v.dport,
-            dport: v.sport,
-            proto: k.proto,
-            _pad: [0; 3],
-        };
-        let dead: Vec<FlowKey> = entries
-            .iter()
-            .filter(|(k, v)| {
-                let (last, flags) = entries
-                    .get(&partner(k, v))
-                    .map(|p| (p.last_seen_ns.max(v.last_seen_ns), p.flags | v.flags))
-                    .unwrap_or((v.last_seen_ns, v.flags));
-                // Like the masquerade: closed and never-answered flows go soon.
-                let limit = if flags & NAT_F_CLOSING != 0 {
-                    NAT_TIMEOUT_TCP_CLOSING * 1_000_000_000
-                } else if flags & NAT_F_REPLIED == 0 {
-                    NAT_TIMEOUT_UNREPLIED * 1_000_000_000
-                } else {
-                    timeout(k.proto)
-                };
-                now.saturating_sub(last) > limit
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for k in dead {
-            let _ = self.ct.remove(&k);
-            n += 1;
-        }
-        let dead: Vec<FlowKey> = self
-            .policy_ct
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(k, v)| now.saturating_sub(*v) > timeout(k.proto))
-            .map(|(k, _)| k)
-            .collect();
-        for k in dead {
-            let _ = self.policy_ct.remove(&k);
-            n += 1;
-        }
-        n
-    }
-}
-
-pub fn monotonic_ns() -> u64 {
-    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
-        .unwrap_or_default();
-    t.as_nanos() as u64
-}
-
-/// Attach `prog` through the bpf_link pinned at `pin`. An existing pinned link
-/// is re-adopted: `readopt` swaps the program it runs atomically for the one
-/// just loaded, the attachment (and the traffic through it) stays. If that
-/// fails (e.g. the interface was recreated while the agent was down), or
-/// nothing is pinned, `attach` makes a new link, which is pinned.
-fn pinned_link<P>(
-    pin: &Path,
-    prog: &mut P,
-    readopt: impl FnOnce(&mut P, FdLink) -> Result<FdLink>,
-    attach: impl FnOnce(&mut P) -> Result<FdLink>,
-) -> Result<()> {
-    if pin.exists() {
-        let res = PinnedLink::from_pin(pin)
-            .map_err(anyhow::Error::from)
-            .and_then(|p| readopt(prog, p.into()));
-        match res {
-            // Our handle goes; the pin keeps the link.
-            Ok(_fd) => {
-                debug!(?pin, "re-adopted pinned link");
-                return Ok(());
-            }
-            Err(e) => {
-                warn!(?pin, "stale link pin ({e:#}), attaching anew");
-                let _ = std::fs::remove_file(pin);
-            }
-        }
-    }
-    attach(prog)?
-        .pin(pin)
-        .with_context(|| format!("pinning link at {}", pin.display()))?;
-    Ok(())
-}
-
 /// A pinned map whose key, value or size differs from the object's
 /// definition (an agent upgrade changed it) would be reused silently by the
 /// loader: remove such pins so that the map is created anew.
@@ -720,13 +439,11 @@ fn drop_incompatible_pins(maps_dir: &Path) -> Result<()> {
         if !path.exists() {
             continue;
         }
-        let same = aya::maps::MapInfo::from_pin(&path)
-            .map(|i| {
-                i.key_size() == def.key_size()
-                    && i.value_size() == def.value_size()
-                    && i.max_entries() == def.max_entries()
-            })
-            .unwrap_or(false);
+        let same = aya::maps::MapInfo::from_pin(&path).is_ok_and(|i| {
+            i.key_size() == def.key_size()
+                && i.value_size() == def.value_size()
+                && i.max_entries() == def.max_entries()
+        });
         if !same {
             warn!(map = %name, "pinned map has another layout (agent upgrade?): recreating it, its entries are lost");
             std::fs::remove_file(&path)
@@ -773,111 +490,6 @@ pub fn check_bpffs_root(root: &Path) -> Result<()> {
             "--bpffs {} is shared with other software; use a directory of its own such as /sys/fs/bpf/dataplane",
             root.display()
         );
-    }
-    Ok(())
-}
-
-const BPF_OBJ_GET: libc::c_long = 7;
-const BPF_LINK_UPDATE: libc::c_long = 29;
-
-/// Point the pinned bpf_link at `pin` to another program (BPF_LINK_UPDATE).
-fn link_update(pin: &Path, prog_fd: i32) -> Result<()> {
-    #[repr(C)]
-    #[derive(Default)]
-    struct ObjGet {
-        pathname: u64,
-        bpf_fd: u32,
-        file_flags: u32,
-        path_fd: i32,
-        _pad: u32,
-    }
-    #[repr(C)]
-    #[derive(Default)]
-    struct LinkUpdate {
-        link_fd: u32,
-        new_prog_fd: u32,
-        flags: u32,
-        old_prog_fd: u32,
-    }
-    let path = std::ffi::CString::new(pin.as_os_str().as_encoded_bytes())?;
-    let mut get = ObjGet {
-        pathname: path.as_ptr() as u64,
-        ..Default::default()
-    };
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            &mut get as *mut ObjGet,
-            std::mem::size_of::<ObjGet>(),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("BPF_OBJ_GET");
-    }
-    let link = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
-    let mut upd = LinkUpdate {
-        link_fd: link.as_raw_fd() as u32,
-        new_prog_fd: prog_fd as u32,
-        ..Default::default()
-    };
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_LINK_UPDATE,
-            &mut upd as *mut LinkUpdate,
-            std::mem::size_of::<LinkUpdate>(),
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error()).context("BPF_LINK_UPDATE");
-    }
-    Ok(())
-}
-
-const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
-
-/// `bpf_attr` for the BPF_MAP_*_BATCH commands.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-/// One bpf() call for many keys (aya 0.14 has no batch API).
-fn map_batch<K, V>(map: &MapData, cmd: libc::c_long, keys: &[K], vals: Option<&[V]>) -> Result<()> {
-    let mut done = 0usize;
-    while done < keys.len() {
-        let mut attr = BatchAttr {
-            keys: keys[done..].as_ptr() as u64,
-            values: vals.map(|v| v[done..].as_ptr() as u64).unwrap_or(0),
-            count: (keys.len() - done) as u32,
-            map_fd: map.fd().as_fd().as_raw_fd() as u32,
-            ..Default::default()
-        };
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>(),
-            )
-        };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        if attr.count == 0 {
-            break;
-        }
-        done += attr.count as usize;
     }
     Ok(())
 }

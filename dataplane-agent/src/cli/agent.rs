@@ -1,0 +1,172 @@
+//! `dataplane agent`: the node agent (daemon) and `--cleanup`.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use dataplane_agent::{
+    api,
+    engine::{AgentConfig, Engine, XdpModeChoice},
+};
+use tracing::info;
+
+#[derive(Args)]
+pub(crate) struct AgentArgs {
+    /// Directory of the persisted desired state.
+    #[arg(long, default_value = "/var/lib/dataplane")]
+    state_dir: PathBuf,
+    /// Directory of runtime files (netns bind mounts).
+    #[arg(long, default_value = "/run/dataplane")]
+    run_dir: PathBuf,
+    /// bpffs directory for pinned maps and links (mounted if needed).
+    #[arg(long, default_value = "/sys/fs/bpf/dataplane")]
+    bpffs: PathBuf,
+    /// Uplink interface (default: the interface of the default route).
+    #[arg(long)]
+    uplink: Option<String>,
+    /// Gateway/prefix of the default `bridge` network.
+    #[arg(long, default_value = "172.17.0.1/16")]
+    bip: String,
+    /// Masquerade source ports, MIN-MAX (default: above the host's ephemeral range).
+    #[arg(long, value_parser = parse_port_range)]
+    nat_port_range: Option<(u16, u16)>,
+    /// Random published host ports, MIN-MAX (default: the host's ephemeral range).
+    #[arg(long, value_parser = parse_port_range)]
+    port_range: Option<(u16, u16)>,
+    /// cgroup v2 directory for the socket programs (published ports from the
+    /// host); default: the cgroup2 mount (/sys/fs/cgroup or /sys/fs/cgroup/unified).
+    #[arg(long)]
+    cgroup: Option<PathBuf>,
+    /// XDP attach mode on the uplink: auto (native on NICs, generic on
+    /// virtual devices such as veth), native or generic.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+    xdp_mode: XdpModeArg,
+    /// Run inside this network namespace (entered with setns before anything starts).
+    #[arg(long)]
+    netns: Option<PathBuf>,
+    /// Remove every kernel object the agent made, then exit.
+    #[arg(long)]
+    cleanup: bool,
+    /// With --cleanup: also delete the persisted state.
+    #[arg(long, requires = "cleanup")]
+    purge: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum XdpModeArg {
+    Auto,
+    Native,
+    Generic,
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), dataplane_agent::ports::PortError> {
+    dataplane_agent::ports::parse_port_range(s)
+}
+
+/// Run the agent (or clean up after it).
+pub(crate) fn execute(args: AgentArgs, socket: &Path) -> Result<()> {
+    run_agent(args, socket)
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("DATAPLANE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // aya-log emits `log` records; route them into tracing too.
+    let _ = tracing_log::LogTracer::init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The agent holds one socket per published port: use the hard fd limit.
+fn raise_nofile_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
+    // Enter the host namespace before any thread exists, so that every
+    // runtime thread lives in it.
+    if let Some(ns) = &args.netns {
+        let f = std::fs::File::open(ns).with_context(|| format!("opening {}", ns.display()))?;
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
+    }
+    init_tracing();
+    raise_nofile_limit();
+    let cfg = AgentConfig {
+        state_dir: args.state_dir,
+        run_dir: args.run_dir,
+        bpffs: args.bpffs,
+        uplink: args.uplink,
+        bip: args.bip,
+        nat_port_range: args.nat_port_range,
+        port_range: args.port_range,
+        cgroup: args.cgroup,
+        xdp_mode: match args.xdp_mode {
+            XdpModeArg::Auto => XdpModeChoice::Auto,
+            XdpModeArg::Native => XdpModeChoice::Native,
+            XdpModeArg::Generic => XdpModeChoice::Generic,
+        },
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()?;
+    if args.cleanup {
+        return rt.block_on(async {
+            Engine::cleanup(&cfg, args.purge).await?;
+            let _ = std::fs::remove_file(socket);
+            info!("cleanup done");
+            Ok(())
+        });
+    }
+    rt.block_on(serve(cfg, socket))
+}
+
+async fn serve(cfg: AgentConfig, socket: &Path) -> Result<()> {
+    let engine = Engine::start(cfg).await?;
+    engine.spawn_flow_gc()?;
+    engine.spawn_reconciler()?;
+    if let Err(e) = engine.watch_addresses() {
+        tracing::warn!("not following host address changes (only every 10 s): {e:#}");
+    }
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(socket);
+    let listener = tokio::net::UnixListener::bind(socket)
+        .with_context(|| format!("binding {}", socket.display()))?;
+    info!(socket = %socket.display(), "agent ready");
+
+    let refresh = Arc::clone(&engine);
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            t.tick().await;
+            refresh.refresh_addresses().await;
+        }
+    });
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        info!("shutting down; the datapath keeps forwarding");
+    };
+    axum::serve(listener, api::router(engine))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    let _ = std::fs::remove_file(socket);
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! `dataplane container ...`: create, port, ls, inspect, rm, exec.
+
+use std::ffi::CString;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Subcommand;
+use dataplane_agent::{
+    model::{ContainerCreate, ContainerView},
+    ports::PortMapping,
+};
+
+use super::{print_json, print_table, Ctx, Format};
+
+#[derive(Subcommand)]
+pub(crate) enum ContainerCmd {
+    /// Create a container (a network namespace with its endpoints).
+    Create {
+        name: String,
+        /// A network name, host, none or container:NAME.
+        #[arg(long, alias = "net")]
+        network: Option<String>,
+        #[arg(long)]
+        ip: Option<String>,
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp].
+        #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+        publish: Vec<String>,
+        /// Publish every exposed port on a random host port.
+        #[arg(short = 'P', long = "publish-all")]
+        publish_all: bool,
+        /// Expose a port: PORT[-END][/tcp|/udp].
+        #[arg(long, value_name = "PORT")]
+        expose: Vec<String>,
+        /// Link to another container: NAME[:ALIAS].
+        #[arg(long = "link", value_name = "NAME[:ALIAS]")]
+        links: Vec<String>,
+    },
+    /// Show a container's published ports.
+    Port { name: String },
+    /// List containers.
+    #[command(alias = "list")]
+    Ls,
+    /// Show a container as JSON.
+    Inspect { name: String },
+    /// Remove a container.
+    #[command(alias = "remove")]
+    Rm { name: String },
+    /// Run a command inside a container's network namespace.
+    Exec {
+        name: String,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+}
+
+pub(crate) fn execute(cmd: ContainerCmd, ctx: &Ctx) -> Result<()> {
+    match cmd {
+        ContainerCmd::Create {
+            name,
+            network,
+            ip,
+            hostname,
+            publish,
+            publish_all,
+            expose,
+            links,
+        } => {
+            let req = ContainerCreate {
+                name,
+                network,
+                ip,
+                hostname,
+                publish,
+                publish_all,
+                expose,
+                links,
+            };
+            let v: ContainerView =
+                ctx.call(|c| async move { Ok(c.post("/v1/containers", &req).await?) })?;
+            match ctx.format {
+                Format::Json => print_json(&v),
+                Format::Table => {
+                    println!("{}", v.id);
+                    Ok(())
+                }
+            }
+        }
+        ContainerCmd::Ls => {
+            let v: Vec<ContainerView> =
+                ctx.call(|c| async move { Ok(c.get("/v1/containers").await?) })?;
+            if ctx.format == Format::Json {
+                return print_json(&v);
+            }
+            print_ls(&v);
+            Ok(())
+        }
+        ContainerCmd::Port { name } => {
+            let v = inspect(ctx, &name)?;
+            if ctx.format == Format::Json {
+                return print_json(&v.ports);
+            }
+            for m in &v.ports {
+                println!("{}", m.describe());
+            }
+            Ok(())
+        }
+        ContainerCmd::Inspect { name } => print_json(&inspect(ctx, &name)?),
+        ContainerCmd::Rm { name } => {
+            let path = format!("/v1/containers/{name}");
+            ctx.call(|c| async move { Ok(c.delete(&path).await?) })?;
+            println!("{name}");
+            Ok(())
+        }
+        // The runtime is gone once `inspect` returns: setns needs a
+        // single-threaded process.
+        ContainerCmd::Exec { name, cmd } => exec_in(&inspect(ctx, &name)?, &cmd),
+    }
+}
+
+fn inspect(ctx: &Ctx, name: &str) -> Result<ContainerView> {
+    let path = format!("/v1/containers/{name}");
+    ctx.call(|c| async move { Ok(c.get(&path).await?) })
+}
+
+/// The first 12 characters of an id (all of a shorter one).
+fn short_id(id: &str) -> &str {
+    id.char_indices().nth(12).map_or(id, |(i, _)| &id[..i])
+}
+
+fn print_ls(v: &[ContainerView]) {
+    print_table(
+        &[
+            "ID",
+            "NAME",
+            "NETWORK MODE",
+            "NETWORKS",
+            "ADDRESSES",
+            "PORTS",
+        ],
+        &v.iter()
+            .map(|ct| {
+                vec![
+                    short_id(&ct.id).to_string(),
+                    ct.name.clone(),
+                    ct.network_mode.clone(),
+                    ct.endpoints
+                        .iter()
+                        .map(|e| e.network.clone())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    ct.endpoints
+                        .iter()
+                        .map(|e| format!("{}/{}", e.ip, e.prefix_len))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    ports_summary(&ct.ports),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+}
+
+fn ports_summary(ports: &[PortMapping]) -> String {
+    let mut s: Vec<String> = ports
+        .iter()
+        .take(4)
+        .map(|m| {
+            format!(
+                "{}:{}->{}/{}",
+                m.host_ip,
+                m.host_port,
+                m.container_port,
+                m.proto.as_str()
+            )
+        })
+        .collect();
+    if ports.len() > 4 {
+        s.push(format!("(+{} more)", ports.len() - 4));
+    }
+    s.join(", ")
+}
+
+/// Enter the container's network namespace (and a UTS namespace with its
+/// hostname, if it has one) and replace this process with `cmd`.
+fn exec_in(c: &ContainerView, cmd: &[String]) -> Result<()> {
+    let f = std::fs::File::open(&c.netns)
+        .with_context(|| format!("opening the namespace of {} at {}", c.name, c.netns))?;
+    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
+    if let Some(h) = &c.hostname {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS).context("unshare(UTS)")?;
+        nix::unistd::sethostname(h).context("sethostname")?;
+    }
+    let args: Vec<CString> = cmd
+        .iter()
+        .map(|a| CString::new(a.as_str()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow!("argument with a NUL byte"))?;
+    let Some(prog) = args.first() else {
+        bail!("no command given");
+    };
+    match nix::unistd::execvp(prog, &args) {
+        Err(err) => bail!("cannot run {}: {err}", cmd.join(" ")),
+        Ok(never) => match never {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_ids_never_panic() {
+        assert_eq!(short_id("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(short_id(""), "");
+    }
+}

@@ -1,0 +1,131 @@
+//! The command line: one file per subcommand group, each with its clap
+//! types, an `execute()` and its output formatting.
+//!
+//! | file | commands |
+//! |---|---|
+//! | `agent.rs` | `dataplane agent` (the daemon, `--cleanup`) |
+//! | `network.rs` | `dataplane network ...` |
+//! | `container.rs` | `dataplane container ...` |
+//! | `info.rs` | `dataplane info`, `dataplane drops` |
+//!
+//! Errors are printed as one line `Error: <message>`; the exit code is that
+//! of the error's kind ([`dataplane_agent::error::ErrorKind::exit_code`],
+//! README "Exit codes"); clap exits with 2 on a command line it cannot parse.
+
+pub(crate) mod agent;
+pub(crate) mod container;
+pub(crate) mod info;
+pub(crate) mod network;
+
+use std::{future::Future, path::PathBuf};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use dataplane_agent::client::Client;
+
+#[derive(Parser)]
+#[command(
+    name = "dataplane",
+    version,
+    about = "Container networking with an eBPF datapath"
+)]
+pub(crate) struct Cli {
+    /// The agent's API socket.
+    #[arg(
+        long,
+        global = true,
+        env = "DATAPLANE_SOCKET",
+        default_value = "/run/dataplane/dataplane.sock"
+    )]
+    socket: PathBuf,
+    /// Output format of ls/inspect/drops.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the node agent (daemon).
+    Agent(agent::AgentArgs),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
+    /// Manage containers (network namespaces owned by the agent).
+    #[command(subcommand)]
+    Container(container::ContainerCmd),
+    /// Show the agent's settings.
+    Info,
+    /// Show the datapath's drop counters by reason (all endpoints and the uplink).
+    Drops,
+}
+
+/// What a client command needs: where the agent is and how to print.
+pub(crate) struct Ctx {
+    socket: PathBuf,
+    pub format: Format,
+}
+
+impl Ctx {
+    /// Run one exchange with the agent on a runtime of its own (dropped on
+    /// return: `container exec` must be single-threaded when it enters the
+    /// namespace).
+    pub(crate) fn call<T, F: Future<Output = Result<T>>>(
+        &self,
+        f: impl FnOnce(Client) -> F,
+    ) -> Result<T> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(f(Client::new(&self.socket)))
+    }
+}
+
+impl Cli {
+    pub(crate) fn execute(self) -> Result<()> {
+        let ctx = Ctx {
+            socket: self.socket,
+            format: self.format,
+        };
+        match self.cmd {
+            Cmd::Agent(args) => agent::execute(args, &ctx.socket),
+            Cmd::Network(c) => network::execute(c, &ctx),
+            Cmd::Container(c) => container::execute(c, &ctx),
+            Cmd::Info => info::execute_info(&ctx),
+            Cmd::Drops => info::execute_drops(&ctx),
+        }
+    }
+}
+
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:<width$}", c, width = w[i]))
+            .collect();
+        println!("{}", s.join("   ").trim_end());
+    };
+    line(headers.to_vec());
+    for r in rows {
+        line(r.iter().map(std::string::String::as_str).collect());
+    }
+}

@@ -1,0 +1,151 @@
+//! `dataplane network ...`: create, ls, inspect, rm, connect, disconnect.
+
+use anyhow::Result;
+use clap::Subcommand;
+use dataplane_agent::model::{ConnectRequest, ContainerView, NetworkCreate, NetworkView};
+
+use super::{print_json, print_table, Ctx, Format};
+
+#[derive(Subcommand)]
+pub(crate) enum NetworkCmd {
+    /// Create a network.
+    Create {
+        name: String,
+        #[arg(long)]
+        subnet: Option<String>,
+        #[arg(long)]
+        gateway: Option<String>,
+        #[arg(long)]
+        ip_range: Option<String>,
+        #[arg(long)]
+        mtu: Option<u32>,
+        #[arg(long)]
+        internal: bool,
+        /// Inter-container communication (--icc=false isolates containers).
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        icc: Option<bool>,
+        #[arg(long, short)]
+        driver: Option<String>,
+    },
+    /// List networks.
+    #[command(alias = "list")]
+    Ls,
+    /// Show a network as JSON.
+    Inspect { name: String },
+    /// Remove a network.
+    #[command(alias = "remove")]
+    Rm { name: String },
+    /// Connect a container to a network.
+    Connect {
+        network: String,
+        container: String,
+        #[arg(long)]
+        ip: Option<String>,
+    },
+    /// Disconnect a container from a network.
+    Disconnect { network: String, container: String },
+}
+
+pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
+    match cmd {
+        NetworkCmd::Create {
+            name,
+            subnet,
+            gateway,
+            ip_range,
+            mtu,
+            internal,
+            icc,
+            driver,
+        } => {
+            let req = NetworkCreate {
+                name,
+                driver,
+                subnet,
+                gateway,
+                ip_range,
+                mtu,
+                internal,
+                icc,
+            };
+            let v: NetworkView =
+                ctx.call(|c| async move { Ok(c.post("/v1/networks", &req).await?) })?;
+            match ctx.format {
+                Format::Json => print_json(&v),
+                Format::Table => {
+                    println!("{}", v.name);
+                    Ok(())
+                }
+            }
+        }
+        NetworkCmd::Ls => {
+            let v: Vec<NetworkView> =
+                ctx.call(|c| async move { Ok(c.get("/v1/networks").await?) })?;
+            if ctx.format == Format::Json {
+                return print_json(&v);
+            }
+            print_ls(&v);
+            Ok(())
+        }
+        NetworkCmd::Inspect { name } => {
+            let path = format!("/v1/networks/{name}");
+            let v: NetworkView = ctx.call(|c| async move { Ok(c.get(&path).await?) })?;
+            print_json(&v)
+        }
+        NetworkCmd::Rm { name } => {
+            let path = format!("/v1/networks/{name}");
+            ctx.call(|c| async move { Ok(c.delete(&path).await?) })?;
+            println!("{name}");
+            Ok(())
+        }
+        NetworkCmd::Connect {
+            network,
+            container,
+            ip,
+        } => {
+            let path = format!("/v1/networks/{network}/connect");
+            let req = ConnectRequest { container, ip };
+            let _: ContainerView = ctx.call(|c| async move { Ok(c.post(&path, &req).await?) })?;
+            Ok(())
+        }
+        NetworkCmd::Disconnect { network, container } => {
+            let path = format!("/v1/networks/{network}/disconnect");
+            let req = ConnectRequest {
+                container,
+                ip: None,
+            };
+            let _: serde_json::Value =
+                ctx.call(|c| async move { Ok(c.post(&path, &req).await?) })?;
+            Ok(())
+        }
+    }
+}
+
+fn print_ls(v: &[NetworkView]) {
+    print_table(
+        &[
+            "NAME",
+            "DRIVER",
+            "SUBNET",
+            "GATEWAY",
+            "MTU",
+            "INTERNAL",
+            "ICC",
+            "CONTAINERS",
+        ],
+        &v.iter()
+            .map(|n| {
+                vec![
+                    n.name.clone(),
+                    n.driver.clone(),
+                    n.subnet.to_string(),
+                    n.gateway.to_string(),
+                    n.mtu.to_string(),
+                    n.internal.to_string(),
+                    n.icc.to_string(),
+                    n.containers.len().to_string(),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+}

@@ -1,0 +1,325 @@
+//! Container verbs (create, remove, list, inspect) and their views. A
+//! container is a network namespace owned by the agent (or the host's, or
+//! another container's, by network mode).
+
+use super::*;
+
+impl Engine {
+    pub async fn create_container(&self, req: ContainerCreate) -> ApiResult<ContainerView> {
+        ipam::validate_name("container", &req.name)?;
+        if let Some(h) = &req.hostname {
+            validate_hostname(h)?;
+        }
+        let (mode, net_name) =
+            NetworkMode::parse(req.network.as_deref().unwrap_or(DEFAULT_NETWORK));
+        let ip = req.ip.as_deref().map(ipam::parse_ip).transpose()?;
+        if ip.is_some() && mode != NetworkMode::Bridge {
+            return Err(bad(format!(
+                "--ip needs a network; network mode {} has no address of its own",
+                mode.describe()
+            )));
+        }
+        let mut expose = BTreeSet::new();
+        for e in &req.expose {
+            expose.extend(ports::parse_expose(e).map_err(|e| bad(format!("--expose: {e}")))?);
+        }
+        let specs = req
+            .publish
+            .iter()
+            .map(|s| ports::parse_spec(s))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if (!specs.is_empty() || (req.publish_all && !expose.is_empty()))
+            && mode != NetworkMode::Bridge
+        {
+            return Err(bad(format!(
+                "cannot publish ports with network mode {}",
+                mode.describe()
+            )));
+        }
+        let links = req
+            .links
+            .iter()
+            .map(|l| parse_legacy_link(l))
+            .collect::<ApiResult<Vec<_>>>()?;
+
+        let mut g = self.inner.lock().await;
+        let g = &mut *g;
+        if g.containers.contains_key(&req.name) {
+            return Err(Error::Conflict(format!(
+                "container {} already exists",
+                req.name
+            )));
+        }
+        if let NetworkMode::Container(target) = &mode {
+            let t = g
+                .containers
+                .get(target)
+                .ok_or_else(|| Error::NotFound(format!("container {target} not found")))?;
+            if let NetworkMode::Container(_) = t.network_mode {
+                return Err(bad(format!(
+                    "container {target} itself shares another container's namespace; join that one"
+                )));
+            }
+        }
+        let net = match &net_name {
+            Some(n) => Some(
+                g.networks
+                    .get(n)
+                    .cloned()
+                    .ok_or_else(|| Error::NotFound(format!("network {n} not found")))?,
+            ),
+            None => None,
+        };
+        for l in &links {
+            let t = g.containers.get(&l.name).ok_or_else(|| {
+                Error::NotFound(format!("--link: container {} not found", l.name))
+            })?;
+            let shares = net_name
+                .as_ref()
+                .is_some_and(|n| t.endpoints.iter().any(|e| &e.network == n));
+            if !shares {
+                return Err(bad(format!(
+                    "--link: container {} is not on network {}",
+                    l.name,
+                    net_name.as_deref().unwrap_or(&mode.describe())
+                )));
+            }
+        }
+        let mut c = Container {
+            id: random_id(),
+            name: req.name.clone(),
+            network_mode: mode.clone(),
+            hostname: req.hostname.clone(),
+            endpoints: Vec::new(),
+            ports: Vec::new(),
+            expose: expose.iter().copied().collect(),
+            links,
+        };
+        if let Some(net) = &net {
+            if net.internal && (!specs.is_empty() || (req.publish_all && !expose.is_empty())) {
+                return Err(bad(format!(
+                    "cannot publish ports of a container on internal network {}",
+                    net.name
+                )));
+            }
+        }
+        let mut net_after = None;
+        if let Some(net) = &net {
+            let (ep, n2) = Self::plan_endpoint(g, net, &c, ip)?;
+            c.endpoints.push(ep);
+            net_after = Some(n2);
+        }
+        // Host ports are reserved (bound) here: the last check that can fail
+        // on bad input. Released again if anything below fails.
+        let mut wanted: Vec<ports::PortSpec> = specs;
+        if req.publish_all {
+            for e in &expose {
+                wanted.push(ports::PortSpec {
+                    host_ip: None,
+                    proto: e.proto,
+                    container_ports: vec![e.port],
+                    host_ports: HostPorts::Random,
+                });
+            }
+        }
+        c.ports = self.reserve_ports(g, &wanted).await?;
+
+        // Kernel.
+        let ns = self.netns_path(&c.name);
+        if matches!(mode, NetworkMode::Bridge | NetworkMode::None) {
+            if ns.exists() {
+                // Left over by a crash: not in the desired state, safe to drop.
+                kernel::delete_netns(&ns)?;
+            }
+            kernel::create_netns(&ns)?;
+            let setup = async {
+                let h = kernel::handle_in_netns(&ns)?;
+                kernel::netns_lo_up(&h).await?;
+                for ep in &c.endpoints {
+                    self.plumb_endpoint(g, &ns, ep).await?;
+                }
+                g.dp.add_ports(&port_entries(&c))?;
+                let nets: Vec<&Network> = net_after.iter().collect();
+                g.store.apply(Change {
+                    put_containers: vec![&c],
+                    put_networks: nets,
+                    ..Default::default()
+                })
+            }
+            .await;
+            if let Err(e) = setup {
+                let keys = port_keys(&c);
+                let _ = g.dp.remove_ports(&keys);
+                release_ports(g, &c.ports);
+                for ep in &c.endpoints {
+                    self.unplumb_endpoint(g, ep).await;
+                }
+                let _ = kernel::delete_netns(&ns);
+                return Err(e.into());
+            }
+        } else {
+            g.store.apply(Change {
+                put_containers: vec![&c],
+                ..Default::default()
+            })?;
+        }
+        if let Some(n) = net_after {
+            g.networks.insert(n.name.clone(), n);
+        }
+        g.containers.insert(c.name.clone(), c.clone());
+        // The new container may be the target of existing links too.
+        let links = link_policy_keys(&g.containers, &g.networks);
+        after_commit("sync_link_policy", g.dp.sync_link_policy(&links));
+        self.request_reconcile();
+        info!(container = %c.name, mode = %mode.describe(), ports = c.ports.len(), "container created");
+        Ok(self.container_view(g, &c))
+    }
+
+    pub async fn remove_container(&self, name: &str) -> ApiResult<()> {
+        let mut g = self.inner.lock().await;
+        let g = &mut *g;
+        let c = g
+            .containers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("container {name} not found")))?;
+        let sharers: Vec<String> = g
+            .containers
+            .values()
+            .filter(|o| o.network_mode == NetworkMode::Container(name.to_string()))
+            .map(|o| o.name.clone())
+            .collect();
+        if !sharers.is_empty() {
+            return Err(Error::Conflict(format!(
+                "container {name} is in use: {} share its network namespace; remove them first",
+                sharers.join(", ")
+            )));
+        }
+        g.store.apply(Change {
+            del_containers: vec![name],
+            ..Default::default()
+        })?;
+        let keys = port_keys(&c);
+        after_commit("remove_ports", g.dp.remove_ports(&keys));
+        release_ports(g, &c.ports);
+        for ep in &c.endpoints {
+            self.unplumb_endpoint(g, ep).await;
+            g.dp.purge_ct(ep.ip.octets());
+        }
+        if matches!(c.network_mode, NetworkMode::Bridge | NetworkMode::None) {
+            after_commit("delete_netns", kernel::delete_netns(&self.netns_path(name)));
+        }
+        g.containers.remove(name);
+        let links = link_policy_keys(&g.containers, &g.networks);
+        after_commit("sync_link_policy", g.dp.sync_link_policy(&links));
+        self.request_reconcile();
+        info!(container = %name, "container removed");
+        Ok(())
+    }
+
+    pub async fn list_containers(&self) -> Vec<ContainerView> {
+        let g = self.inner.lock().await;
+        g.containers
+            .values()
+            .map(|c| self.container_view(&g, c))
+            .collect()
+    }
+
+    pub async fn inspect_container(&self, name: &str) -> ApiResult<ContainerView> {
+        let g = self.inner.lock().await;
+        let c = g
+            .containers
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("container {name} not found")))?;
+        Ok(self.container_view(&g, c))
+    }
+
+    pub(super) fn container_view(&self, g: &Inner, c: &Container) -> ContainerView {
+        // A container sharing another's namespace shows that one's endpoints.
+        let (netns, eps) = match &c.network_mode {
+            NetworkMode::Host => (self.host_netns_path(), Vec::new()),
+            NetworkMode::Container(t) => match g.containers.get(t) {
+                Some(tc) if tc.network_mode == NetworkMode::Host => {
+                    (self.host_netns_path(), Vec::new())
+                }
+                Some(tc) => (self.netns_path(t), tc.endpoints.clone()),
+                None => (self.netns_path(t), Vec::new()),
+            },
+            _ => (self.netns_path(&c.name), c.endpoints.clone()),
+        };
+        let endpoints = eps
+            .iter()
+            .map(|e| EndpointView {
+                network: e.network.clone(),
+                interface: e.interface.clone(),
+                host_interface: e.host_interface.clone(),
+                ip: e.ip,
+                prefix_len: e.prefix_len,
+                mac: fmt_mac(&e.mac),
+                gateway: e.gateway,
+                mtu: e.mtu,
+                counters: g
+                    .ifindexes
+                    .get(&e.host_interface)
+                    .and_then(|i| g.dp.endpoint_stats(*i))
+                    .map(|s| CountersView {
+                        tx_packets: s.tx_packets,
+                        tx_bytes: s.tx_bytes,
+                        rx_packets: s.rx_packets,
+                        rx_bytes: s.rx_bytes,
+                        drops: DropReason::ALL
+                            .iter()
+                            .map(|r| (r.name().to_string(), s.drops[*r as usize]))
+                            .collect(),
+                    }),
+            })
+            .collect();
+        ContainerView {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            network_mode: c.network_mode.describe(),
+            hostname: c.hostname.clone(),
+            netns: netns.display().to_string(),
+            endpoints,
+            ports: c.ports.clone(),
+            expose: c.expose.clone(),
+            links: c.links.clone(),
+        }
+    }
+}
+
+fn random_id() -> String {
+    use std::fmt::Write;
+    (0..4).fold(String::new(), |mut s, _| {
+        let _ = write!(s, "{:016x}", rand::random::<u64>());
+        s
+    })
+}
+
+fn validate_hostname(h: &str) -> ApiResult<()> {
+    let ok = !h.is_empty()
+        && h.len() <= 63
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && !h.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "invalid hostname {h:?}: letters, digits, '-' and '.', at most 63 characters"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        assert!(validate_hostname("web-1.local").is_ok());
+        assert!(validate_hostname("-x").is_err());
+        assert!(validate_hostname("").is_err());
+        assert!(validate_hostname("a b").is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! Applying one step of a plan to the kernel and the maps.
+
+use anyhow::{anyhow, Result};
+use dataplane_common::prog_names;
+
+use super::plan::Step;
+use crate::{
+    datapath,
+    engine::{endpoint_info, AgentConfig, Engine, Inner, XdpModeChoice},
+    kernel,
+};
+
+impl Engine {
+    pub(super) async fn apply(&self, g: &mut Inner, step: &Step) -> Result<()> {
+        match step {
+            Step::AddGateway(ip) => kernel::add_gateway(&g.host, *ip).await?,
+            Step::UpsertNetwork(id, info) => g.dp.upsert_network(*id, *info)?,
+            Step::RemoveNetwork(id) => g.dp.remove_network(*id),
+            Step::CreateNetns(name) => {
+                let ns = self.netns_path(name);
+                // A plain file or a dead mount where the namespace should be.
+                kernel::delete_netns(&ns)?;
+                kernel::create_netns(&ns)?;
+                let h = kernel::handle_in_netns(&ns)?;
+                kernel::netns_lo_up(&h).await?;
+            }
+            Step::DeleteNetns(name) => kernel::delete_netns(&self.netns_path(name))?,
+            Step::CreateEndpoint {
+                container,
+                endpoint,
+            } => {
+                let ns = self.netns_path(container);
+                let net_id = g
+                    .networks
+                    .get(&endpoint.network)
+                    .map(|n| n.id)
+                    .ok_or_else(|| anyhow!("network {} vanished", endpoint.network))?;
+                let link = kernel::create_endpoint(&g.host, &ns, endpoint).await?;
+                g.dp.upsert_endpoint(endpoint_info(endpoint, net_id, &link))?;
+                g.ifindexes
+                    .insert(endpoint.host_interface.clone(), link.index);
+                // The old link died with the old interface.
+                g.dp.detach(prog_names::FROM_CONTAINER, &endpoint.host_interface);
+                g.dp.attach(prog_names::FROM_CONTAINER, &endpoint.host_interface)?;
+            }
+            Step::DeleteVeth(name) => kernel::delete_netdev(&g.host, name).await?,
+            Step::UpsertEndpoint(info) => g.dp.upsert_endpoint(*info)?,
+            Step::RemoveEndpoint(ip) => {
+                g.dp.remove_endpoint(*ip);
+                g.dp.purge_ct(*ip);
+            }
+            Step::RemoveIfEndpoint(i) => g.dp.remove_if_endpoint(*i),
+            Step::AddHostRoute { endpoint, ifindex } => {
+                kernel::add_host_route(&g.host, endpoint, *ifindex).await?;
+            }
+            Step::Attach { prog, ifname } => {
+                if !g.dp.bpf_link_attached(prog, ifname) {
+                    // Unpinned or detached: a new link replaces it.
+                    g.dp.detach(prog, ifname);
+                }
+                if ifname == "cgroup" {
+                    let cg = self
+                        .cfg
+                        .cgroup
+                        .clone()
+                        .or_else(kernel::cgroup2_mount)
+                        .ok_or_else(|| anyhow!("no cgroup2 mount"))?;
+                    g.dp.attach_cgroup(&cg)?;
+                } else if prog == prog_names::FROM_CONTAINER {
+                    g.dp.attach(prog, ifname)?;
+                } else {
+                    self.attach_uplink(g, prog, ifname)?;
+                }
+            }
+            Step::Detach { prog, ifname } => g.dp.detach(prog, ifname),
+            Step::AddPorts(entries) => g.dp.add_ports(entries)?,
+            Step::RemovePorts(keys) => g.dp.remove_ports(keys)?,
+        }
+        Ok(())
+    }
+
+    /// Attach an uplink program (TC or XDP, in the configured XDP mode).
+    pub(super) fn attach_uplink(&self, g: &mut Inner, prog: &str, ifname: &str) -> Result<()> {
+        if prog == prog_names::XDP_UPLINK {
+            let is_virtual = g.uplink.as_ref().is_some_and(|u| u.is_virtual);
+            g.dp.attach_xdp(ifname, xdp_mode(&self.cfg, is_virtual))
+        } else {
+            g.dp.attach(prog, ifname)
+        }
+    }
+}
+
+fn xdp_mode(cfg: &AgentConfig, is_virtual: bool) -> datapath::XdpMode {
+    match (cfg.xdp_mode, is_virtual) {
+        (XdpModeChoice::Native, _) | (XdpModeChoice::Auto, false) => datapath::XdpMode::Default,
+        (XdpModeChoice::Generic, _) | (XdpModeChoice::Auto, true) => datapath::XdpMode::Skb,
+    }
+}
