@@ -1,0 +1,22 @@
+//! The embedded DNS resolver and the containers' resolver files.
+//!
+//! - `zone`: the local names as a plain value built from the engine's state,
+//!   and who may see whom.
+//! - `handler`: one query to one answer or one forward (hickory-proto wire format).
+//! - `forward`: upstream forwarding (UDP, TCP on truncation, SERVFAIL on failure).
+//! - `server`: a resolver per container namespace on 127.0.0.11:53 and the
+//!   `DnsManager` that starts and stops them.
+//! - `sock`: sockets opened inside other namespaces, TCP framing.
+//! - `files`: hosts / resolv.conf / hostname per container, flag validation,
+//!   and the mounts `container exec` makes.
+
+pub mod files;
+pub mod forward;
+pub mod handler;
+pub mod server;
+pub mod sock;
+pub mod zone;
+
+pub use forward::Upstream;
+pub use server::{DnsManager, RESOLVER_IP};
+pub use zone::{Zone, ZoneContainer, ZoneEndpoint, ZoneHandle, ZoneLink};
