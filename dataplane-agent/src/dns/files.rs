@@ -529,3 +529,217 @@ impl ExecMounts {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(r: Result<impl std::fmt::Debug>) -> String {
+        let e = format!("{:#}", r.unwrap_err());
+        assert!(!e.contains('\n'), "one-line error: {e}");
+        e
+    }
+
+    #[test]
+    fn add_host_forms() {
+        let h = parse_add_host("db:10.0.0.5").unwrap();
+        assert_eq!(h.name, "db");
+        assert_eq!(h.addr, HostAddr::Ip("10.0.0.5".parse().unwrap()));
+        assert_eq!(parse_add_host("db=10.0.0.5").unwrap(), h);
+        assert_eq!(
+            parse_add_host("v6:::1").unwrap().addr,
+            HostAddr::Ip("::1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_add_host("v6:[2001:db8::1]").unwrap().addr,
+            HostAddr::Ip("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_add_host("gw:host-gateway").unwrap().addr,
+            HostAddr::HostGateway
+        );
+        assert!(err(parse_add_host("db")).contains("NAME:ADDRESS"));
+        assert!(err(parse_add_host("db:")).contains("no address"));
+        assert!(err(parse_add_host("db:10.0.0")).contains("not an IP address"));
+        assert!(err(parse_add_host("bad name:10.0.0.1")).contains("not a DNS label"));
+    }
+
+    #[test]
+    fn dns_server_alias_search_option_validation() {
+        assert_eq!(
+            parse_dns_server("10.0.0.53").unwrap(),
+            IpAddr::from([10, 0, 0, 53])
+        );
+        assert!(parse_dns_server("2001:db8::53").is_ok());
+        assert!(err(parse_dns_server("10.0.0.300")).contains("--dns"));
+        assert!(err(parse_dns_server("ns.example.com")).contains("not an IP address"));
+
+        for ok in ["db", "web_1", "my-alias", "a.b.c", "A1"] {
+            validate_alias(ok).unwrap();
+        }
+        for bad in ["", "-x", "x-", "a b", "a..b", "ü", &"x".repeat(64)] {
+            assert!(err(validate_alias(bad)).contains("--network-alias"));
+        }
+
+        validate_search_domain("example.com").unwrap();
+        validate_search_domain(".").unwrap();
+        let long = vec!["a".repeat(63); 4].join(".");
+        assert_eq!(long.len(), 255);
+        assert!(err(validate_search_domain(&long)).contains("longer than 253"));
+
+        for ok in ["ndots:2", "timeout:1", "rotate", "edns0", "attempts:3"] {
+            validate_dns_option(ok).unwrap();
+        }
+        assert!(err(validate_dns_option("ndots")).contains("needs a number"));
+        assert!(err(validate_dns_option("ndots:x")).contains("needs a number"));
+        assert!(err(validate_dns_option("rotate:1")).contains("takes no value"));
+        assert!(err(validate_dns_option("bogus")).contains("unknown option"));
+
+        validate_hostname("web.example").unwrap();
+        assert!(err(validate_hostname(&"h".repeat(65))).contains("64"));
+    }
+
+    #[test]
+    fn dns_config_rejects_the_first_bad_flag() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let cfg = DnsConfig::parse(
+            &s(&["10.0.0.53"]),
+            &s(&["corp.example"]),
+            &s(&["ndots:2"]),
+            &s(&["gw:host-gateway"]),
+        )
+        .unwrap();
+        assert_eq!(cfg.servers, [IpAddr::from([10, 0, 0, 53])]);
+        assert_eq!(cfg.extra_hosts[0].addr, HostAddr::HostGateway);
+        assert!(err(DnsConfig::parse(&s(&["x"]), &[], &[], &[])).contains("--dns"));
+        assert!(err(DnsConfig::parse(&[], &[], &[], &s(&["h"]))).contains("--add-host"));
+    }
+
+    #[test]
+    fn resolv_conf_parsing_and_upstreams() {
+        let host = parse_resolv_conf(
+            "# comment\nnameserver 127.0.0.53\nnameserver 10.1.1.1 # x\nnameserver bogus\n\
+             search a.example b.example\noptions edns0 trust-ad\n",
+        );
+        assert_eq!(
+            host.nameservers,
+            [IpAddr::from([127, 0, 0, 53]), IpAddr::from([10, 1, 1, 1])]
+        );
+        assert_eq!(host.search, ["a.example", "b.example"]);
+        assert_eq!(host.options, ["edns0", "trust-ad"]);
+        let ups = upstreams(&DnsConfig::default(), &host);
+        assert_eq!(ups.len(), 2);
+        assert!(ups[0].from_host, "loopback upstream is asked from the host");
+        assert!(!ups[1].from_host);
+        assert_eq!(ups[1].addr, "10.1.1.1:53".parse().unwrap());
+        let cfg = DnsConfig {
+            servers: vec![IpAddr::from([192, 0, 2, 1])],
+            ..Default::default()
+        };
+        assert_eq!(
+            upstreams(&cfg, &host),
+            [Upstream::new(IpAddr::from([192, 0, 2, 1]))]
+        );
+        assert_eq!(
+            read_host_resolv(Path::new("/nonexistent/resolv.conf")).unwrap(),
+            HostResolv::default()
+        );
+    }
+
+    #[test]
+    fn resolv_conf_embedded_and_direct() {
+        let host =
+            parse_resolv_conf("nameserver 127.0.0.53\nnameserver 10.1.1.1\nsearch h.example\n");
+        let emb = resolv_conf_content(ResolvMode::Embedded, &DnsConfig::default(), &host);
+        assert!(emb.contains("nameserver 127.0.0.11\n"), "{emb}");
+        assert!(!emb.contains("nameserver 10.1.1.1"));
+        assert!(emb.contains("search h.example\n"));
+        assert!(emb.contains("options ndots:0\n"));
+        let cfg = DnsConfig {
+            search: vec!["c.example".into()],
+            options: vec!["ndots:3".into(), "rotate".into()],
+            ..Default::default()
+        };
+        let emb = resolv_conf_content(ResolvMode::Embedded, &cfg, &host);
+        assert!(emb.contains("search c.example\n"));
+        assert!(emb.contains("options ndots:3 rotate\n"), "{emb}");
+
+        let direct = resolv_conf_content(ResolvMode::Direct, &DnsConfig::default(), &host);
+        assert_eq!(direct, "nameserver 10.1.1.1\nsearch h.example\n");
+        let only_loopback = parse_resolv_conf("nameserver 127.0.0.1\n");
+        let direct = resolv_conf_content(ResolvMode::Direct, &DnsConfig::default(), &only_loopback);
+        assert_eq!(direct, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+
+    #[test]
+    fn hosts_file_lines() {
+        let extra = vec![
+            parse_add_host("db.local:10.9.9.9").unwrap(),
+            parse_add_host("gw:host-gateway").unwrap(),
+        ];
+        let links = vec![HostsLink {
+            ip: Ipv4Addr::new(172, 17, 0, 3),
+            alias: "database".into(),
+            target_name: "db".into(),
+            target_id: "0123456789abcdef".into(),
+        }];
+        let spec = HostsSpec {
+            hostname: "web",
+            ip: Some(Ipv4Addr::new(172, 17, 0, 2)),
+            extra_hosts: &extra,
+            gateway: Some(Ipv4Addr::new(172, 17, 0, 1)),
+            links: &links,
+        };
+        let h = hosts_content(&spec).unwrap();
+        assert!(h.starts_with(DEFAULT_HOSTS));
+        let rest: Vec<&str> = h[DEFAULT_HOSTS.len()..].lines().collect();
+        assert_eq!(
+            rest,
+            [
+                "172.17.0.2\tweb",
+                "10.9.9.9\tdb.local",
+                "172.17.0.1\tgw",
+                "172.17.0.3\tdatabase 0123456789ab db"
+            ]
+        );
+        let no_gw = HostsSpec {
+            gateway: None,
+            ..spec
+        };
+        assert!(err(hosts_content(&no_gw)).contains("host-gateway"));
+        assert_eq!(hostname_content("web"), "web\n");
+    }
+
+    #[test]
+    fn files_are_written_atomically_and_removed() {
+        let dir = std::env::temp_dir().join(format!("dp-dns-files-{}", std::process::id()));
+        let cdir = container_dir(&dir, "web");
+        let files = ContainerFiles {
+            hosts: "h\n".into(),
+            resolv_conf: "r\n".into(),
+            hostname: "n\n".into(),
+        };
+        files.write(&cdir).unwrap();
+        assert_eq!(std::fs::read_to_string(cdir.join(HOSTS)).unwrap(), "h\n");
+        let again = ContainerFiles {
+            hosts: "h2\n".into(),
+            ..files
+        };
+        again.write(&cdir).unwrap();
+        assert_eq!(std::fs::read_to_string(cdir.join(HOSTS)).unwrap(), "h2\n");
+        let names: Vec<_> = std::fs::read_dir(&cdir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 3, "no temporary files left: {names:?}");
+        let m = ExecMounts::prepare_onto(&cdir, &cdir).unwrap();
+        assert!(!m.is_empty());
+        assert!(ExecMounts::prepare_onto(&cdir, Path::new("/nonexistent"))
+            .unwrap()
+            .is_empty());
+        remove_dir(&cdir).unwrap();
+        remove_dir(&cdir).unwrap();
+        assert!(!cdir.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

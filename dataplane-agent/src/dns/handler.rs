@@ -223,10 +223,7 @@ mod tests {
         assert_eq!(r.answers.len(), 1);
         assert_eq!(r.answers[0].ttl, LOCAL_TTL);
         assert_eq!(r.answers[0].name.to_ascii(), "W1.");
-        assert_eq!(
-            r.answers[0].data,
-            RData::A(A(Ipv4Addr::new(10, 9, 1, 1)))
-        );
+        assert_eq!(r.answers[0].data, RData::A(A(Ipv4Addr::new(10, 9, 1, 1))));
     }
 
     #[test]
