@@ -285,6 +285,8 @@ const ESSENTIAL_PACKAGES: &[&str] = &[
     "nftables",
     "curl",
     "util-linux",
+    // dig: the embedded DNS tests query the resolver with an independent client.
+    "bind9-dnsutils",
 ];
 
 /// Packages used by the benchmarks and for debugging; missing ones only warn.
