@@ -68,12 +68,22 @@ struct Resolver {
 }
 
 impl Resolver {
-    async fn shutdown(self) {
-        for t in &self.tasks {
+    /// Stop the tasks and wait until they (and their sockets) are gone.
+    async fn shutdown(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for t in &tasks {
             t.abort();
         }
-        for t in self.tasks {
+        for t in tasks {
             let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
         }
     }
 }
@@ -223,6 +233,14 @@ impl DnsManager {
             .collect();
         v.sort();
         v
+    }
+}
+
+impl Drop for DnsManager {
+    fn drop(&mut self) {
+        if let Some((_, t)) = self.host_fwd.get_mut().take() {
+            t.abort();
+        }
     }
 }
 

@@ -354,12 +354,23 @@ pub const RESOLVER: SocketAddr =
 
 /// Query the resolver over UDP from inside `ns`; returns the reply and its size.
 pub fn udp_query(ns: &Netns, q: &Message) -> std::io::Result<(Message, usize)> {
+    udp_query_within(ns, q, Duration::from_secs(5))
+}
+
+/// [`udp_query`] with a reply timeout.
+pub fn udp_query_within(ns: &Netns, q: &Message, t: Duration) -> std::io::Result<(Message, usize)> {
     let s: UdpSocket = in_netns(&ns.file(), || UdpSocket::bind("127.0.0.1:0"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_read_timeout(Some(t))?;
     s.connect(RESOLVER)?;
     s.send(&q.to_vec().unwrap())?;
     let mut buf = vec![0u8; 65535];
-    let n = s.recv(&mut buf)?;
+    // SO_RCVTIMEO makes recv return EINTR on any signal, even with SA_RESTART.
+    let n = loop {
+        match s.recv(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => break r?,
+        }
+    };
     Ok((check(q, &buf[..n]), n))
 }
 
