@@ -372,3 +372,37 @@ fn ordinary_tools_resolve_through_the_exec_mounts() {
     assert!(!own.contains("127.0.0.11"));
     let _ = std::fs::remove_dir_all(&run_dir);
 }
+
+#[test]
+fn load_generator_counts_answers_for_local_and_forwarded_names() {
+    use dataplane_agent::dns::bench::{run, Load};
+    let w = World::new();
+    w.start_default();
+    for (names, kind) in [
+        (vec!["web", "pool", "WWW.front"], "local"),
+        (vec!["example.test"], "forwarded"),
+    ] {
+        let load = Load {
+            target: RESOLVER,
+            names: names.iter().map(|s| s.to_string()).collect(),
+            clients: 4,
+            duration: Duration::from_millis(700),
+        };
+        let ns = w.c.file();
+        let r = w.on(async move { run(Some(&ns), &load).await }).unwrap();
+        eprintln!("{kind}: {r:?}");
+        assert!(r.answered > 10, "{kind}: {r:?}");
+        assert_eq!((r.not_noerror, r.timeouts), (0, 0), "{kind}: {r:?}");
+        assert!(r.p50 <= r.p99 && r.p99 > Duration::ZERO);
+    }
+    // Every answer of an unknown name is counted as not NOERROR.
+    let load = Load {
+        target: RESOLVER,
+        names: vec!["nothing.test".into()],
+        clients: 1,
+        duration: Duration::from_millis(200),
+    };
+    let ns = w.c.file();
+    let r = w.on(async move { run(Some(&ns), &load).await }).unwrap();
+    assert!(r.answered > 0 && r.not_noerror == r.answered, "{r:?}");
+}

@@ -7,9 +7,11 @@
 //! - `server`: a resolver per container namespace on 127.0.0.11:53 and the
 //!   `DnsManager` that starts and stops them.
 //! - `sock`: sockets opened inside other namespaces, TCP framing.
+//! - `bench`: a load generator (qps, p50/p99) for the benchmarks.
 //! - `files`: hosts / resolv.conf / hostname per container, flag validation,
 //!   and the mounts `container exec` makes.
 
+pub mod bench;
 pub mod files;
 pub mod forward;
 pub mod handler;
