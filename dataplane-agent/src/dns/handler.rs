@@ -266,6 +266,29 @@ mod tests {
     }
 
     #[test]
+    fn ptr_and_a_work_for_compose_style_names_with_underscores() {
+        let z = Zone::new(&[ZoneContainer {
+            name: "proj_web_1".into(),
+            id: "a".repeat(64),
+            endpoints: vec![ZoneEndpoint {
+                network: "proj_default".into(),
+                ip: Ipv4Addr::new(10, 7, 0, 2),
+                aliases: vec![],
+            }],
+            links: vec![],
+        }]);
+        let q = ask("2.0.7.10.in-addr.arpa.", RecordType::PTR, false);
+        let r = reply_of(handle(&z, "proj_web_1", &q.to_vec().unwrap(), true));
+        assert_eq!(
+            r.answers[0].data,
+            RData::PTR(PTR(Name::from_ascii("proj_web_1.proj_default.").unwrap()))
+        );
+        let q = ask("proj_web_1.proj_default.", RecordType::A, false);
+        let r = reply_of(handle(&z, "proj_web_1", &q.to_vec().unwrap(), true));
+        assert_eq!(r.answers.len(), 1);
+    }
+
+    #[test]
     fn big_answer_is_truncated_to_512_without_edns_and_fits_with_edns() {
         let q = ask("big.", RecordType::A, false);
         let Handled::Reply(v) = run(&q) else { panic!() };

@@ -10,6 +10,15 @@
 //! - `bench`: a load generator (qps, p50/p99) for the benchmarks.
 //! - `files`: hosts / resolv.conf / hostname per container, flag validation,
 //!   and the mounts `container exec` makes.
+//!
+//! How the engine drives it: one `DnsManager` per agent; after every change
+//! of containers or endpoints it calls `set_zone(Zone::new(..))` with the
+//! containers' endpoints on user-defined networks (the default `bridge` has
+//! no embedded DNS, as in Docker) and rewrites the affected containers'
+//! files (`files::ContainerFiles::write`); `start(name, netns, upstreams)`
+//! when a container gets its first user-network endpoint (also for every
+//! such container at agent start), `stop(name)` when it loses the last one
+//! or is removed, `stop_all()` at shutdown.
 
 pub mod bench;
 pub mod files;
