@@ -6,11 +6,13 @@
 //! - `kernel`: namespaces, veths, addresses and routes over netlink.
 //! - `datapath`: the eBPF programs and their pinned maps and links.
 //! - `store`: desired state in redb.
+//! - `dns`: the embedded resolver (127.0.0.11) and the containers' resolver files.
 //! - `api`, `client`: HTTP/JSON over a Unix socket.
 pub mod api;
 pub mod client;
 pub mod cluster;
 pub mod datapath;
+pub mod dns;
 pub mod engine;
 pub mod error;
 pub mod ipam;

@@ -296,6 +296,8 @@ const ESSENTIAL_PACKAGES: &[&str] = &[
     "protobuf-compiler",
     "etcd-server",
     "etcd-client",
+    // dig: the embedded DNS tests query the resolver with an independent client.
+    "bind9-dnsutils",
 ];
 
 /// Packages used by the benchmarks and for debugging; missing ones only warn.
