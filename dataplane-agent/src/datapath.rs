@@ -106,7 +106,11 @@ impl Datapath {
         } as u8;
         loader.override_global(aya_log::LEVEL, &level, false);
         let mut ebpf = loader.load(OBJ).context("loading the eBPF object")?;
-        for name in [prog_names::FROM_CONTAINER, prog_names::FROM_UPLINK] {
+        for name in [
+            prog_names::FROM_CONTAINER,
+            prog_names::TO_CONTAINER,
+            prog_names::FROM_UPLINK,
+        ] {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("program {name} missing"))?
@@ -188,6 +192,11 @@ impl Datapath {
 
     /// Attach `prog` at TC ingress of `ifname` with a pinned TCX link.
     pub fn attach(&mut self, prog_name: &str, ifname: &str) -> Result<()> {
+        self.attach_tc(prog_name, ifname, TcAttachType::Ingress)
+    }
+
+    /// Attach `prog` at TC ingress or egress of `ifname` with a pinned TCX link.
+    pub fn attach_tc(&mut self, prog_name: &str, ifname: &str, at: TcAttachType) -> Result<()> {
         let pin = self.link_path(prog_name, ifname);
         let prog: &mut SchedClassifier = self
             .ebpf
@@ -203,7 +212,7 @@ impl Datapath {
             },
             |prog| {
                 let id = prog
-                    .attach(ifname, TcAttachType::Ingress)
+                    .attach(ifname, at)
                     .with_context(|| format!("attaching {prog_name} to {ifname}"))?;
                 prog.take_link(id)?
                     .try_into()

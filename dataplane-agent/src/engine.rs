@@ -346,11 +346,11 @@ impl Engine {
                 };
                 // Maps first: the program drops what it does not know.
                 g.dp.upsert_endpoint(endpoint_info(ep, net_id, &link))?;
-                g.dp.attach(prog_names::FROM_CONTAINER, &ep.host_ifname)?;
+                crate::endpoint_progs::attach(&mut g.dp, &ep.host_ifname)?;
                 g.ifindexes.insert(ep.host_ifname.clone(), link.index);
                 want_ips.insert(ep.ip.octets());
                 want_ifs.insert(link.index);
-                want_links.insert((prog_names::FROM_CONTAINER.into(), ep.host_ifname.clone()));
+                want_links.extend(crate::endpoint_progs::links(&ep.host_ifname));
             }
         }
         for ip in g.dp.endpoint_ips() {
@@ -878,13 +878,13 @@ impl Engine {
             .ok_or_else(|| anyhow!("network {} vanished", ep.network))?;
         let link = kernel::create_endpoint(&g.host, ns, ep).await?;
         g.dp.upsert_endpoint(endpoint_info(ep, net_id, &link))?;
-        g.dp.attach(prog_names::FROM_CONTAINER, &ep.host_ifname)?;
+        crate::endpoint_progs::attach(&mut g.dp, &ep.host_ifname)?;
         g.ifindexes.insert(ep.host_ifname.clone(), link.index);
         Ok(())
     }
 
     async fn unplumb_endpoint(&self, g: &mut Inner, ep: &Endpoint) {
-        g.dp.detach(prog_names::FROM_CONTAINER, &ep.host_ifname);
+        crate::endpoint_progs::detach(&mut g.dp, &ep.host_ifname);
         g.dp.remove_endpoint(ep.ip.octets());
         if let Some(idx) = g.ifindexes.remove(&ep.host_ifname) {
             g.dp.remove_if_endpoint(idx);

@@ -4,11 +4,13 @@
 //! - `engine`: the agent's core, used by every front end.
 //! - `kernel`: namespaces, veths, addresses and routes over netlink.
 //! - `datapath`: the eBPF programs and their pinned maps and links.
+//! - `endpoint_progs`: the programs on a container's host-side veth.
 //! - `store`: desired state in redb.
 //! - `api`, `client`: HTTP/JSON over a Unix socket.
 pub mod api;
 pub mod client;
 pub mod datapath;
+pub mod endpoint_progs;
 pub mod engine;
 pub mod ipam;
 pub mod kernel;

@@ -58,6 +58,9 @@ pub mod prog_names {
     pub const SOCK_CONNECT4: &str = "dp_sock_connect4";
     pub const SOCK_SENDMSG4: &str = "dp_sock_sendmsg4";
     pub const SOCK_RECVMSG4: &str = "dp_sock_recvmsg4";
+    /// TC egress on the host side of every container veth: what the host's
+    /// stack sends to a container (never what it forwards).
+    pub const TO_CONTAINER: &str = "dp_to_container";
 }
 
 pub const MAX_ENDPOINTS: u32 = 16384;
@@ -296,9 +299,20 @@ pub enum DropReason {
     Martian = 12,
     /// icc=false: a link exists between the two, but not for this port.
     LinkPort = 13,
+    /// An 802.1Q/802.1ad tagged frame (in the packet or in the skb's VLAN
+    /// metadata): the kernel would strip the tag and handle what is inside.
+    VlanTagged = 14,
+    /// An ethertype the program does not handle (from a container: anything
+    /// but ARP and IPv4).
+    UnsupportedEthertype = 15,
+    /// From a container to 127.0.0.0/8, 0.0.0.0/8 or 240.0.0.0/4: never
+    /// hairpinned, forwarded or handed to the stack.
+    ReservedDestination = 16,
+    /// An IPv4 packet with a (loose or strict) source route option.
+    SourceRoute = 17,
 }
 
-pub const DROP_REASONS: usize = 14;
+pub const DROP_REASONS: usize = 18;
 
 impl DropReason {
     pub const ALL: [DropReason; DROP_REASONS] = [
@@ -316,6 +330,10 @@ impl DropReason {
         DropReason::DirectAccess,
         DropReason::Martian,
         DropReason::LinkPort,
+        DropReason::VlanTagged,
+        DropReason::UnsupportedEthertype,
+        DropReason::ReservedDestination,
+        DropReason::SourceRoute,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -334,6 +352,10 @@ impl DropReason {
             DropReason::DirectAccess => "direct_access_from_outside",
             DropReason::Martian => "loopback_from_outside",
             DropReason::LinkPort => "link_port_not_allowed",
+            DropReason::VlanTagged => "vlan_tagged",
+            DropReason::UnsupportedEthertype => "unsupported_ethertype",
+            DropReason::ReservedDestination => "reserved_destination",
+            DropReason::SourceRoute => "source_route",
         }
     }
 }

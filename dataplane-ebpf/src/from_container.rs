@@ -16,7 +16,12 @@
 //! - IPv4 to the gateway or another host address goes up the host's stack.
 //! - IPv4 routed out of the uplink is masqueraded to the uplink's address and
 //!   redirected to the uplink.
-//! - Everything else (IPv6, VLAN-tagged, other ethertypes) goes to the stack.
+//! - Everything else is dropped and counted: VLAN-tagged frames (in the
+//!   packet or in the skb's VLAN metadata: the kernel would strip a VLAN-0
+//!   tag and route what is inside without any of the checks above), IPv6
+//!   (containers have IPv4 only) and any other ethertype; source-routed
+//!   IPv4; and destinations no container may reach (127.0.0.0/8, 0.0.0.0/8,
+//!   240.0.0.0/4).
 
 use aya_ebpf::{
     bindings::{
@@ -59,10 +64,18 @@ pub fn dp_from_container(ctx: TcContext) -> i32 {
         // would forward it without any policy.
         return drop(ifindex, DropReason::UnknownInterface);
     };
+    // SAFETY: `skb` is the __sk_buff context this program was called with;
+    // reading one of its fields is a plain context access.
+    let vlan_present = unsafe { (*ctx.skb.skb).vlan_present };
+    // The receiving veth moved an outer tag into the skb's metadata before
+    // this program ran; a second one is still in the packet.
+    if vlan_present != 0 || parse::is_vlan(ethertype) {
+        return drop(ifindex, DropReason::VlanTagged);
+    }
     match ethertype {
         ETH_P_ARP => arp(&ctx, &ep),
         ETH_P_IP => ipv4(&ctx, &ep, &eth),
-        _ => TC_ACT_OK,
+        _ => drop(ifindex, DropReason::UnsupportedEthertype),
     }
 }
 
@@ -143,9 +156,22 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> i32 {
         return drop(ep.ifindex, DropReason::Spoofed);
     }
     maps::count_tx(ep.ifindex, ctx.len());
+    // Options are rare: the scan runs only when there are some. The stack
+    // would act on a source route (when accept_source_route is on), and no
+    // container has a reason to send one.
+    if ip.l4_off > ETH_LEN + 20
+        && parse::has_source_route(&parse::Pkt::tc(ctx), ETH_LEN, ip.l4_off - ETH_LEN)
+    {
+        return drop(ep.ifindex, DropReason::SourceRoute);
+    }
 
     if let Some(peer) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.dst }) } {
         return to_endpoint(ctx, ep, peer, &ip);
+    }
+    if parse::is_reserved_destination(ip.dst) {
+        // Never hairpinned (a port published on 127.0.0.1 serves the host's
+        // own sockets only), forwarded or handed to the stack.
+        return drop(ep.ifindex, DropReason::ReservedDestination);
     }
 
     let Some(net) = (unsafe { DP_NETWORKS.get(ep.net_id) }).copied() else {

@@ -1,20 +1,26 @@
 //! TC ingress on the uplink:
+//! - VLAN-tagged frames are dropped (the tag may be in the skb's metadata
+//!   already: a native-XDP NIC strips it before XDP can see it, a veth
+//!   before TC);
 //! - packets for published ports, already translated to a container address
-//!   by the XDP program (which drops any other packet for a container
-//!   address), are delivered straight into the container's namespace;
+//!   by the XDP program, are delivered straight into the container's
+//!   namespace; anything else addressed to a container (not translated by
+//!   XDP: no reply translation of its flow in `DP_CT`) is dropped;
 //! - replies to masqueraded flows are translated back and delivered the same
 //!   way.
-//! Anything else goes to the host's stack untouched.
+//! Anything else (ARP, IPv6, IPv4 for the host) goes to the host's stack
+//! untouched: what the stack would forward to a container is dropped by
+//! `dp_to_container` at the container's veth.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     macros::classifier,
     programs::TcContext,
 };
-use dataplane_common::{DropReason, EndpointKey, FlowKey, NatEntry};
+use dataplane_common::{DropReason, EndpointInfo, EndpointKey, FlowKey, NatEntry, CT_F_REPLY_DIR};
 
 use crate::{
-    maps::{self, DP_ENDPOINTS, DP_NAT_IN},
+    maps::{self, DP_CT, DP_ENDPOINTS, DP_NAT_IN},
     nat::{self, Side},
     parse::{
         self, Frag, ETH_LEN, ETH_P_IP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP,
@@ -30,8 +36,26 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
         maps::count_drop(ifindex, DropReason::Malformed);
         return TC_ACT_SHOT;
     };
-    if u16::from_be_bytes([eth[12], eth[13]]) != ETH_P_IP {
+    let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
+    // SAFETY: `skb` is the __sk_buff context this program was called with;
+    // reading one of its fields is a plain context access.
+    let vlan_present = unsafe { (*ctx.skb.skb).vlan_present };
+    if vlan_present != 0 || parse::is_vlan(ethertype) {
+        maps::count_drop(ifindex, DropReason::VlanTagged);
+        return TC_ACT_SHOT;
+    }
+    if ethertype != ETH_P_IP {
         return TC_ACT_OK;
+    }
+    // Decide on the destination before parsing anything that could be
+    // truncated: a broken packet for a container must not reach the stack,
+    // which forwards IPv4 without looking at L4 headers.
+    let Some(hdr) = parse::read::<[u8; 20]>(&ctx, ETH_LEN) else {
+        return TC_ACT_OK;
+    };
+    let dst = [hdr[16], hdr[17], hdr[18], hdr[19]];
+    if let Some(ep) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: dst }) }).copied() {
+        return published(&ctx, &ep);
     }
     let Some(cfg) = maps::config() else {
         return TC_ACT_OK;
@@ -40,10 +64,6 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
         // Not ours to judge: the host's stack drops what is broken.
         return TC_ACT_OK;
     };
-    if let Some(ep) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.dst }) } {
-        // Published port, translated by dp_xdp_uplink.
-        return nat::deliver(&ctx, ep);
-    }
     if ip.dst != cfg.uplink_ip || ip.frag != Frag::No || !ip.has_l4 {
         return TC_ACT_OK;
     }
@@ -92,6 +112,37 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
         return TC_ACT_SHOT;
     }
     nat::deliver(&ctx, &ep)
+}
+
+/// A packet for a container: only a published-port packet translated by
+/// `dp_xdp_uplink` (which recorded the reply translation of its flow) is
+/// delivered. Anything else did not come through a translation: direct
+/// access, dropped.
+#[inline(always)]
+fn published(ctx: &TcContext, ep: &EndpointInfo) -> i32 {
+    let translated = match parse::parse_ipv4(ctx, ETH_LEN) {
+        Ok(ip) if ip.has_ports() => {
+            let reply = FlowKey {
+                src: ip.src,
+                dst: ip.dst,
+                sport: ip.sport,
+                dport: ip.dport,
+                proto: ip.proto,
+                _pad: [0; 3],
+            }
+            .reversed();
+            match unsafe { DP_CT.get(&reply) } {
+                Some(ct) => ct.flags & CT_F_REPLY_DIR != 0,
+                None => false,
+            }
+        }
+        _ => false,
+    };
+    if !translated {
+        maps::count_drop(ep.ifindex, DropReason::DirectAccess);
+        return TC_ACT_SHOT;
+    }
+    nat::deliver(ctx, ep)
 }
 
 const ICMP_DEST_UNREACH: u8 = 3;

@@ -2,6 +2,8 @@
 //!
 //! One file per attach point:
 //! - `from_container`: TC ingress on the host side of every container veth.
+//! - `to_container`: TC egress on the same veths (nothing forwarded by the
+//!   host's stack reaches a container).
 //! - `from_uplink`: TC ingress on the host's uplink.
 //! - `xdp_uplink`: XDP on the host's uplink (early drops, published ports).
 //! - `sock`: cgroup connect4/sendmsg4/recvmsg4 (published ports from the host).
@@ -17,6 +19,7 @@ mod maps;
 mod nat;
 mod parse;
 mod sock;
+mod to_container;
 mod xdp_uplink;
 
 #[cfg(not(test))]

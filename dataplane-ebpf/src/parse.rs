@@ -10,6 +10,8 @@ use core::mem::size_of;
 pub const ETH_LEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
@@ -223,9 +225,70 @@ pub fn l4_csum_off(proto: u8) -> usize {
     }
 }
 
+/// 802.1Q or 802.1ad: the kernel strips such a tag (VLAN 0 is a priority
+/// tag, handled as untagged) and processes what is inside.
+#[inline(always)]
+pub fn is_vlan(ethertype: u16) -> bool {
+    ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD
+}
+
+/// 224.0.0.0/4 or the limited broadcast 255.255.255.255. Class E
+/// (240.0.0.0/4) is neither: the kernel routes it like unicast.
 #[inline(always)]
 pub fn is_multicast_or_broadcast(ip: [u8; 4]) -> bool {
-    ip[0] >= 224 || ip == [255, 255, 255, 255]
+    ip[0] & 0xf0 == 224 || ip == [255, 255, 255, 255]
+}
+
+/// Destinations no container packet may reach, whatever the policy:
+/// loopback (127.0.0.0/8: a port published on 127.0.0.1 is for the host's
+/// own sockets), "this network" (0.0.0.0/8) and class E (240.0.0.0/4, but not
+/// the limited broadcast).
+#[inline(always)]
+pub fn is_reserved_destination(ip: [u8; 4]) -> bool {
+    ip[0] == 127 || ip[0] == 0 || (ip[0] & 0xf0 == 240 && ip != [255, 255, 255, 255])
+}
+
+const IPOPT_END: u8 = 0;
+const IPOPT_NOOP: u8 = 1;
+const IPOPT_LSRR: u8 = 0x83;
+const IPOPT_SSRR: u8 = 0x89;
+/// IPv4 options are at most 40 bytes.
+const IPOPT_MAX: usize = 40;
+/// Options (NOPs included) looked at: every path through the scan is
+/// verified separately, so the bound stays small. Real option lists are one
+/// or two options and some padding.
+const IPOPT_SCAN: usize = 8;
+
+/// Whether the IPv4 header at `l3_off` (of `ihl` bytes, already checked to
+/// be inside the packet) carries a loose or strict source route option.
+/// A malformed option list, or one longer than `IPOPT_SCAN` options, counts
+/// as one: fail closed (the stack would reject a malformed one anyway).
+#[inline(always)]
+pub fn has_source_route(pkt: &Pkt, l3_off: usize, ihl: usize) -> bool {
+    let mut i = 20usize;
+    for _ in 0..IPOPT_SCAN {
+        if i >= ihl || i >= 20 + IPOPT_MAX {
+            return false;
+        }
+        let Some(t) = pkt.read::<u8>(l3_off + i) else {
+            return true;
+        };
+        match t {
+            IPOPT_END => return false,
+            IPOPT_NOOP => i += 1,
+            IPOPT_LSRR | IPOPT_SSRR => return true,
+            _ => {
+                let Some(len) = pkt.read::<u8>(l3_off + i + 1) else {
+                    return true;
+                };
+                if len < 2 {
+                    return true;
+                }
+                i += len as usize;
+            }
+        }
+    }
+    i < ihl
 }
 
 #[inline(always)]

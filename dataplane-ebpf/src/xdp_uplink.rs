@@ -1,4 +1,8 @@
 //! XDP on the uplink, the first program a packet from outside meets:
+//! - drops VLAN-tagged frames (802.1Q/802.1ad: the kernel strips a VLAN-0
+//!   tag before TC and would handle the inner packet as untagged, past the
+//!   checks below); other ethertypes (ARP, IPv6...) are the host's and go to
+//!   the stack, which has no route from them to a container;
 //! - drops packets addressed straight to a container (only published ports
 //!   are reachable from outside, as Docker 28's raw-table rules do) and
 //!   packets to loopback addresses (a published 127.0.0.1 port must never
@@ -35,7 +39,12 @@ pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
     let Some(eth) = pkt.read::<[u8; 14]>(0) else {
         return XDP_PASS;
     };
-    if u16::from_be_bytes([eth[12], eth[13]]) != ETH_P_IP {
+    let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
+    if parse::is_vlan(ethertype) {
+        maps::count_drop(ifindex, DropReason::VlanTagged);
+        return XDP_DROP;
+    }
+    if ethertype != ETH_P_IP {
         return XDP_PASS;
     }
     // The early drops need only the fixed IP header: decide them before

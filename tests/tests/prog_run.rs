@@ -447,8 +447,10 @@ fn later_fragment_to_peer_is_delivered() {
     });
 }
 
+/// Fail closed: the stack would strip the tag (or route the IPv6) with none
+/// of the checks of this program (`prog_run_fail_closed.rs` has more).
 #[test]
-fn vlan_and_ipv6_frames_go_to_the_stack() {
+fn vlan_and_ipv6_frames_from_a_container_are_dropped() {
     with_env(|env| {
         let inner = Ip4::new(E1.ip, E2.ip, PROTO_UDP).build(&udp(E1.ip, E2.ip, 1, 2, b"x", true));
         let mut vlan_payload = vec![0x00, 0x64]; // VID 100
@@ -456,7 +458,7 @@ fn vlan_and_ipv6_frames_go_to_the_stack() {
         vlan_payload.extend_from_slice(&inner);
         let vlan = eth(E1.host_mac, E1.mac, ETH_P_8021Q, &vlan_payload);
         let run = env.run_container(E1, &vlan);
-        assert_passed_unchanged(&run, &vlan);
+        assert_dropped(env, &run, &vlan, DropReason::VlanTagged, Some(E1));
 
         let mut v6 = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
         v6.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
@@ -464,9 +466,10 @@ fn vlan_and_ipv6_frames_go_to_the_stack() {
         v6.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
         let ipv6 = eth(E1.host_mac, E1.mac, ETH_P_IPV6, &v6);
         let run = env.run_container(E1, &ipv6);
-        assert_passed_unchanged(&run, &ipv6);
-        env.assert_no_drops();
+        assert_eq!(run.verdict, TC_ACT_SHOT);
+        assert_eq!(env.drop_count(DropReason::UnsupportedEthertype), 1);
         assert_eq!(env.stats(E1).tx_packets, 0);
+        assert_eq!(env.stats(E2).rx_packets, 0);
     });
 }
 

@@ -513,7 +513,7 @@ fn xdp_ttl_one_and_fragments_go_to_the_stack_unchanged() {
 }
 
 #[test]
-fn xdp_non_ipv4_and_truncated_frames_pass() {
+fn xdp_passes_arp_ipv6_and_truncated_frames_to_the_stack() {
     with_env(|env| {
         publish_8080(env);
         let syn = outside_tcp(UPLINK_IP, CPORT, 8080, TCP_SYN, b"");
@@ -531,14 +531,6 @@ fn xdp_non_ipv4_and_truncated_frames_pass() {
                     &arp(ARP_REQUEST, NEXT_HOP_MAC, NEXT_HOP, [0; 6], UPLINK_IP),
                 ),
             ),
-            // VLAN-tagged IPv4 to the published port: not parsed.
-            ("vlan", {
-                let mut v = syn[..12].to_vec();
-                v.extend_from_slice(&ETH_P_8021Q.to_be_bytes());
-                v.extend_from_slice(&[0x00, 0x05]);
-                v.extend_from_slice(&syn[12..]);
-                v
-            }),
             ("ethernet header only", syn[..ETH_LEN].to_vec()),
             ("ip header cut", syn[..ETH_LEN + 10].to_vec()),
             ("tcp header cut", syn[..ETH_LEN + 20 + 12].to_vec()),

@@ -335,6 +335,7 @@ impl Env {
             .load(dataplane_agent::datapath::object())
             .expect("loading the eBPF object");
         load_prog(&mut ebpf, prog_names::FROM_CONTAINER);
+        load_prog(&mut ebpf, prog_names::TO_CONTAINER);
         load_prog(&mut ebpf, prog_names::FROM_UPLINK);
         let xdp: &mut Xdp = ebpf
             .program_mut(prog_names::XDP_UPLINK)
@@ -440,12 +441,18 @@ impl Env {
     }
 
     fn run(&self, prog: &str, ifindex: u32, pkt: &[u8]) -> Result<Run, String> {
+        self.run_skb(prog, ifindex, 0, pkt)
+    }
+
+    fn run_skb(&self, prog: &str, ifindex: u32, ingress: u32, pkt: &[u8]) -> Result<Run, String> {
         let prog: &SchedClassifier = self.ebpf.program(prog).unwrap().try_into().unwrap();
         // struct __sk_buff; BPF_PROG_TEST_RUN accepts only a few non-zero
         // fields (mark, priority, ingress_ifindex, ifindex, cb, tstamp,
-        // wire_len, gso_*, hwtstamp). ifindex is at offset 40 and selects the
-        // device (skb->dev) in the caller's namespace.
+        // wire_len, gso_*, hwtstamp: not the VLAN metadata). ifindex is at
+        // offset 40 and selects the device (skb->dev) in the caller's
+        // namespace; ingress_ifindex (offset 36) becomes skb->skb_iif.
         let mut ctx = [0u8; 192];
+        ctx[36..40].copy_from_slice(&ingress.to_ne_bytes());
         ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
         let mut out = vec![0u8; pkt.len() + 512];
         let r = prog
@@ -476,6 +483,16 @@ impl Env {
 
     pub fn try_run_container(&self, e: EpDef, pkt: &[u8]) -> Result<Run, String> {
         self.run(prog_names::FROM_CONTAINER, self.ifx(e.host), pkt)
+    }
+
+    /// Run dp_to_container (TC egress) as if the host's stack sent `pkt`
+    /// out of `e`'s host veth, having received it on `ingress` (None: a
+    /// packet the host made itself).
+    #[allow(dead_code)]
+    pub fn run_to_container(&self, e: EpDef, ingress: Option<&str>, pkt: &[u8]) -> Run {
+        let iif = ingress.map(|n| self.ifx(n)).unwrap_or(0);
+        self.run_skb(prog_names::TO_CONTAINER, self.ifx(e.host), iif, pkt)
+            .expect("BPF_PROG_TEST_RUN dp_to_container")
     }
 
     /// Run dp_from_uplink as if `pkt` arrived on the uplink.
