@@ -575,14 +575,7 @@ impl Gc {
         let outs: Vec<(FlowKey, NatEntry)> = self.nat_out.iter().filter_map(Result::ok).collect();
         for (k, v) in outs {
             // A flow is alive if either direction was seen recently.
-            let rev = FlowKey {
-                src: k.dst,
-                dst: v.addr,
-                sport: k.dport,
-                dport: v.port,
-                proto: k.proto,
-                _pad: [0; 3],
-            };
+            let rev = FlowKey::new(k.dst, v.addr, k.dport, v.port, k.proto);
             let back = self.nat_in.get(&rev, 0).ok();
             let last = back
                 .map(|b| b.last_seen_ns.max(v.last_seen_ns))
@@ -604,14 +597,7 @@ impl Gc {
         // Reverse entries whose forward entry is gone (LRU eviction).
         let ins: Vec<(FlowKey, NatEntry)> = self.nat_in.iter().filter_map(Result::ok).collect();
         for (k, v) in ins {
-            let fwd = FlowKey {
-                src: v.addr,
-                dst: k.src,
-                sport: v.port,
-                dport: k.sport,
-                proto: k.proto,
-                _pad: [0; 3],
-            };
+            let fwd = FlowKey::new(v.addr, k.src, v.port, k.sport, k.proto);
             if self.nat_out.get(&fwd, 0).is_err() && expired(&k, &v) {
                 let _ = self.nat_in.remove(&k);
                 n += 1;
@@ -633,14 +619,8 @@ impl Gc {
             self.ct.iter().filter_map(Result::ok).collect();
         // Hairpin flows have two entries (each direction's wire tuple): the
         // pair lives as long as either side is active.
-        let partner = |k: &FlowKey, v: &CtEntry| FlowKey {
-            src: v.dst,
-            dst: v.src,
-            sport: v.dport,
-            dport: v.sport,
-            proto: k.proto,
-            _pad: [0; 3],
-        };
+        let partner =
+            |k: &FlowKey, v: &CtEntry| FlowKey::new(v.dst, v.src, v.dport, v.sport, k.proto);
         let dead: Vec<FlowKey> = entries
             .iter()
             .filter(|(k, v)| {

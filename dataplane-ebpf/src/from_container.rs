@@ -135,25 +135,13 @@ fn arp(ctx: &TcContext, ep: &EndpointInfo) -> i32 {
 }
 
 #[inline(always)]
-fn flow(ip: &Ipv4) -> FlowKey {
-    FlowKey {
-        src: ip.src,
-        dst: ip.dst,
-        sport: ip.sport,
-        dport: ip.dport,
-        proto: ip.proto,
-        _pad: [0; 3],
-    }
-}
-
-#[inline(always)]
 fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> i32 {
     let Ok(ip) = parse::parse_ipv4(ctx, ETH_LEN) else {
         return drop(ep.ifindex, DropReason::Malformed);
     };
     // Anti-spoofing: a container only speaks with its own addresses.
     if ip.src != ep.ip || eth[6..12] != ep.mac {
-        return drop(ep.ifindex, DropReason::Spoofed);
+        return drop(ep.ifindex, DropReason::SpoofedSource);
     }
     maps::count_tx(ep.ifindex, ctx.len());
     // Options are rare: the scan runs only when there are some. The stack
@@ -181,11 +169,11 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> i32 {
         if ip.dst == net.gateway || parse::is_multicast_or_broadcast(ip.dst) {
             return TC_ACT_OK;
         }
-        return drop(ep.ifindex, DropReason::Internal);
+        return drop(ep.ifindex, DropReason::InternalNetwork);
     }
     if ip.has_ports() {
         // Replies of published-port connections, hairpin connections.
-        if let Some(ct) = DP_CT.get_ptr_mut(&flow(&ip)) {
+        if let Some(ct) = DP_CT.get_ptr_mut(&ip.flow()) {
             let ct = unsafe {
                 (*ct).last_seen_ns = bpf_ktime_get_ns();
                 // The accepting container answered; FIN/RST ends the flow.
@@ -267,7 +255,7 @@ fn icc_denied(ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv4) -> Option<DropR
         };
         let now = unsafe { bpf_ktime_get_ns() };
         if unsafe { DP_LINKS.get(&allowed) }.is_some() {
-            let reply = flow(ip).reversed();
+            let reply = ip.flow().reversed();
             // Refresh in place; an LRU insert per packet would allocate.
             match DP_POLICY_CT.get_ptr_mut(&reply) {
                 Some(ts) => unsafe { *ts = now },
@@ -277,7 +265,7 @@ fn icc_denied(ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv4) -> Option<DropR
             }
             return None;
         }
-        if let Some(ts) = DP_POLICY_CT.get_ptr_mut(&flow(ip)) {
+        if let Some(ts) = DP_POLICY_CT.get_ptr_mut(&ip.flow()) {
             unsafe { *ts = now };
             return None;
         }
@@ -293,9 +281,9 @@ fn icc_denied(ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv4) -> Option<DropR
         unsafe { DP_LINKS.get(&k) }.is_some()
     };
     if any(ep.ip, peer.ip) || any(peer.ip, ep.ip) {
-        Some(DropReason::LinkPort)
+        Some(DropReason::LinkPortNotAllowed)
     } else {
-        Some(DropReason::Icc)
+        Some(DropReason::IccDisabled)
     }
 }
 
@@ -326,14 +314,7 @@ fn hairpin(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4, t: &PortTarget) -> i32
     };
     // Ports from the NAT range only: it is disjoint from the host's
     // ephemeral ports, which the host's own connections from the gateway use.
-    let reply = |port: u16| FlowKey {
-        src: t.ip,
-        dst: tnet.gateway,
-        sport: t.port,
-        dport: port,
-        proto: ip.proto,
-        _pad: [0; 3],
-    };
+    let reply = |port: u16| FlowKey::new(t.ip, tnet.gateway, t.port, port, ip.proto);
     let Some(nat_port) = nat::claim_port(cfg, None, |port| {
         DP_CT
             .insert(&reply(port), &back, BPF_NOEXIST as u64)
@@ -350,7 +331,7 @@ fn hairpin(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4, t: &PortTarget) -> i32
         _pad: 0,
         last_seen_ns: now,
     };
-    let _ = DP_CT.insert(&flow(ip), &fwd, 0);
+    let _ = DP_CT.insert(&ip.flow(), &fwd, 0);
     translated(ctx, ep, ip, &fwd)
 }
 
@@ -435,7 +416,7 @@ fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> i32 {
     }
     if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && !ip.dont_fragment {
         // The stack would fragment and forward it untranslated.
-        return drop(ep.ifindex, DropReason::Fragment);
+        return drop(ep.ifindex, DropReason::UntranslatableFragment);
     }
     if rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH {
         // Unreachable, prohibited, needs fragmentation with DF: the stack
@@ -458,7 +439,7 @@ fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> i32 {
         return TC_ACT_OK;
     }
     if ip.frag != Frag::No {
-        return drop(ep.ifindex, DropReason::Fragment);
+        return drop(ep.ifindex, DropReason::UntranslatableFragment);
     }
     let translatable = match ip.proto {
         IPPROTO_TCP | IPPROTO_UDP => ip.has_l4,
@@ -466,9 +447,9 @@ fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> i32 {
         _ => false,
     };
     if !translatable {
-        return drop(ep.ifindex, DropReason::Unsupported);
+        return drop(ep.ifindex, DropReason::UnsupportedProtocol);
     }
-    let Some(out) = nat::snat_entry(&flow(ip), ip, cfg) else {
+    let Some(out) = nat::snat_entry(&ip.flow(), ip, cfg) else {
         warn!(
             ctx,
             "no free masquerade port for {:i} -> {:i}", ip.src, ip.dst

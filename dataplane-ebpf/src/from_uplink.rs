@@ -68,26 +68,12 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
         return TC_ACT_OK;
     }
     let key = match ip.proto {
-        IPPROTO_TCP | IPPROTO_UDP => FlowKey {
-            src: ip.src,
-            dst: ip.dst,
-            sport: ip.sport,
-            dport: ip.dport,
-            proto: ip.proto,
-            _pad: [0; 3],
-        },
+        IPPROTO_TCP | IPPROTO_UDP => ip.flow(),
         IPPROTO_ICMP if ip.icmp_type == ICMP_ECHO_REPLY => {
             // The identifier was translated on the way out; the parser put it
             // in `sport`, the reverse key has it as the destination "port".
             ip.dport = ip.sport;
-            FlowKey {
-                src: ip.src,
-                dst: ip.dst,
-                sport: 0,
-                dport: ip.sport,
-                proto: ip.proto,
-                _pad: [0; 3],
-            }
+            FlowKey::new(ip.src, ip.dst, 0, ip.sport, ip.proto)
         }
         IPPROTO_ICMP if ip.icmp_type == ICMP_DEST_UNREACH || ip.icmp_type == ICMP_TIME_EXCEEDED => {
             return icmp_error(&ctx, &ip, cfg.uplink_ip, ifindex);
@@ -122,15 +108,7 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
 fn published(ctx: &TcContext, ep: &EndpointInfo) -> i32 {
     let translated = match parse::parse_ipv4(ctx, ETH_LEN) {
         Ok(ip) if ip.has_ports() => {
-            let reply = FlowKey {
-                src: ip.src,
-                dst: ip.dst,
-                sport: ip.sport,
-                dport: ip.dport,
-                proto: ip.proto,
-                _pad: [0; 3],
-            }
-            .reversed();
+            let reply = ip.flow().reversed();
             match unsafe { DP_CT.get(&reply) } {
                 Some(ct) => ct.flags & CT_F_REPLY_DIR != 0,
                 None => false,
@@ -139,7 +117,7 @@ fn published(ctx: &TcContext, ep: &EndpointInfo) -> i32 {
         _ => false,
     };
     if !translated {
-        maps::count_drop(ep.ifindex, DropReason::DirectAccess);
+        maps::count_drop(ep.ifindex, DropReason::DirectAccessFromOutside);
         return TC_ACT_SHOT;
     }
     nat::deliver(ctx, ep)
@@ -171,26 +149,24 @@ fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4], ifindex: u3
     let (port_off, key) = match proto {
         IPPROTO_TCP | IPPROTO_UDP => (
             inner + 20,
-            FlowKey {
-                src: remote,
-                dst: uplink_ip,
-                sport: u16::from_be_bytes([h[22], h[23]]),
-                dport: u16::from_be_bytes([h[20], h[21]]),
+            FlowKey::new(
+                remote,
+                uplink_ip,
+                u16::from_be_bytes([h[22], h[23]]),
+                u16::from_be_bytes([h[20], h[21]]),
                 proto,
-                _pad: [0; 3],
-            },
+            ),
         ),
         // An echo request (traceroute, ping): the identifier.
         IPPROTO_ICMP if h[20] == ICMP_ECHO_REQUEST => (
             inner + 24,
-            FlowKey {
-                src: remote,
-                dst: uplink_ip,
-                sport: 0,
-                dport: u16::from_be_bytes([h[24], h[25]]),
+            FlowKey::new(
+                remote,
+                uplink_ip,
+                0,
+                u16::from_be_bytes([h[24], h[25]]),
                 proto,
-                _pad: [0; 3],
-            },
+            ),
         ),
         _ => return TC_ACT_OK,
     };

@@ -8,19 +8,22 @@ use aya_ebpf::{
 use dataplane_common::{
     Config, CtEntry, DropReason, EndpointInfo, EndpointKey, EndpointStats, FlowKey, HostInfo,
     LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget, SockKey, SockOrig, DROP_REASONS,
+    MAX_ENDPOINTS, MAX_HOST_IPS, MAX_LINKS, MAX_NAT_FLOWS, MAX_NETWORKS, MAX_POLICY_FLOWS,
+    MAX_PORTS, MAX_SOCK_NAT,
 };
 
 /// Container endpoints on this host, by IPv4 address.
 #[btf_map]
-pub static DP_ENDPOINTS: HashMap<EndpointKey, EndpointInfo, 16384> = HashMap::new();
+pub static DP_ENDPOINTS: HashMap<EndpointKey, EndpointInfo, { MAX_ENDPOINTS as usize }> =
+    HashMap::new();
 
 /// The same endpoints, by the ifindex of their host-side veth.
 #[btf_map]
-pub static DP_IF_ENDPOINTS: HashMap<u32, EndpointInfo, 16384> = HashMap::new();
+pub static DP_IF_ENDPOINTS: HashMap<u32, EndpointInfo, { MAX_ENDPOINTS as usize }> = HashMap::new();
 
 /// Networks by id.
 #[btf_map]
-pub static DP_NETWORKS: HashMap<u32, NetworkInfo, 1024> = HashMap::new();
+pub static DP_NETWORKS: HashMap<u32, NetworkInfo, { MAX_NETWORKS as usize }> = HashMap::new();
 
 /// Global configuration (slot 0).
 #[btf_map]
@@ -29,16 +32,18 @@ pub static DP_CONFIG: Array<Config, 1> = Array::new();
 /// Masquerade: a container's original flow -> the uplink address/port it is
 /// translated to.
 #[btf_map]
-pub static DP_NAT_OUT: LruHashMap<FlowKey, NatEntry, 262144> = LruHashMap::new();
+pub static DP_NAT_OUT: LruHashMap<FlowKey, NatEntry, { MAX_NAT_FLOWS as usize }> =
+    LruHashMap::new();
 
 /// Masquerade, reverse: the reply flow as it arrives on the uplink -> the
 /// container address/port it is translated back to.
 #[btf_map]
-pub static DP_NAT_IN: LruHashMap<FlowKey, NatEntry, 262144> = LruHashMap::new();
+pub static DP_NAT_IN: LruHashMap<FlowKey, NatEntry, { MAX_NAT_FLOWS as usize }> = LruHashMap::new();
 
 /// Per-endpoint counters, by host-side ifindex.
 #[btf_map]
-pub static DP_EP_STATS: PerCpuHashMap<u32, EndpointStats, 16384> = PerCpuHashMap::new();
+pub static DP_EP_STATS: PerCpuHashMap<u32, EndpointStats, { MAX_ENDPOINTS as usize }> =
+    PerCpuHashMap::new();
 
 /// Global drop counters, indexed by `DropReason`.
 #[btf_map]
@@ -47,16 +52,16 @@ pub static DP_DROPS: PerCpuArray<u64, DROP_REASONS> = PerCpuArray::new();
 /// Published ports: (host address or 0.0.0.0, port, protocol) -> container
 /// address and port.
 #[btf_map]
-pub static DP_PORTS: HashMap<PortKey, PortTarget, 131072> = HashMap::new();
+pub static DP_PORTS: HashMap<PortKey, PortTarget, { MAX_PORTS as usize }> = HashMap::new();
 
 /// Translated flows (published ports, hairpin), both directions, by the
 /// tuple on the wire.
 #[btf_map]
-pub static DP_CT: LruHashMap<FlowKey, CtEntry, 262144> = LruHashMap::new();
+pub static DP_CT: LruHashMap<FlowKey, CtEntry, { MAX_NAT_FLOWS as usize }> = LruHashMap::new();
 
 /// The host's own IPv4 addresses (what 0.0.0.0 publishes on).
 #[btf_map]
-pub static DP_HOST_IPS: HashMap<EndpointKey, u32, 1024> = HashMap::new();
+pub static DP_HOST_IPS: HashMap<EndpointKey, u32, { MAX_HOST_IPS as usize }> = HashMap::new();
 
 /// Host facts for the socket programs (slot 0).
 #[btf_map]
@@ -64,15 +69,17 @@ pub static DP_HOST: Array<HostInfo, 1> = Array::new();
 
 /// `--link` on icc=false networks: allowed (linker, linked, port, proto).
 #[btf_map]
-pub static DP_LINKS: HashMap<LinkKey, u32, 65536> = HashMap::new();
+pub static DP_LINKS: HashMap<LinkKey, u32, { MAX_LINKS as usize }> = HashMap::new();
 
 /// Reply direction of connections allowed by a link.
 #[btf_map]
-pub static DP_POLICY_CT: LruHashMap<FlowKey, u64, 65536> = LruHashMap::new();
+pub static DP_POLICY_CT: LruHashMap<FlowKey, u64, { MAX_POLICY_FLOWS as usize }> =
+    LruHashMap::new();
 
 /// Host sockets that reached a published port through the socket programs.
 #[btf_map]
-pub static DP_SOCK_NAT: LruHashMap<SockKey, SockOrig, 65536> = LruHashMap::new();
+pub static DP_SOCK_NAT: LruHashMap<SockKey, SockOrig, { MAX_SOCK_NAT as usize }> =
+    LruHashMap::new();
 
 /// The published port a packet to `dst:port` hits, if any: an exact host
 /// address first, then a wildcard one when `dst` is a host address.

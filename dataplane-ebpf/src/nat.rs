@@ -125,14 +125,7 @@ pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
         // The two directions live in separate LRU maps: if the reverse entry
         // was evicted, its port may have been claimed by another flow since.
         // Restore it, or translate this flow anew.
-        let rev = FlowKey {
-            src: key.dst,
-            dst: out.addr,
-            sport: key.dport,
-            dport: out.port,
-            proto: key.proto,
-            _pad: [0; 3],
-        };
+        let rev = FlowKey::new(key.dst, out.addr, key.dport, out.port, key.proto);
         if let Some(b) = unsafe { DP_NAT_IN.get(&rev) } {
             if b.addr == key.src && b.port == key.sport {
                 return Some(out);
@@ -156,14 +149,7 @@ pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
         flags: closing(ip),
         last_seen_ns: now,
     };
-    let rev = |port: u16| FlowKey {
-        src: key.dst,
-        dst: cfg.uplink_ip,
-        sport: key.dport,
-        dport: port,
-        proto: key.proto,
-        _pad: [0; 3],
-    };
+    let rev = |port: u16| FlowKey::new(key.dst, cfg.uplink_ip, key.dport, port, key.proto);
     let port = claim_port(cfg, None, |port| {
         DP_NAT_IN
             .insert(&rev(port), &back, BPF_NOEXIST as u64)

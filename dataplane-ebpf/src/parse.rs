@@ -6,6 +6,7 @@
 
 use aya_ebpf::programs::{TcContext, XdpContext};
 use core::mem::size_of;
+use dataplane_common::FlowKey;
 
 pub const ETH_LEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
@@ -125,6 +126,12 @@ impl Ipv4 {
         (self.proto == IPPROTO_TCP || self.proto == IPPROTO_UDP)
             && self.has_l4
             && self.frag == Frag::No
+    }
+
+    /// The packet's flow as it is on the wire.
+    #[inline(always)]
+    pub fn flow(&self) -> FlowKey {
+        FlowKey::new(self.src, self.dst, self.sport, self.dport, self.proto)
     }
 }
 

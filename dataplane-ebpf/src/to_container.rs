@@ -35,6 +35,6 @@ pub fn dp_to_container(ctx: TcContext) -> i32 {
         // dp_from_container's ARP reply, back out of the veth it came in by.
         return TC_ACT_OK;
     }
-    maps::count_drop(ifindex, DropReason::DirectAccess);
+    maps::count_drop(ifindex, DropReason::DirectAccessFromOutside);
     TC_ACT_SHOT
 }

@@ -54,11 +54,11 @@ pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
     };
     let dst = [hdr[16], hdr[17], hdr[18], hdr[19]];
     if parse::is_loopback(dst) {
-        maps::count_drop(ifindex, DropReason::Martian);
+        maps::count_drop(ifindex, DropReason::LoopbackFromOutside);
         return XDP_DROP;
     }
     if let Some(ep) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: dst }) } {
-        maps::count_drop(ep.ifindex, DropReason::DirectAccess);
+        maps::count_drop(ep.ifindex, DropReason::DirectAccessFromOutside);
         return XDP_DROP;
     }
     let Ok(ip) = parse::parse_ipv4_pkt(&pkt, ETH_LEN) else {
@@ -79,20 +79,13 @@ pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
         || unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.src }) }.is_some()
         || unsafe { DP_HOST_IPS.get(EndpointKey { ip: ip.src }) }.is_some()
     {
-        maps::count_drop(ifindex, DropReason::Spoofed);
+        maps::count_drop(ifindex, DropReason::SpoofedSource);
         return XDP_DROP;
     }
     // The reply of this connection leaves the container as t.ip:t.port ->
     // client and must look like it comes from the published address.
     let now = unsafe { bpf_ktime_get_ns() };
-    let reply = FlowKey {
-        src: t.ip,
-        dst: ip.src,
-        sport: t.port,
-        dport: ip.sport,
-        proto: ip.proto,
-        _pad: [0; 3],
-    };
+    let reply = FlowKey::new(t.ip, ip.src, t.port, ip.sport, ip.proto);
     let want = CtEntry {
         src: ip.dst,
         dst: ip.src,

@@ -303,7 +303,10 @@ fn xdp_drops_tagged_frames_from_outside() {
         assert_eq!(run.verdict, XDP_DROP);
         assert_drops(
             env,
-            &[(DropReason::VlanTagged, n), (DropReason::DirectAccess, 1)],
+            &[
+                (DropReason::VlanTagged, n),
+                (DropReason::DirectAccessFromOutside, 1),
+            ],
         );
     });
 }
@@ -365,7 +368,7 @@ fn uplink_tc_drops_tagged_frames_and_untranslated_packets_for_containers() {
             env,
             &[
                 (DropReason::VlanTagged, tagged_n),
-                (DropReason::DirectAccess, cases.len() as u64),
+                (DropReason::DirectAccessFromOutside, cases.len() as u64),
             ],
         );
         assert_eq!(env.stats(E2).rx_packets, 0);
@@ -397,8 +400,11 @@ fn to_container_drops_what_the_stack_forwards_and_passes_the_hosts_own() {
             let run = env.run_to_container(E1, Some(ingress), &frame);
             assert_shot(&run, &frame, ingress);
         }
-        assert_drops(env, &[(DropReason::DirectAccess, 4)]);
-        assert_eq!(env.stats(E1).drops[DropReason::DirectAccess as usize], 4);
+        assert_drops(env, &[(DropReason::DirectAccessFromOutside, 4)]);
+        assert_eq!(
+            env.stats(E1).drops[DropReason::DirectAccessFromOutside as usize],
+            4
+        );
         // The host's own packets pass, and the ARP replies the datapath
         // bounces back out of the veth they came in by.
         let run = env.run_to_container(E1, None, &frame);
@@ -415,6 +421,6 @@ fn to_container_drops_what_the_stack_forwards_and_passes_the_hosts_own() {
         // ...but not ARP the stack forwards from elsewhere.
         let run = env.run_to_container(E1, Some(UPLINK_IF), &reply);
         assert_shot(&run, &reply, "arp from the uplink");
-        assert_drops(env, &[(DropReason::DirectAccess, 5)]);
+        assert_drops(env, &[(DropReason::DirectAccessFromOutside, 5)]);
     });
 }
