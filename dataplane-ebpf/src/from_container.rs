@@ -25,10 +25,10 @@
 
 use aya_ebpf::{
     bindings::{
-        bpf_fib_lookup, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NOT_FWDED,
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT,
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_NO_NEIGH,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT,
     },
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect, bpf_redirect_neigh},
+    helpers::{bpf_ktime_get_ns, bpf_redirect},
     macros::classifier,
     programs::TcContext,
 };
@@ -39,6 +39,7 @@ use dataplane_common::{
 };
 
 use crate::{
+    forward,
     maps::{self, DP_CT, DP_ENDPOINTS, DP_IF_ENDPOINTS, DP_LINKS, DP_NETWORKS, DP_POLICY_CT},
     nat::{self, Side},
     parse::{
@@ -47,22 +48,33 @@ use crate::{
     },
 };
 
-const AF_INET: u8 = 2;
 const ARP_REQUEST: u16 = 1;
 const ARP_REPLY: u16 = 2;
 
 #[classifier]
 pub fn dp_from_container(ctx: TcContext) -> i32 {
+    // SAFETY: `skb` is the __sk_buff context this program was called with;
+    // reading one of its fields is a plain context access.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    parse::pull_headers(&ctx);
-    let Some(eth) = parse::read::<[u8; 14]>(&ctx, 0) else {
-        return drop(ifindex, DropReason::Malformed);
-    };
+    match try_from_container(&ctx, ifindex) {
+        Ok(action) => action,
+        Err(reason) => {
+            maps::count_drop(ifindex, reason);
+            TC_ACT_SHOT
+        }
+    }
+}
+
+#[inline(always)]
+fn try_from_container(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
+    parse::pull_headers(ctx);
+    let eth = parse::read::<[u8; 14]>(ctx, 0).ok_or(DropReason::Malformed)?;
     let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
+    // SAFETY: map lookup; the value is copied out at once.
     let Some(ep) = (unsafe { DP_IF_ENDPOINTS.get(ifindex) }).copied() else {
         // Attached but not (or no longer) known: fail closed, the stack
         // would forward it without any policy.
-        return drop(ifindex, DropReason::UnknownInterface);
+        return Err(DropReason::UnknownInterface);
     };
     // SAFETY: `skb` is the __sk_buff context this program was called with;
     // reading one of its fields is a plain context access.
@@ -70,42 +82,36 @@ pub fn dp_from_container(ctx: TcContext) -> i32 {
     // The receiving veth moved an outer tag into the skb's metadata before
     // this program ran; a second one is still in the packet.
     if vlan_present != 0 || parse::is_vlan(ethertype) {
-        return drop(ifindex, DropReason::VlanTagged);
+        return Err(DropReason::VlanTagged);
     }
     match ethertype {
-        ETH_P_ARP => arp(&ctx, &ep),
-        ETH_P_IP => ipv4(&ctx, &ep, &eth),
-        _ => drop(ifindex, DropReason::UnsupportedEthertype),
+        ETH_P_ARP => arp(ctx, &ep),
+        ETH_P_IP => ipv4(ctx, &ep, &eth),
+        _ => Err(DropReason::UnsupportedEthertype),
     }
-}
-
-#[inline(always)]
-fn drop(ifindex: u32, reason: DropReason) -> i32 {
-    maps::count_drop(ifindex, reason);
-    TC_ACT_SHOT
 }
 
 /// Answer an ARP request from the container for the gateway or for another
 /// endpoint of its network with the host-side MAC.
 #[inline(always)]
-fn arp(ctx: &TcContext, ep: &EndpointInfo) -> i32 {
+fn arp(ctx: &TcContext, ep: &EndpointInfo) -> Result<i32, DropReason> {
     // Ethernet/IPv4 ARP: htype(2) ptype(2) hlen(1) plen(1) op(2) sha(6) spa(4) tha(6) tpa(4)
     let Some(a) = parse::read::<[u8; 28]>(ctx, ETH_LEN) else {
-        return drop(ep.ifindex, DropReason::Malformed);
+        return Err(DropReason::Malformed);
     };
     let op = u16::from_be_bytes([a[6], a[7]]);
     if a[0..6] != [0, 1, 8, 0, 6, 4] || op != ARP_REQUEST {
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     }
     let spa = [a[14], a[15], a[16], a[17]];
     let tpa = [a[24], a[25], a[26], a[27]];
     if tpa == spa || spa != ep.ip {
         // Gratuitous ARP / duplicate address detection, or not from the
         // endpoint's own address: nothing to answer.
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     }
     let Some(net) = (unsafe { DP_NETWORKS.get(ep.net_id) }).copied() else {
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     };
     let known = tpa == net.gateway
         || match unsafe { DP_ENDPOINTS.get(EndpointKey { ip: tpa }) } {
@@ -113,7 +119,7 @@ fn arp(ctx: &TcContext, ep: &EndpointInfo) -> i32 {
             None => false,
         };
     if !known {
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     }
     let sha = [a[8], a[9], a[10], a[11], a[12], a[13]];
     // Build the reply in place.
@@ -128,20 +134,21 @@ fn arp(ctx: &TcContext, ep: &EndpointInfo) -> i32 {
     reply[32..38].copy_from_slice(&sha);
     reply[38..42].copy_from_slice(&spa);
     if ctx.store(0, &reply, 0).is_err() {
-        return drop(ep.ifindex, DropReason::Malformed);
+        return Err(DropReason::Malformed);
     }
     // Back out of the same veth, towards the container.
-    unsafe { bpf_redirect(ep.ifindex, 0) as i32 }
+    // SAFETY: a BPF helper taking plain integers.
+    Ok(unsafe { bpf_redirect(ep.ifindex, 0) as i32 })
 }
 
 #[inline(always)]
-fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> i32 {
+fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> Result<i32, DropReason> {
     let Ok(ip) = parse::parse_ipv4(ctx, ETH_LEN) else {
-        return drop(ep.ifindex, DropReason::Malformed);
+        return Err(DropReason::Malformed);
     };
     // Anti-spoofing: a container only speaks with its own addresses.
     if ip.src != ep.ip || eth[6..12] != ep.mac {
-        return drop(ep.ifindex, DropReason::SpoofedSource);
+        return Err(DropReason::SpoofedSource);
     }
     maps::count_tx(ep.ifindex, ctx.len());
     // Options are rare: the scan runs only when there are some. The stack
@@ -150,7 +157,7 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> i32 {
     if ip.l4_off > ETH_LEN + 20
         && parse::has_source_route(&parse::Pkt::tc(ctx), ETH_LEN, ip.l4_off - ETH_LEN)
     {
-        return drop(ep.ifindex, DropReason::SourceRoute);
+        return Err(DropReason::SourceRoute);
     }
 
     if let Some(peer) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.dst }) } {
@@ -159,17 +166,17 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> i32 {
     if parse::is_reserved_destination(ip.dst) {
         // Never hairpinned (a port published on 127.0.0.1 serves the host's
         // own sockets only), forwarded or handed to the stack.
-        return drop(ep.ifindex, DropReason::ReservedDestination);
+        return Err(DropReason::ReservedDestination);
     }
 
     let Some(net) = (unsafe { DP_NETWORKS.get(ep.net_id) }).copied() else {
-        return drop(ep.ifindex, DropReason::UnknownInterface);
+        return Err(DropReason::UnknownInterface);
     };
     if net.flags & NET_F_INTERNAL != 0 {
         if ip.dst == net.gateway || parse::is_multicast_or_broadcast(ip.dst) {
-            return TC_ACT_OK;
+            return Ok(TC_ACT_OK);
         }
-        return drop(ep.ifindex, DropReason::InternalNetwork);
+        return Err(DropReason::InternalNetwork);
     }
     if ip.has_ports() {
         // Replies of published-port connections, hairpin connections.
@@ -190,7 +197,7 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> i32 {
         }
     }
     if ip.dst == net.gateway || parse::is_multicast_or_broadcast(ip.dst) {
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     }
     if in_subnet(ip.dst, net.subnet, net.prefix_len) {
         // The subnet's broadcast address goes to the stack (which does not
@@ -198,9 +205,9 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> i32 {
         // endpoint does not exist: never route it out.
         let host_bits = !mask(net.prefix_len);
         if u32::from_be_bytes(ip.dst) & host_bits == host_bits {
-            return TC_ACT_OK;
+            return Ok(TC_ACT_OK);
         }
-        return drop(ep.ifindex, DropReason::NoRoute);
+        return Err(DropReason::NoRoute);
     }
     routed(ctx, ep, &ip)
 }
@@ -225,19 +232,24 @@ fn in_subnet(ip: [u8; 4], subnet: [u8; 4], prefix_len: u32) -> bool {
 /// Same-host delivery, straight into the peer's namespace, if the network
 /// policy allows it.
 #[inline(always)]
-fn to_endpoint(ctx: &TcContext, ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv4) -> i32 {
+fn to_endpoint(
+    ctx: &TcContext,
+    ep: &EndpointInfo,
+    peer: &EndpointInfo,
+    ip: &Ipv4,
+) -> Result<i32, DropReason> {
     if peer.net_id != ep.net_id {
-        return drop(ep.ifindex, DropReason::CrossNetwork);
+        return Err(DropReason::CrossNetwork);
     }
     let Some(net) = (unsafe { DP_NETWORKS.get(ep.net_id) }) else {
-        return drop(ep.ifindex, DropReason::UnknownInterface);
+        return Err(DropReason::UnknownInterface);
     };
     if net.flags & NET_F_NO_ICC != 0 && peer.ifindex != ep.ifindex {
         if let Some(reason) = icc_denied(ep, peer, ip) {
-            return drop(ep.ifindex, reason);
+            return Err(reason);
         }
     }
-    nat::deliver(ctx, peer)
+    forward::deliver(ctx, peer)
 }
 
 /// On an icc=false network: the linking container may open connections to
@@ -292,15 +304,20 @@ fn icc_denied(ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv4) -> Option<DropR
 /// that container's network (so the reply returns through the datapath), and
 /// record both directions in `DP_CT`.
 #[inline(always)]
-fn hairpin(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4, t: &PortTarget) -> i32 {
+fn hairpin(
+    ctx: &TcContext,
+    ep: &EndpointInfo,
+    ip: &Ipv4,
+    t: &PortTarget,
+) -> Result<i32, DropReason> {
     let Some(target) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: t.ip }) }).copied() else {
-        return drop(ep.ifindex, DropReason::NoRoute);
+        return Err(DropReason::NoRoute);
     };
     let Some(tnet) = (unsafe { DP_NETWORKS.get(target.net_id) }).copied() else {
-        return drop(ep.ifindex, DropReason::NoRoute);
+        return Err(DropReason::NoRoute);
     };
     let Some(cfg) = maps::config() else {
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     };
     let now = unsafe { bpf_ktime_get_ns() };
     let back = CtEntry {
@@ -320,7 +337,7 @@ fn hairpin(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4, t: &PortTarget) -> i32
             .insert(&reply(port), &back, BPF_NOEXIST as u64)
             .is_ok()
     }) else {
-        return drop(ep.ifindex, DropReason::NatExhausted);
+        return Err(DropReason::NatExhausted);
     };
     let fwd = CtEntry {
         src: tnet.gateway,
@@ -338,108 +355,73 @@ fn hairpin(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4, t: &PortTarget) -> i32
 /// Apply a tracked translation and deliver the packet: into a container on
 /// this host, or out of the uplink.
 #[inline(always)]
-fn translated(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4, ct: &CtEntry) -> i32 {
+fn translated(
+    ctx: &TcContext,
+    ep: &EndpointInfo,
+    ip: &Ipv4,
+    ct: &CtEntry,
+) -> Result<i32, DropReason> {
     if ip.ttl <= 1 {
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     }
     if nat::rewrite(ctx, ip, Side::Src, ct.src, ct.sport).is_err()
         || nat::rewrite(ctx, ip, Side::Dst, ct.dst, ct.dport).is_err()
-        || nat::dec_ttl(ctx, ip).is_err()
+        || forward::dec_ttl(ctx, ip).is_err()
     {
-        return drop(ep.ifindex, DropReason::Malformed);
+        return Err(DropReason::Malformed);
     }
     if let Some(peer) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ct.dst }) } {
-        return nat::deliver(ctx, peer);
+        return forward::deliver(ctx, peer);
     }
     let mut out = *ip;
     out.src = ct.src;
     out.dst = ct.dst;
     out.sport = ct.sport;
     out.dport = ct.dport;
-    match fib(ctx, ep, &out) {
+    match forward::fib(ctx, ep.ifindex, &out) {
         Some((rc, f)) if rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH => {
-            forward(ctx, ep, rc, &f)
+            forward::forward(ctx, rc, &f)
         }
-        _ => TC_ACT_OK,
+        _ => Ok(TC_ACT_OK),
     }
-}
-
-#[inline(always)]
-fn fib(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> Option<(u32, bpf_fib_lookup)> {
-    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    fib.family = AF_INET;
-    fib.l4_protocol = ip.proto;
-    fib.sport = ip.sport.to_be();
-    fib.dport = ip.dport.to_be();
-    // tot_len stays 0: the kernel then checks the MTU with
-    // is_skb_forwardable(), which understands GSO packets (a 64 KiB TCP
-    // segment is not "too big" for a 1500 MTU device).
-    fib.ifindex = ep.ifindex;
-    fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(ip.src);
-    fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(ip.dst);
-    let rc = unsafe {
-        fib_lookup(
-            ctx.skb.skb.cast(),
-            &mut fib,
-            core::mem::size_of::<bpf_fib_lookup>() as i32,
-            0,
-        )
-    };
-    if rc < 0 {
-        return None;
-    }
-    Some((rc as u32, fib))
-}
-
-/// Send a rewritten packet out of the interface the route lookup chose.
-#[inline(always)]
-fn forward(ctx: &TcContext, ep: &EndpointInfo, rc: u32, f: &bpf_fib_lookup) -> i32 {
-    if rc == BPF_FIB_LKUP_RET_SUCCESS {
-        if nat::set_macs(ctx, &f.dmac, &f.smac).is_err() {
-            return drop(ep.ifindex, DropReason::Malformed);
-        }
-        return unsafe { bpf_redirect(f.ifindex, 0) as i32 };
-    }
-    // The next hop's MAC is not resolved yet: let the kernel resolve it.
-    unsafe { bpf_redirect_neigh(f.ifindex, core::ptr::null_mut(), 0, 0) as i32 }
 }
 
 /// Destinations beyond the host: masquerade out of the uplink.
 #[inline(always)]
-fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> i32 {
-    let Some((rc, f)) = fib(ctx, ep, ip) else {
-        return drop(ep.ifindex, DropReason::NoRoute);
+fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> Result<i32, DropReason> {
+    let Some((rc, f)) = forward::fib(ctx, ep.ifindex, ip) else {
+        return Err(DropReason::NoRoute);
     };
     if rc == BPF_FIB_LKUP_RET_NOT_FWDED {
         // A local address of the host: the stack delivers it.
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     }
     if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && !ip.dont_fragment {
         // The stack would fragment and forward it untranslated.
-        return drop(ep.ifindex, DropReason::UntranslatableFragment);
+        return Err(DropReason::UntranslatableFragment);
     }
     if rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH {
         // Unreachable, prohibited, needs fragmentation with DF: the stack
         // answers with the right ICMP error (it does not forward these).
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     }
     let Some(cfg) = maps::config() else {
-        return drop(ep.ifindex, DropReason::NoRoute);
+        return Err(DropReason::NoRoute);
     };
     if cfg.uplink_ifindex == 0 || f.ifindex != cfg.uplink_ifindex {
         // Another host interface: plain routing by the stack.
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     }
     if cfg.uplink_ip == [0; 4] {
         // The uplink has no address to masquerade to.
-        return drop(ep.ifindex, DropReason::NoRoute);
+        return Err(DropReason::NoRoute);
     }
     if ip.ttl <= 1 {
         // The stack sends the ICMP time exceeded.
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     }
     if ip.frag != Frag::No {
-        return drop(ep.ifindex, DropReason::UntranslatableFragment);
+        return Err(DropReason::UntranslatableFragment);
     }
     let translatable = match ip.proto {
         IPPROTO_TCP | IPPROTO_UDP => ip.has_l4,
@@ -447,19 +429,19 @@ fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> i32 {
         _ => false,
     };
     if !translatable {
-        return drop(ep.ifindex, DropReason::UnsupportedProtocol);
+        return Err(DropReason::UnsupportedProtocol);
     }
     let Some(out) = nat::snat_entry(&ip.flow(), ip, cfg) else {
         warn!(
             ctx,
             "no free masquerade port for {:i} -> {:i}", ip.src, ip.dst
         );
-        return drop(ep.ifindex, DropReason::NatExhausted);
+        return Err(DropReason::NatExhausted);
     };
     if nat::rewrite(ctx, ip, Side::Src, out.addr, out.port).is_err()
-        || nat::dec_ttl(ctx, ip).is_err()
+        || forward::dec_ttl(ctx, ip).is_err()
     {
-        return drop(ep.ifindex, DropReason::Malformed);
+        return Err(DropReason::Malformed);
     }
-    forward(ctx, ep, rc, &f)
+    forward::forward(ctx, rc, &f)
 }

@@ -9,10 +9,15 @@
 //! - `sock`: cgroup connect4/sendmsg4/recvmsg4 (published ports from the host).
 //!
 //! Maps are defined once, in `maps`; packet parsing with explicit bounds checks
-//! lives in `parse`; address translation in `nat`.
+//! lives in `parse`, checksum arithmetic in `csum`; address translation in
+//! `nat`; delivery and forwarding (redirects, route lookups) in `forward`.
+//! Each program's body returns `Result<action, DropReason>` and its entry
+//! point counts the drop.
 #![no_std]
 #![no_main]
 
+mod csum;
+mod forward;
 mod from_container;
 mod from_uplink;
 mod maps;

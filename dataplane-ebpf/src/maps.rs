@@ -112,16 +112,24 @@ pub fn config() -> Option<&'static Config> {
     DP_CONFIG.get(0)
 }
 
-/// Count a drop globally and, when the endpoint is known, on it.
+/// Count a drop globally and, when `ifindex` is an endpoint's, on it.
 #[inline(always)]
 pub fn count_drop(ifindex: u32, reason: DropReason) {
-    let r = reason as u32;
-    if let Some(p) = DP_DROPS.get_ptr_mut(r) {
+    if let Some(p) = DP_DROPS.get_ptr_mut(reason as u32) {
+        // SAFETY: a per-CPU array slot, written only by this CPU.
         unsafe { *p += 1 };
     }
+    count_endpoint_drop(ifindex, reason);
+}
+
+/// Count a drop on an endpoint only (the global count is made elsewhere).
+#[inline(always)]
+pub fn count_endpoint_drop(ifindex: u32, reason: DropReason) {
     if let Some(s) = DP_EP_STATS.get_ptr_mut(ifindex) {
-        let idx = r as usize;
+        let idx = reason as usize;
         if idx < DROP_REASONS {
+            // SAFETY: a per-CPU map value, written only by this CPU; the
+            // index is checked against the array's length.
             unsafe { (*s).drops[idx] += 1 };
         }
     }

@@ -2,19 +2,16 @@
 //! masquerade port allocator.
 
 use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST, TC_ACT_SHOT},
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_redirect_peer},
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST},
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
     programs::TcContext,
 };
-use dataplane_common::{
-    Config, DropReason, EndpointInfo, FlowKey, NatEntry, NAT_F_CLOSING, NAT_F_REPLIED,
-};
+use dataplane_common::{Config, FlowKey, NatEntry, NAT_F_CLOSING, NAT_F_REPLIED};
 
 use crate::{
-    maps::{self, DP_NAT_IN, DP_NAT_OUT},
+    maps::{DP_NAT_IN, DP_NAT_OUT},
     parse::{
         l4_csum_off, Ipv4, ETH_LEN, IPPROTO_ICMP, IPPROTO_UDP, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF,
-        IP_TTL_OFF,
     },
 };
 
@@ -79,26 +76,6 @@ pub fn rewrite(
         ctx.store(off, &new_port.to_be_bytes(), 0).map_err(|_| ())?;
     }
     Ok(())
-}
-
-/// Decrement the TTL of a routed packet, fixing the IP checksum.
-#[inline(always)]
-pub fn dec_ttl(ctx: &TcContext, ip: &Ipv4) -> Result<(), ()> {
-    let old = u16::from_ne_bytes([ip.ttl, ip.proto]) as u64;
-    let new = u16::from_ne_bytes([ip.ttl - 1, ip.proto]) as u64;
-    ctx.l3_csum_replace(ETH_LEN + IP_CSUM_OFF, old, new, 2)
-        .map_err(|_| ())?;
-    ctx.store(ETH_LEN + IP_TTL_OFF, &(ip.ttl - 1), 0)
-        .map_err(|_| ())
-}
-
-/// Rewrite both MAC addresses.
-#[inline(always)]
-pub fn set_macs(ctx: &TcContext, dst: &[u8; 6], src: &[u8; 6]) -> Result<(), ()> {
-    let mut macs = [0u8; 12];
-    macs[..6].copy_from_slice(dst);
-    macs[6..].copy_from_slice(src);
-    ctx.store(0, &macs, 0).map_err(|_| ())
 }
 
 /// `NAT_F_CLOSING` if the packet carries a FIN or RST.
@@ -200,18 +177,6 @@ pub fn claim_port(
         }
     }
     None
-}
-
-/// Deliver a packet into a container on this host: straight into its
-/// namespace with `bpf_redirect_peer`, addressed from its host-side MAC.
-#[inline(always)]
-pub fn deliver(ctx: &TcContext, peer: &EndpointInfo) -> i32 {
-    if set_macs(ctx, &peer.mac, &peer.host_mac).is_err() {
-        maps::count_drop(peer.ifindex, DropReason::Malformed);
-        return TC_ACT_SHOT;
-    }
-    maps::count_rx(peer.ifindex, ctx.len());
-    unsafe { bpf_redirect_peer(peer.ifindex, 0) as i32 }
 }
 
 /// The reverse translation of a reply arriving on the uplink, if any.

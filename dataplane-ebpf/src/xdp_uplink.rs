@@ -24,54 +24,65 @@ const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
 
 use crate::{
+    csum::{csum_replace2, csum_replace4},
     maps::{self, DP_CT, DP_ENDPOINTS, DP_HOST_IPS},
     nat,
     parse::{
-        self, csum_replace2, csum_replace4, Pkt, ETH_LEN, ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP,
-        IP_CSUM_OFF, IP_DST_OFF, IP_TTL_OFF,
+        self, Pkt, ETH_LEN, ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP, IP_CSUM_OFF, IP_DST_OFF, IP_TTL_OFF,
     },
 };
 
 #[xdp]
 pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
-    let pkt = Pkt::xdp(&ctx);
+    match try_xdp_uplink(&ctx) {
+        Ok(action) => action,
+        Err(reason) => {
+            maps::count_drop(ifindex, reason);
+            XDP_DROP
+        }
+    }
+}
+
+#[inline(always)]
+fn try_xdp_uplink(ctx: &XdpContext) -> Result<u32, DropReason> {
+    let pkt = Pkt::xdp(ctx);
     let Some(eth) = pkt.read::<[u8; 14]>(0) else {
-        return XDP_PASS;
+        return Ok(XDP_PASS);
     };
     let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
     if parse::is_vlan(ethertype) {
-        maps::count_drop(ifindex, DropReason::VlanTagged);
-        return XDP_DROP;
+        return Err(DropReason::VlanTagged);
     }
     if ethertype != ETH_P_IP {
-        return XDP_PASS;
+        return Ok(XDP_PASS);
     }
     // The early drops need only the fixed IP header: decide them before
     // parsing anything that could be truncated.
     let Some(hdr) = pkt.read::<[u8; 20]>(ETH_LEN) else {
-        return XDP_PASS;
+        return Ok(XDP_PASS);
     };
     let dst = [hdr[16], hdr[17], hdr[18], hdr[19]];
     if parse::is_loopback(dst) {
-        maps::count_drop(ifindex, DropReason::LoopbackFromOutside);
-        return XDP_DROP;
+        return Err(DropReason::LoopbackFromOutside);
     }
+    // SAFETY: map lookup; only a field is read, at once.
     if let Some(ep) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: dst }) } {
-        maps::count_drop(ep.ifindex, DropReason::DirectAccessFromOutside);
-        return XDP_DROP;
+        // Blamed on the container it was aimed at, too.
+        maps::count_endpoint_drop(ep.ifindex, DropReason::DirectAccessFromOutside);
+        return Err(DropReason::DirectAccessFromOutside);
     }
     let Ok(ip) = parse::parse_ipv4_pkt(&pkt, ETH_LEN) else {
-        return XDP_PASS;
+        return Ok(XDP_PASS);
     };
     if !ip.has_ports() {
-        return XDP_PASS;
+        return Ok(XDP_PASS);
     }
     let Some(t) = maps::port_lookup(ip.dst, ip.dport, ip.proto) else {
-        return XDP_PASS;
+        return Ok(XDP_PASS);
     };
     if ip.ttl <= 1 {
-        return XDP_PASS;
+        return Ok(XDP_PASS);
     }
     // Nothing from outside speaks with an address of this host or of its
     // containers (the stack's rp_filter never sees what we deliver).
@@ -79,8 +90,7 @@ pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
         || unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.src }) }.is_some()
         || unsafe { DP_HOST_IPS.get(EndpointKey { ip: ip.src }) }.is_some()
     {
-        maps::count_drop(ifindex, DropReason::SpoofedSource);
-        return XDP_DROP;
+        return Err(DropReason::SpoofedSource);
     }
     // The reply of this connection leaves the container as t.ip:t.port ->
     // client and must look like it comes from the published address.
@@ -116,10 +126,9 @@ pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
         }
     }
     if dnat(&pkt, &ip, t.ip, t.port).is_none() {
-        maps::count_drop(ifindex, DropReason::Malformed);
-        return XDP_DROP;
+        return Err(DropReason::Malformed);
     }
-    XDP_PASS
+    Ok(XDP_PASS)
 }
 
 /// Rewrite the destination address and port, decrement the TTL, and fix the
