@@ -110,10 +110,12 @@ fn arp(ctx: &TcContext, ep: &EndpointInfo) -> Result<i32, DropReason> {
         // endpoint's own address: nothing to answer.
         return Ok(TC_ACT_OK);
     }
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     let Some(net) = (unsafe { DP_NETWORKS.get(ep.net_id) }).copied() else {
         return Ok(TC_ACT_OK);
     };
     let known = tpa == net.gateway
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
         || match unsafe { DP_ENDPOINTS.get(EndpointKey { ip: tpa }) } {
             Some(peer) => peer.net_id == ep.net_id,
             None => false,
@@ -160,6 +162,7 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> Result<i32, DropR
         return Err(DropReason::SourceRoute);
     }
 
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     if let Some(peer) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.dst }) } {
         return to_endpoint(ctx, ep, peer, &ip);
     }
@@ -169,6 +172,7 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> Result<i32, DropR
         return Err(DropReason::ReservedDestination);
     }
 
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     let Some(net) = (unsafe { DP_NETWORKS.get(ep.net_id) }).copied() else {
         return Err(DropReason::UnknownInterface);
     };
@@ -181,6 +185,7 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> Result<i32, DropR
     if ip.has_ports() {
         // Replies of published-port connections, hairpin connections.
         if let Some(ct) = DP_CT.get_ptr_mut(&ip.flow()) {
+            // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
             let ct = unsafe {
                 (*ct).last_seen_ns = bpf_ktime_get_ns();
                 // The accepting container answered; FIN/RST ends the flow.
@@ -241,6 +246,7 @@ fn to_endpoint(
     if peer.net_id != ep.net_id {
         return Err(DropReason::CrossNetwork);
     }
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     let Some(net) = (unsafe { DP_NETWORKS.get(ep.net_id) }) else {
         return Err(DropReason::UnknownInterface);
     };
@@ -265,11 +271,14 @@ fn icc_denied(ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv4) -> Option<DropR
             proto: ip.proto,
             _pad: 0,
         };
+        // SAFETY: a BPF helper without arguments.
         let now = unsafe { bpf_ktime_get_ns() };
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
         if unsafe { DP_LINKS.get(&allowed) }.is_some() {
             let reply = ip.flow().reversed();
             // Refresh in place; an LRU insert per packet would allocate.
             match DP_POLICY_CT.get_ptr_mut(&reply) {
+                // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
                 Some(ts) => unsafe { *ts = now },
                 None => {
                     let _ = DP_POLICY_CT.insert(&reply, &now, 0);
@@ -278,6 +287,7 @@ fn icc_denied(ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv4) -> Option<DropR
             return None;
         }
         if let Some(ts) = DP_POLICY_CT.get_ptr_mut(&ip.flow()) {
+            // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
             unsafe { *ts = now };
             return None;
         }
@@ -290,6 +300,7 @@ fn icc_denied(ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv4) -> Option<DropR
             proto: 0,
             _pad: 0,
         };
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
         unsafe { DP_LINKS.get(&k) }.is_some()
     };
     if any(ep.ip, peer.ip) || any(peer.ip, ep.ip) {
@@ -310,15 +321,18 @@ fn hairpin(
     ip: &Ipv4,
     t: &PortTarget,
 ) -> Result<i32, DropReason> {
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     let Some(target) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: t.ip }) }).copied() else {
         return Err(DropReason::NoRoute);
     };
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     let Some(tnet) = (unsafe { DP_NETWORKS.get(target.net_id) }).copied() else {
         return Err(DropReason::NoRoute);
     };
     let Some(cfg) = maps::config() else {
         return Ok(TC_ACT_OK);
     };
+    // SAFETY: a BPF helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let back = CtEntry {
         src: ip.dst,
@@ -370,6 +384,7 @@ fn translated(
     {
         return Err(DropReason::Malformed);
     }
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     if let Some(peer) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ct.dst }) } {
         return forward::deliver(ctx, peer);
     }

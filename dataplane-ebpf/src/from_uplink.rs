@@ -94,6 +94,7 @@ fn try_from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(back) = nat::rnat_entry(&key, &ip) else {
         return Ok(TC_ACT_OK);
     };
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     let Some(ep) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: back.addr }) }).copied() else {
         // The container is gone.
         return Err(DropReason::NoRoute);
@@ -178,9 +179,11 @@ fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4]) -> Result<i
         ),
         _ => return Ok(TC_ACT_OK),
     };
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     let Some(back) = (unsafe { DP_NAT_IN.get(&key) }).copied() else {
         return Ok(TC_ACT_OK);
     };
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     let Some(ep) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: back.addr }) }).copied() else {
         return Err(DropReason::NoRoute);
     };

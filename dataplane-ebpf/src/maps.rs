@@ -91,9 +91,11 @@ pub fn port_lookup(dst: [u8; 4], port: u16, proto: u8) -> Option<PortTarget> {
         proto,
         _pad: 0,
     };
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     if let Some(t) = unsafe { DP_PORTS.get(&exact) } {
         return Some(*t);
     }
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     let is_host = dst[0] == 127 || unsafe { DP_HOST_IPS.get(EndpointKey { ip: dst }) }.is_some();
     if !is_host {
         return None;
@@ -104,6 +106,7 @@ pub fn port_lookup(dst: [u8; 4], port: u16, proto: u8) -> Option<PortTarget> {
         proto,
         _pad: 0,
     };
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     unsafe { DP_PORTS.get(&any) }.copied()
 }
 
@@ -138,6 +141,7 @@ pub fn count_endpoint_drop(ifindex: u32, reason: DropReason) {
 #[inline(always)]
 pub fn count_tx(ifindex: u32, bytes: u32) {
     if let Some(s) = DP_EP_STATS.get_ptr_mut(ifindex) {
+        // SAFETY: a per-CPU map value, written only by this CPU.
         unsafe {
             (*s).tx_packets += 1;
             (*s).tx_bytes += bytes as u64;
@@ -148,6 +152,7 @@ pub fn count_tx(ifindex: u32, bytes: u32) {
 #[inline(always)]
 pub fn count_rx(ifindex: u32, bytes: u32) {
     if let Some(s) = DP_EP_STATS.get_ptr_mut(ifindex) {
+        // SAFETY: a per-CPU map value, written only by this CPU.
         unsafe {
             (*s).rx_packets += 1;
             (*s).rx_bytes += bytes as u64;

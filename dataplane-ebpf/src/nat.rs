@@ -92,8 +92,10 @@ pub fn closing(ip: &Ipv4) -> u16 {
 /// allocated. `None` when every port tried is taken for this destination.
 #[inline(always)]
 pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
+    // SAFETY: a BPF helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(e) = DP_NAT_OUT.get_ptr_mut(key) {
+        // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
         let out = unsafe {
             (*e).last_seen_ns = now;
             (*e).flags |= closing(ip);
@@ -103,6 +105,7 @@ pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
         // was evicted, its port may have been claimed by another flow since.
         // Restore it, or translate this flow anew.
         let rev = FlowKey::new(key.dst, out.addr, key.dport, out.port, key.proto);
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
         if let Some(b) = unsafe { DP_NAT_IN.get(&rev) } {
             if b.addr == key.src && b.port == key.sport {
                 return Some(out);
@@ -143,6 +146,7 @@ pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
     }
     // Another CPU translated the same flow first: use its entry.
     let _ = DP_NAT_IN.remove(&rev(port));
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     unsafe { DP_NAT_OUT.get(key) }.copied()
 }
 
@@ -169,6 +173,7 @@ pub fn claim_port(
     if range == 0 {
         return None;
     }
+    // SAFETY: a BPF helper without arguments.
     let seed = unsafe { bpf_get_prandom_u32() };
     for i in 0..NAT_TRIES {
         let port = (min + (seed.wrapping_add(i) % range)) as u16;
@@ -183,6 +188,7 @@ pub fn claim_port(
 #[inline(always)]
 pub fn rnat_entry(key: &FlowKey, ip: &Ipv4) -> Option<NatEntry> {
     let e = DP_NAT_IN.get_ptr_mut(key)?;
+    // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
     unsafe {
         (*e).last_seen_ns = bpf_ktime_get_ns();
         (*e).flags |= closing(ip) | NAT_F_REPLIED;

@@ -66,6 +66,7 @@ impl Pkt {
 
     #[inline(always)]
     pub fn read<T: Copy>(&self, off: usize) -> Option<T> {
+        // SAFETY: `ptr` checked that the `T` lies inside the packet; the read is unaligned.
         self.ptr::<T>(off).map(|p| unsafe { p.read_unaligned() })
     }
 }

@@ -87,13 +87,16 @@ fn try_xdp_uplink(ctx: &XdpContext) -> Result<u32, DropReason> {
     // Nothing from outside speaks with an address of this host or of its
     // containers (the stack's rp_filter never sees what we deliver).
     if parse::is_loopback(ip.src)
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
         || unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.src }) }.is_some()
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
         || unsafe { DP_HOST_IPS.get(EndpointKey { ip: ip.src }) }.is_some()
     {
         return Err(DropReason::SpoofedSource);
     }
     // The reply of this connection leaves the container as t.ip:t.port ->
     // client and must look like it comes from the published address.
+    // SAFETY: a BPF helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let reply = FlowKey::new(t.ip, ip.src, t.port, ip.sport, ip.proto);
     let want = CtEntry {
@@ -111,6 +114,7 @@ fn try_xdp_uplink(ctx: &XdpContext) -> Result<u32, DropReason> {
     let syn = ip.proto == IPPROTO_TCP && ip.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     match DP_CT.get_ptr_mut(&reply) {
         // The same connection: keep it alive.
+        // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
         Some(e) if unsafe { (*e).src == want.src && (*e).sport == want.sport } => unsafe {
             (*e).last_seen_ns = now;
             (*e).flags |= nat::closing(&ip);
@@ -150,6 +154,7 @@ fn dnat(pkt: &Pkt, ip: &parse::Ipv4, addr: [u8; 4], port: u16) -> Option<()> {
     h[IP_CSUM_OFF] = c[0];
     h[IP_CSUM_OFF + 1] = c[1];
     if ip.proto == IPPROTO_TCP {
+        // SAFETY: bounds-checked by `ptr`; XDP packet memory is writable and nothing else refers to it.
         let l4 = unsafe { &mut *pkt.ptr::<[u8; 20]>(ip.l4_off)? };
         let mut check = u16::from_ne_bytes([l4[16], l4[17]]);
         check = csum_replace4(check, ip.dst, addr);
@@ -160,6 +165,7 @@ fn dnat(pkt: &Pkt, ip: &parse::Ipv4, addr: [u8; 4], port: u16) -> Option<()> {
         l4[16] = c[0];
         l4[17] = c[1];
     } else {
+        // SAFETY: bounds-checked by `ptr`; XDP packet memory is writable and nothing else refers to it.
         let l4 = unsafe { &mut *pkt.ptr::<[u8; 8]>(ip.l4_off)? };
         let mut check = u16::from_ne_bytes([l4[6], l4[7]]);
         if check != 0 {
