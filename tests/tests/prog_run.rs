@@ -8,14 +8,8 @@
 //! byte with packets built independently, and checked with an independent
 //! RFC 1071 checksum routine. Needs root.
 
-#[path = "prog_run/harness.rs"]
-mod harness;
-#[path = "prog_run/pkt.rs"]
-mod pkt;
-
 use dataplane_common::{DropReason, FlowKey, NatEntry, NAT_F_CLOSING, NET_F_NO_ICC};
-use harness::*;
-use pkt::*;
+use dataplane_tests::prog_run::{harness::*, pkt::*};
 
 const BCAST: [u8; 6] = [0xff; 6];
 

@@ -10,16 +10,8 @@
 //! packet; the namespace tests in `isolation.rs` send real tagged frames
 //! through veths, which move the outer tag into the metadata. Needs root.
 
-#[allow(dead_code)]
-#[path = "prog_run/harness.rs"]
-mod harness;
-#[allow(dead_code)]
-#[path = "prog_run/pkt.rs"]
-mod pkt;
-
 use dataplane_common::{DropReason, PortKey, PortTarget};
-use harness::*;
-use pkt::*;
+use dataplane_tests::prog_run::{harness::*, pkt::*};
 
 const ETH_P_8021AD: u16 = 0x88a8;
 const CPORT: u16 = 40000;

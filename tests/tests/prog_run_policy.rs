@@ -9,20 +9,11 @@
 //! compared byte for byte; checksums are verified with the independent
 //! RFC 1071 routine of `pkt.rs`. Needs root.
 
-// Shared with prog_run.rs, which uses other parts of them.
-#[allow(dead_code)]
-#[path = "prog_run/harness.rs"]
-mod harness;
-#[allow(dead_code)]
-#[path = "prog_run/pkt.rs"]
-mod pkt;
-
 use dataplane_common::{
     CtEntry, DropReason, EndpointKey, FlowKey, LinkKey, PortKey, PortTarget, CT_F_REPLY_DIR,
     NAT_F_CLOSING, NAT_F_REPLIED,
 };
-use harness::*;
-use pkt::*;
+use dataplane_tests::prog_run::{harness::*, pkt::*};
 
 /// A client beyond the next hop.
 const CLIENT: [u8; 4] = FAR;

@@ -25,9 +25,7 @@ use dataplane_common::{
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
 pub const TC_ACT_REDIRECT: u32 = 7;
-#[allow(dead_code)]
 pub const XDP_DROP: u32 = 1;
-#[allow(dead_code)]
 pub const XDP_PASS: u32 = 2;
 
 /// Networks of the fixture.
@@ -262,15 +260,10 @@ pub struct Env {
     pub nat_in: HashMap<MapData, FlowKey, NatEntry>,
     pub ep_stats: PerCpuHashMap<MapData, u32, EndpointStats>,
     pub drops: PerCpuArray<MapData, u64>,
-    #[allow(dead_code)]
     pub ports: HashMap<MapData, PortKey, PortTarget>,
-    #[allow(dead_code)]
     pub ct: HashMap<MapData, FlowKey, CtEntry>,
-    #[allow(dead_code)]
     pub host_ips: HashMap<MapData, EndpointKey, u32>,
-    #[allow(dead_code)]
     pub links: HashMap<MapData, LinkKey, u32>,
-    #[allow(dead_code)]
     pub policy_ct: HashMap<MapData, FlowKey, u64>,
     ifindex: StdHashMap<String, u32>,
 }
@@ -488,7 +481,6 @@ impl Env {
     /// Run dp_to_container (TC egress) as if the host's stack sent `pkt`
     /// out of `e`'s host veth, having received it on `ingress` (None: a
     /// packet the host made itself).
-    #[allow(dead_code)]
     pub fn run_to_container(&self, e: EpDef, ingress: Option<&str>, pkt: &[u8]) -> Run {
         let iif = ingress.map(|n| self.ifx(n)).unwrap_or(0);
         self.run_skb(prog_names::TO_CONTAINER, self.ifx(e.host), iif, pkt)
@@ -503,7 +495,6 @@ impl Env {
 
     /// Run dp_xdp_uplink on `pkt`, as received on `ingress` (an interface
     /// of the test namespace, or None for no xdp_md context at all).
-    #[allow(dead_code)]
     pub fn try_run_xdp(&self, ingress: Option<&str>, pkt: &[u8]) -> Result<Run, String> {
         let prog: &Xdp = self
             .ebpf
@@ -545,7 +536,6 @@ impl Env {
     }
 
     /// Run dp_xdp_uplink as if `pkt` arrived on the uplink.
-    #[allow(dead_code)]
     pub fn run_xdp(&self, pkt: &[u8]) -> Run {
         self.try_run_xdp(Some(UPLINK_IF), pkt)
             .expect("BPF_PROG_TEST_RUN dp_xdp_uplink")
