@@ -295,7 +295,7 @@ fn internal_network_reaches_gateway_only() {
 /// ethertype IPv4 with less than a 20-byte IPv4 header. When the kernel
 /// accepts them, the program must drop them as malformed.
 #[test]
-fn truncated_ethernet_and_ipv4_headers() {
+fn truncated_ethernet_and_ipv4_headers_are_dropped_as_malformed() {
     with_env(|env| {
         let mut inputs = vec![vec![0u8; 10], eth(E1.host_mac, E1.mac, ETH_P_IP, &[])];
         let mut short_ip = tcp_from(E1, E2.ip, 1, 2, TCP_SYN);
