@@ -182,6 +182,10 @@ pub fn create_netns(path: &Path) -> Result<()> {
     let p = path.to_path_buf();
     let res = std::thread::spawn(move || -> Result<()> {
         unshare(CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;
+        // Containers are IPv4-only (the datapath drops IPv6 from them): no
+        // IPv6 on the interfaces created in here from now on (lo keeps ::1),
+        // as Docker does on IPv4-only networks. Absent without IPv6 support.
+        let _ = std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
         mount(
             Some("/proc/thread-self/ns/net"),
             &p,

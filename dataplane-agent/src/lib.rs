@@ -5,6 +5,7 @@
 //! - `error`: the error type every verb returns, with its kind.
 //! - `kernel`: namespaces, veths, addresses and routes over netlink.
 //! - `datapath`: the eBPF programs and their pinned maps and links.
+//! - `endpoint_progs`: the programs on a container's host-side veth.
 //! - `store`: desired state in redb.
 //! - `dns`: the embedded resolver (127.0.0.11) and the containers' resolver files.
 //! - `api`, `client`: HTTP/JSON over a Unix socket.
@@ -13,6 +14,7 @@ pub mod client;
 pub mod cluster;
 pub mod datapath;
 pub mod dns;
+pub mod endpoint_progs;
 pub mod engine;
 pub mod error;
 pub mod ipam;

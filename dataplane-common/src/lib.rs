@@ -58,11 +58,21 @@ pub mod prog_names {
     pub const SOCK_CONNECT4: &str = "dp_sock_connect4";
     pub const SOCK_SENDMSG4: &str = "dp_sock_sendmsg4";
     pub const SOCK_RECVMSG4: &str = "dp_sock_recvmsg4";
+    /// TC egress on the host side of every container veth: what the host's
+    /// stack sends to a container (never what it forwards).
+    pub const TO_CONTAINER: &str = "dp_to_container";
 }
 
+/// Map sizes (`max_entries`), shared by the eBPF maps and the agent.
 pub const MAX_ENDPOINTS: u32 = 16384;
 pub const MAX_NETWORKS: u32 = 1024;
+/// Per flow table: `DP_NAT_OUT`, `DP_NAT_IN`, `DP_CT`.
 pub const MAX_NAT_FLOWS: u32 = 262144;
+pub const MAX_HOST_IPS: u32 = 1024;
+pub const MAX_LINKS: u32 = 65536;
+/// `DP_POLICY_CT`: replies of connections allowed by links.
+pub const MAX_POLICY_FLOWS: u32 = 65536;
+pub const MAX_SOCK_NAT: u32 = 65536;
 
 /// Key of the endpoint map: the endpoint's IPv4 address.
 #[repr(C)]
@@ -134,16 +144,24 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
-    /// The same flow seen in the other direction.
-    pub const fn reversed(&self) -> FlowKey {
+    /// A flow from `src:sport` to `dst:dport` (ICMP echo: `sport` is the
+    /// identifier, `dport` 0).
+    #[inline(always)]
+    pub const fn new(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, proto: u8) -> FlowKey {
         FlowKey {
-            src: self.dst,
-            dst: self.src,
-            sport: self.dport,
-            dport: self.sport,
-            proto: self.proto,
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
             _pad: [0; 3],
         }
+    }
+
+    /// The same flow seen in the other direction.
+    #[inline(always)]
+    pub const fn reversed(&self) -> FlowKey {
+        FlowKey::new(self.dst, self.src, self.dport, self.sport, self.proto)
     }
 }
 
@@ -172,6 +190,7 @@ pub const NAT_F_REPLIED: u16 = 2;
 /// to `DP_CT` entries too.
 pub const CT_F_REPLY_DIR: u16 = 4;
 
+/// `DP_PORTS`: published ports.
 pub const MAX_PORTS: u32 = 131072;
 
 /// A published port: the host address (0.0.0.0 for every host address),
@@ -273,70 +292,104 @@ pub enum DropReason {
     /// Destination is an endpoint on another network.
     CrossNetwork = 1,
     /// `--internal` network: destination beyond the network and gateway.
-    Internal = 2,
-    /// TTL expired on a routed path.
-    TtlExceeded = 3,
+    InternalNetwork = 2,
     /// No free masquerade port for this destination.
-    NatExhausted = 4,
+    NatExhausted = 3,
     /// Route lookup failed (no route, blackhole, ...).
-    NoRoute = 5,
+    NoRoute = 4,
     /// Source IPv4 or MAC is not the endpoint's own.
-    Spoofed = 6,
+    SpoofedSource = 5,
     /// Inter-container communication disabled on this network.
-    Icc = 7,
+    IccDisabled = 6,
     /// Packet arrived on an interface the datapath does not know.
-    UnknownInterface = 8,
+    UnknownInterface = 7,
     /// Fragment of a flow that needs translation (no ports to translate).
-    Fragment = 9,
+    UntranslatableFragment = 8,
     /// Protocol the masquerade cannot translate (not TCP, UDP or ICMP echo).
-    Unsupported = 10,
-    /// From outside the host straight to a container address (not a published port).
-    DirectAccess = 11,
+    UnsupportedProtocol = 9,
+    /// From outside the host straight to a container address (not a
+    /// published port), or forwarded into a container by the host's stack.
+    DirectAccessFromOutside = 10,
     /// From outside the host to a loopback address.
-    Martian = 12,
+    LoopbackFromOutside = 11,
     /// icc=false: a link exists between the two, but not for this port.
-    LinkPort = 13,
+    LinkPortNotAllowed = 12,
+    /// An 802.1Q/802.1ad tagged frame (in the packet or in the skb's VLAN
+    /// metadata): the kernel would strip the tag and handle what is inside.
+    VlanTagged = 13,
+    /// An ethertype the program does not handle (from a container: anything
+    /// but ARP and IPv4).
+    UnsupportedEthertype = 14,
+    /// From a container to 127.0.0.0/8, 0.0.0.0/8 or 240.0.0.0/4: never
+    /// hairpinned, forwarded or handed to the stack.
+    ReservedDestination = 15,
+    /// An IPv4 packet with a (loose or strict) source route option.
+    SourceRoute = 16,
 }
 
-pub const DROP_REASONS: usize = 14;
+pub const DROP_REASONS: usize = 17;
 
 impl DropReason {
     pub const ALL: [DropReason; DROP_REASONS] = [
         DropReason::Malformed,
         DropReason::CrossNetwork,
-        DropReason::Internal,
-        DropReason::TtlExceeded,
+        DropReason::InternalNetwork,
         DropReason::NatExhausted,
         DropReason::NoRoute,
-        DropReason::Spoofed,
-        DropReason::Icc,
+        DropReason::SpoofedSource,
+        DropReason::IccDisabled,
         DropReason::UnknownInterface,
-        DropReason::Fragment,
-        DropReason::Unsupported,
-        DropReason::DirectAccess,
-        DropReason::Martian,
-        DropReason::LinkPort,
+        DropReason::UntranslatableFragment,
+        DropReason::UnsupportedProtocol,
+        DropReason::DirectAccessFromOutside,
+        DropReason::LoopbackFromOutside,
+        DropReason::LinkPortNotAllowed,
+        DropReason::VlanTagged,
+        DropReason::UnsupportedEthertype,
+        DropReason::ReservedDestination,
+        DropReason::SourceRoute,
     ];
 
+    /// The wire name (API, CLI, docs): the variant's name in snake case.
     pub const fn name(self) -> &'static str {
         match self {
             DropReason::Malformed => "malformed",
             DropReason::CrossNetwork => "cross_network",
-            DropReason::Internal => "internal_network",
-            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::InternalNetwork => "internal_network",
             DropReason::NatExhausted => "nat_exhausted",
             DropReason::NoRoute => "no_route",
-            DropReason::Spoofed => "spoofed_source",
-            DropReason::Icc => "icc_disabled",
+            DropReason::SpoofedSource => "spoofed_source",
+            DropReason::IccDisabled => "icc_disabled",
             DropReason::UnknownInterface => "unknown_interface",
-            DropReason::Fragment => "untranslatable_fragment",
-            DropReason::Unsupported => "unsupported_protocol",
-            DropReason::DirectAccess => "direct_access_from_outside",
-            DropReason::Martian => "loopback_from_outside",
-            DropReason::LinkPort => "link_port_not_allowed",
+            DropReason::UntranslatableFragment => "untranslatable_fragment",
+            DropReason::UnsupportedProtocol => "unsupported_protocol",
+            DropReason::DirectAccessFromOutside => "direct_access_from_outside",
+            DropReason::LoopbackFromOutside => "loopback_from_outside",
+            DropReason::LinkPortNotAllowed => "link_port_not_allowed",
+            DropReason::VlanTagged => "vlan_tagged",
+            DropReason::UnsupportedEthertype => "unsupported_ethertype",
+            DropReason::ReservedDestination => "reserved_destination",
+            DropReason::SourceRoute => "source_route",
         }
     }
 }
+
+// Layouts shared with the kernel and bpftool: no implicit padding, checked
+// at compile time (for the eBPF target too).
+const _: () = assert!(core::mem::size_of::<EndpointKey>() == 4);
+const _: () = assert!(core::mem::size_of::<EndpointInfo>() == 28);
+const _: () = assert!(core::mem::size_of::<NetworkInfo>() == 16);
+const _: () = assert!(core::mem::size_of::<Config>() == 16);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 16);
+const _: () = assert!(core::mem::size_of::<NatEntry>() == 16);
+const _: () = assert!(core::mem::size_of::<EndpointStats>() == 8 * (4 + DROP_REASONS));
+const _: () = assert!(core::mem::size_of::<PortKey>() == 8);
+const _: () = assert!(core::mem::size_of::<PortTarget>() == 8);
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 24);
+const _: () = assert!(core::mem::size_of::<HostInfo>() == 8);
+const _: () = assert!(core::mem::size_of::<LinkKey>() == 12);
+const _: () = assert!(core::mem::size_of::<SockKey>() == 16);
+const _: () = assert!(core::mem::size_of::<SockOrig>() == 8);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -362,29 +415,20 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::mem::size_of;
-
-    #[test]
-    fn layouts_have_no_implicit_padding() {
-        assert_eq!(size_of::<EndpointKey>(), 4);
-        assert_eq!(size_of::<EndpointInfo>(), 4 + 4 + 4 + 6 + 6 + 2 + 2);
-        assert_eq!(size_of::<NetworkInfo>(), 16);
-        assert_eq!(size_of::<Config>(), 16);
-        assert_eq!(size_of::<FlowKey>(), 16);
-        assert_eq!(size_of::<NatEntry>(), 16);
-        assert_eq!(size_of::<EndpointStats>(), 8 * (4 + DROP_REASONS));
-        assert_eq!(size_of::<PortKey>(), 8);
-        assert_eq!(size_of::<PortTarget>(), 8);
-        assert_eq!(size_of::<CtEntry>(), 24);
-        assert_eq!(size_of::<LinkKey>(), 12);
-        assert_eq!(size_of::<SockKey>(), 16);
-        assert_eq!(size_of::<SockOrig>(), 8);
-    }
 
     #[test]
     fn drop_reasons_are_dense() {
         for (i, r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
+        }
+    }
+
+    #[test]
+    fn drop_reason_names_are_distinct() {
+        for (i, a) in DropReason::ALL.iter().enumerate() {
+            for b in &DropReason::ALL[i + 1..] {
+                assert_ne!(a.name(), b.name());
+            }
         }
     }
 }

@@ -1,20 +1,27 @@
 //! TC ingress on the uplink:
+//! - VLAN-tagged frames are dropped (the tag may be in the skb's metadata
+//!   already: a native-XDP NIC strips it before XDP can see it, a veth
+//!   before TC);
 //! - packets for published ports, already translated to a container address
-//!   by the XDP program (which drops any other packet for a container
-//!   address), are delivered straight into the container's namespace;
+//!   by the XDP program, are delivered straight into the container's
+//!   namespace; anything else addressed to a container (not translated by
+//!   XDP: no reply translation of its flow in `DP_CT`) is dropped;
 //! - replies to masqueraded flows are translated back and delivered the same
 //!   way.
-//! Anything else goes to the host's stack untouched.
+//! Anything else (ARP, IPv6, IPv4 for the host) goes to the host's stack
+//! untouched: what the stack would forward to a container is dropped by
+//! `dp_to_container` at the container's veth.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     macros::classifier,
     programs::TcContext,
 };
-use dataplane_common::{DropReason, EndpointKey, FlowKey, NatEntry};
+use dataplane_common::{DropReason, EndpointInfo, EndpointKey, FlowKey, NatEntry, CT_F_REPLY_DIR};
 
 use crate::{
-    maps::{self, DP_ENDPOINTS, DP_NAT_IN},
+    forward,
+    maps::{self, DP_CT, DP_ENDPOINTS, DP_NAT_IN},
     nat::{self, Side},
     parse::{
         self, Frag, ETH_LEN, ETH_P_IP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP,
@@ -24,74 +31,105 @@ use crate::{
 
 #[classifier]
 pub fn dp_from_uplink(ctx: TcContext) -> i32 {
+    // SAFETY: `skb` is the __sk_buff context this program was called with;
+    // reading one of its fields is a plain context access.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    parse::pull_headers(&ctx);
-    let Some(eth) = parse::read::<[u8; 14]>(&ctx, 0) else {
-        maps::count_drop(ifindex, DropReason::Malformed);
-        return TC_ACT_SHOT;
+    match try_from_uplink(&ctx) {
+        Ok(action) => action,
+        Err(reason) => {
+            maps::count_drop(ifindex, reason);
+            TC_ACT_SHOT
+        }
+    }
+}
+
+#[inline(always)]
+fn try_from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
+    parse::pull_headers(ctx);
+    let eth = parse::read::<[u8; 14]>(ctx, 0).ok_or(DropReason::Malformed)?;
+    let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
+    // SAFETY: `skb` is the __sk_buff context this program was called with;
+    // reading one of its fields is a plain context access.
+    let vlan_present = unsafe { (*ctx.skb.skb).vlan_present };
+    if vlan_present != 0 || parse::is_vlan(ethertype) {
+        return Err(DropReason::VlanTagged);
+    }
+    if ethertype != ETH_P_IP {
+        return Ok(TC_ACT_OK);
+    }
+    // Decide on the destination before parsing anything that could be
+    // truncated: a broken packet for a container must not reach the stack,
+    // which forwards IPv4 without looking at L4 headers.
+    let Some(hdr) = parse::read::<[u8; 20]>(ctx, ETH_LEN) else {
+        return Ok(TC_ACT_OK);
     };
-    if u16::from_be_bytes([eth[12], eth[13]]) != ETH_P_IP {
-        return TC_ACT_OK;
+    let dst = [hdr[16], hdr[17], hdr[18], hdr[19]];
+    // SAFETY: map lookup; the value is copied out at once.
+    if let Some(ep) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: dst }) }).copied() {
+        return published(ctx, &ep);
     }
     let Some(cfg) = maps::config() else {
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     };
-    let Ok(mut ip) = parse::parse_ipv4(&ctx, ETH_LEN) else {
+    let Ok(mut ip) = parse::parse_ipv4(ctx, ETH_LEN) else {
         // Not ours to judge: the host's stack drops what is broken.
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     };
-    if let Some(ep) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.dst }) } {
-        // Published port, translated by dp_xdp_uplink.
-        return nat::deliver(&ctx, ep);
-    }
     if ip.dst != cfg.uplink_ip || ip.frag != Frag::No || !ip.has_l4 {
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     }
     let key = match ip.proto {
-        IPPROTO_TCP | IPPROTO_UDP => FlowKey {
-            src: ip.src,
-            dst: ip.dst,
-            sport: ip.sport,
-            dport: ip.dport,
-            proto: ip.proto,
-            _pad: [0; 3],
-        },
+        IPPROTO_TCP | IPPROTO_UDP => ip.flow(),
         IPPROTO_ICMP if ip.icmp_type == ICMP_ECHO_REPLY => {
             // The identifier was translated on the way out; the parser put it
             // in `sport`, the reverse key has it as the destination "port".
             ip.dport = ip.sport;
-            FlowKey {
-                src: ip.src,
-                dst: ip.dst,
-                sport: 0,
-                dport: ip.sport,
-                proto: ip.proto,
-                _pad: [0; 3],
-            }
+            FlowKey::new(ip.src, ip.dst, 0, ip.sport, ip.proto)
         }
         IPPROTO_ICMP if ip.icmp_type == ICMP_DEST_UNREACH || ip.icmp_type == ICMP_TIME_EXCEEDED => {
-            return icmp_error(&ctx, &ip, cfg.uplink_ip, ifindex);
+            return icmp_error(ctx, &ip, cfg.uplink_ip);
         }
-        _ => return TC_ACT_OK,
+        _ => return Ok(TC_ACT_OK),
     };
     let Some(back) = nat::rnat_entry(&key, &ip) else {
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     };
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     let Some(ep) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: back.addr }) }).copied() else {
         // The container is gone.
-        maps::count_drop(ifindex, DropReason::NoRoute);
-        return TC_ACT_SHOT;
+        return Err(DropReason::NoRoute);
     };
     if ip.ttl <= 1 {
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     }
-    if nat::rewrite(&ctx, &ip, Side::Dst, back.addr, back.port).is_err()
-        || nat::dec_ttl(&ctx, &ip).is_err()
-    {
-        maps::count_drop(ifindex, DropReason::Malformed);
-        return TC_ACT_SHOT;
+    nat::rewrite(ctx, &ip, Side::Dst, back.addr, back.port).map_err(|_| DropReason::Malformed)?;
+    forward::dec_ttl(ctx, &ip)?;
+    forward::deliver(ctx, &ep)
+}
+
+/// A packet for a container: only a published-port packet translated by
+/// `dp_xdp_uplink` (which recorded the reply translation of its flow) is
+/// delivered. Anything else did not come through a translation: direct
+/// access, dropped.
+#[inline(always)]
+fn published(ctx: &TcContext, ep: &EndpointInfo) -> Result<i32, DropReason> {
+    let translated = match parse::parse_ipv4(ctx, ETH_LEN) {
+        Ok(ip) if ip.has_ports() => {
+            let reply = ip.flow().reversed();
+            // SAFETY: map lookup; only a field is read, at once.
+            match unsafe { DP_CT.get(&reply) } {
+                Some(ct) => ct.flags & CT_F_REPLY_DIR != 0,
+                None => false,
+            }
+        }
+        _ => false,
+    };
+    if !translated {
+        // Blamed on the container it was aimed at, too.
+        maps::count_endpoint_drop(ep.ifindex, DropReason::DirectAccessFromOutside);
+        return Err(DropReason::DirectAccessFromOutside);
     }
-    nat::deliver(&ctx, &ep)
+    forward::deliver(ctx, ep)
 }
 
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -105,14 +143,14 @@ const ICMP_TIME_EXCEEDED: u8 = 11;
 /// The embedded L4 checksum is left alone (only its first 8 bytes are
 /// quoted, and receivers do not verify it).
 #[inline(always)]
-fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4], ifindex: u32) -> i32 {
+fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4]) -> Result<i32, DropReason> {
     let inner = ip.l4_off + 8;
     // Embedded IPv4 header without options, plus the first 8 bytes of L4.
     let Some(h) = parse::read::<[u8; 28]>(ctx, inner) else {
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     };
     if h[0] != 0x45 || [h[12], h[13], h[14], h[15]] != uplink_ip {
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     }
     let remote = [h[16], h[17], h[18], h[19]];
     let proto = h[9];
@@ -120,46 +158,42 @@ fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4], ifindex: u3
     let (port_off, key) = match proto {
         IPPROTO_TCP | IPPROTO_UDP => (
             inner + 20,
-            FlowKey {
-                src: remote,
-                dst: uplink_ip,
-                sport: u16::from_be_bytes([h[22], h[23]]),
-                dport: u16::from_be_bytes([h[20], h[21]]),
+            FlowKey::new(
+                remote,
+                uplink_ip,
+                u16::from_be_bytes([h[22], h[23]]),
+                u16::from_be_bytes([h[20], h[21]]),
                 proto,
-                _pad: [0; 3],
-            },
+            ),
         ),
         // An echo request (traceroute, ping): the identifier.
         IPPROTO_ICMP if h[20] == ICMP_ECHO_REQUEST => (
             inner + 24,
-            FlowKey {
-                src: remote,
-                dst: uplink_ip,
-                sport: 0,
-                dport: u16::from_be_bytes([h[24], h[25]]),
+            FlowKey::new(
+                remote,
+                uplink_ip,
+                0,
+                u16::from_be_bytes([h[24], h[25]]),
                 proto,
-                _pad: [0; 3],
-            },
+            ),
         ),
-        _ => return TC_ACT_OK,
+        _ => return Ok(TC_ACT_OK),
     };
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     let Some(back) = (unsafe { DP_NAT_IN.get(&key) }).copied() else {
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     };
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     let Some(ep) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: back.addr }) }).copied() else {
-        maps::count_drop(ifindex, DropReason::NoRoute);
-        return TC_ACT_SHOT;
+        return Err(DropReason::NoRoute);
     };
     if ip.ttl <= 1 {
-        return TC_ACT_OK;
+        return Ok(TC_ACT_OK);
     }
-    if translate_icmp_error(ctx, ip, inner, port_off, uplink_ip, &back).is_err()
-        || nat::dec_ttl(ctx, ip).is_err()
-    {
-        maps::count_drop(ifindex, DropReason::Malformed);
-        return TC_ACT_SHOT;
-    }
-    nat::deliver(ctx, &ep)
+    translate_icmp_error(ctx, ip, inner, port_off, uplink_ip, &back)
+        .map_err(|_| DropReason::Malformed)?;
+    forward::dec_ttl(ctx, ip)?;
+    forward::deliver(ctx, &ep)
 }
 
 #[inline(always)]

@@ -2,21 +2,29 @@
 //!
 //! One file per attach point:
 //! - `from_container`: TC ingress on the host side of every container veth.
+//! - `to_container`: TC egress on the same veths (nothing forwarded by the
+//!   host's stack reaches a container).
 //! - `from_uplink`: TC ingress on the host's uplink.
 //! - `xdp_uplink`: XDP on the host's uplink (early drops, published ports).
 //! - `sock`: cgroup connect4/sendmsg4/recvmsg4 (published ports from the host).
 //!
 //! Maps are defined once, in `maps`; packet parsing with explicit bounds checks
-//! lives in `parse`; address translation in `nat`.
+//! lives in `parse`, checksum arithmetic in `csum`; address translation in
+//! `nat`; delivery and forwarding (redirects, route lookups) in `forward`.
+//! Each program's body returns `Result<action, DropReason>` and its entry
+//! point counts the drop.
 #![no_std]
 #![no_main]
 
+mod csum;
+mod forward;
 mod from_container;
 mod from_uplink;
 mod maps;
 mod nat;
 mod parse;
 mod sock;
+mod to_container;
 mod xdp_uplink;
 
 #[cfg(not(test))]
@@ -25,6 +33,8 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
 
+// SAFETY: the licence symbol the kernel reads; no other item has this name
+// or lives in this section.
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

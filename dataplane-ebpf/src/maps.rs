@@ -8,19 +8,22 @@ use aya_ebpf::{
 use dataplane_common::{
     Config, CtEntry, DropReason, EndpointInfo, EndpointKey, EndpointStats, FlowKey, HostInfo,
     LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget, SockKey, SockOrig, DROP_REASONS,
+    MAX_ENDPOINTS, MAX_HOST_IPS, MAX_LINKS, MAX_NAT_FLOWS, MAX_NETWORKS, MAX_POLICY_FLOWS,
+    MAX_PORTS, MAX_SOCK_NAT,
 };
 
 /// Container endpoints on this host, by IPv4 address.
 #[btf_map]
-pub static DP_ENDPOINTS: HashMap<EndpointKey, EndpointInfo, 16384> = HashMap::new();
+pub static DP_ENDPOINTS: HashMap<EndpointKey, EndpointInfo, { MAX_ENDPOINTS as usize }> =
+    HashMap::new();
 
 /// The same endpoints, by the ifindex of their host-side veth.
 #[btf_map]
-pub static DP_IF_ENDPOINTS: HashMap<u32, EndpointInfo, 16384> = HashMap::new();
+pub static DP_IF_ENDPOINTS: HashMap<u32, EndpointInfo, { MAX_ENDPOINTS as usize }> = HashMap::new();
 
 /// Networks by id.
 #[btf_map]
-pub static DP_NETWORKS: HashMap<u32, NetworkInfo, 1024> = HashMap::new();
+pub static DP_NETWORKS: HashMap<u32, NetworkInfo, { MAX_NETWORKS as usize }> = HashMap::new();
 
 /// Global configuration (slot 0).
 #[btf_map]
@@ -29,16 +32,18 @@ pub static DP_CONFIG: Array<Config, 1> = Array::new();
 /// Masquerade: a container's original flow -> the uplink address/port it is
 /// translated to.
 #[btf_map]
-pub static DP_NAT_OUT: LruHashMap<FlowKey, NatEntry, 262144> = LruHashMap::new();
+pub static DP_NAT_OUT: LruHashMap<FlowKey, NatEntry, { MAX_NAT_FLOWS as usize }> =
+    LruHashMap::new();
 
 /// Masquerade, reverse: the reply flow as it arrives on the uplink -> the
 /// container address/port it is translated back to.
 #[btf_map]
-pub static DP_NAT_IN: LruHashMap<FlowKey, NatEntry, 262144> = LruHashMap::new();
+pub static DP_NAT_IN: LruHashMap<FlowKey, NatEntry, { MAX_NAT_FLOWS as usize }> = LruHashMap::new();
 
 /// Per-endpoint counters, by host-side ifindex.
 #[btf_map]
-pub static DP_EP_STATS: PerCpuHashMap<u32, EndpointStats, 16384> = PerCpuHashMap::new();
+pub static DP_EP_STATS: PerCpuHashMap<u32, EndpointStats, { MAX_ENDPOINTS as usize }> =
+    PerCpuHashMap::new();
 
 /// Global drop counters, indexed by `DropReason`.
 #[btf_map]
@@ -47,16 +52,16 @@ pub static DP_DROPS: PerCpuArray<u64, DROP_REASONS> = PerCpuArray::new();
 /// Published ports: (host address or 0.0.0.0, port, protocol) -> container
 /// address and port.
 #[btf_map]
-pub static DP_PORTS: HashMap<PortKey, PortTarget, 131072> = HashMap::new();
+pub static DP_PORTS: HashMap<PortKey, PortTarget, { MAX_PORTS as usize }> = HashMap::new();
 
 /// Translated flows (published ports, hairpin), both directions, by the
 /// tuple on the wire.
 #[btf_map]
-pub static DP_CT: LruHashMap<FlowKey, CtEntry, 262144> = LruHashMap::new();
+pub static DP_CT: LruHashMap<FlowKey, CtEntry, { MAX_NAT_FLOWS as usize }> = LruHashMap::new();
 
 /// The host's own IPv4 addresses (what 0.0.0.0 publishes on).
 #[btf_map]
-pub static DP_HOST_IPS: HashMap<EndpointKey, u32, 1024> = HashMap::new();
+pub static DP_HOST_IPS: HashMap<EndpointKey, u32, { MAX_HOST_IPS as usize }> = HashMap::new();
 
 /// Host facts for the socket programs (slot 0).
 #[btf_map]
@@ -64,15 +69,17 @@ pub static DP_HOST: Array<HostInfo, 1> = Array::new();
 
 /// `--link` on icc=false networks: allowed (linker, linked, port, proto).
 #[btf_map]
-pub static DP_LINKS: HashMap<LinkKey, u32, 65536> = HashMap::new();
+pub static DP_LINKS: HashMap<LinkKey, u32, { MAX_LINKS as usize }> = HashMap::new();
 
 /// Reply direction of connections allowed by a link.
 #[btf_map]
-pub static DP_POLICY_CT: LruHashMap<FlowKey, u64, 65536> = LruHashMap::new();
+pub static DP_POLICY_CT: LruHashMap<FlowKey, u64, { MAX_POLICY_FLOWS as usize }> =
+    LruHashMap::new();
 
 /// Host sockets that reached a published port through the socket programs.
 #[btf_map]
-pub static DP_SOCK_NAT: LruHashMap<SockKey, SockOrig, 65536> = LruHashMap::new();
+pub static DP_SOCK_NAT: LruHashMap<SockKey, SockOrig, { MAX_SOCK_NAT as usize }> =
+    LruHashMap::new();
 
 /// The published port a packet to `dst:port` hits, if any: an exact host
 /// address first, then a wildcard one when `dst` is a host address.
@@ -84,9 +91,11 @@ pub fn port_lookup(dst: [u8; 4], port: u16, proto: u8) -> Option<PortTarget> {
         proto,
         _pad: 0,
     };
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     if let Some(t) = unsafe { DP_PORTS.get(&exact) } {
         return Some(*t);
     }
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     let is_host = dst[0] == 127 || unsafe { DP_HOST_IPS.get(EndpointKey { ip: dst }) }.is_some();
     if !is_host {
         return None;
@@ -97,6 +106,7 @@ pub fn port_lookup(dst: [u8; 4], port: u16, proto: u8) -> Option<PortTarget> {
         proto,
         _pad: 0,
     };
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     unsafe { DP_PORTS.get(&any) }.copied()
 }
 
@@ -105,16 +115,24 @@ pub fn config() -> Option<&'static Config> {
     DP_CONFIG.get(0)
 }
 
-/// Count a drop globally and, when the endpoint is known, on it.
+/// Count a drop globally and, when `ifindex` is an endpoint's, on it.
 #[inline(always)]
 pub fn count_drop(ifindex: u32, reason: DropReason) {
-    let r = reason as u32;
-    if let Some(p) = DP_DROPS.get_ptr_mut(r) {
+    if let Some(p) = DP_DROPS.get_ptr_mut(reason as u32) {
+        // SAFETY: a per-CPU array slot, written only by this CPU.
         unsafe { *p += 1 };
     }
+    count_endpoint_drop(ifindex, reason);
+}
+
+/// Count a drop on an endpoint only (the global count is made elsewhere).
+#[inline(always)]
+pub fn count_endpoint_drop(ifindex: u32, reason: DropReason) {
     if let Some(s) = DP_EP_STATS.get_ptr_mut(ifindex) {
-        let idx = r as usize;
+        let idx = reason as usize;
         if idx < DROP_REASONS {
+            // SAFETY: a per-CPU map value, written only by this CPU; the
+            // index is checked against the array's length.
             unsafe { (*s).drops[idx] += 1 };
         }
     }
@@ -123,6 +141,7 @@ pub fn count_drop(ifindex: u32, reason: DropReason) {
 #[inline(always)]
 pub fn count_tx(ifindex: u32, bytes: u32) {
     if let Some(s) = DP_EP_STATS.get_ptr_mut(ifindex) {
+        // SAFETY: a per-CPU map value, written only by this CPU.
         unsafe {
             (*s).tx_packets += 1;
             (*s).tx_bytes += bytes as u64;
@@ -133,6 +152,7 @@ pub fn count_tx(ifindex: u32, bytes: u32) {
 #[inline(always)]
 pub fn count_rx(ifindex: u32, bytes: u32) {
     if let Some(s) = DP_EP_STATS.get_ptr_mut(ifindex) {
+        // SAFETY: a per-CPU map value, written only by this CPU.
         unsafe {
             (*s).rx_packets += 1;
             (*s).rx_bytes += bytes as u64;

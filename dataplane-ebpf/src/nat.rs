@@ -2,19 +2,16 @@
 //! masquerade port allocator.
 
 use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST, TC_ACT_SHOT},
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_redirect_peer},
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST},
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
     programs::TcContext,
 };
-use dataplane_common::{
-    Config, DropReason, EndpointInfo, FlowKey, NatEntry, NAT_F_CLOSING, NAT_F_REPLIED,
-};
+use dataplane_common::{Config, FlowKey, NatEntry, NAT_F_CLOSING, NAT_F_REPLIED};
 
 use crate::{
-    maps::{self, DP_NAT_IN, DP_NAT_OUT},
+    maps::{DP_NAT_IN, DP_NAT_OUT},
     parse::{
         l4_csum_off, Ipv4, ETH_LEN, IPPROTO_ICMP, IPPROTO_UDP, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF,
-        IP_TTL_OFF,
     },
 };
 
@@ -81,26 +78,6 @@ pub fn rewrite(
     Ok(())
 }
 
-/// Decrement the TTL of a routed packet, fixing the IP checksum.
-#[inline(always)]
-pub fn dec_ttl(ctx: &TcContext, ip: &Ipv4) -> Result<(), ()> {
-    let old = u16::from_ne_bytes([ip.ttl, ip.proto]) as u64;
-    let new = u16::from_ne_bytes([ip.ttl - 1, ip.proto]) as u64;
-    ctx.l3_csum_replace(ETH_LEN + IP_CSUM_OFF, old, new, 2)
-        .map_err(|_| ())?;
-    ctx.store(ETH_LEN + IP_TTL_OFF, &(ip.ttl - 1), 0)
-        .map_err(|_| ())
-}
-
-/// Rewrite both MAC addresses.
-#[inline(always)]
-pub fn set_macs(ctx: &TcContext, dst: &[u8; 6], src: &[u8; 6]) -> Result<(), ()> {
-    let mut macs = [0u8; 12];
-    macs[..6].copy_from_slice(dst);
-    macs[6..].copy_from_slice(src);
-    ctx.store(0, &macs, 0).map_err(|_| ())
-}
-
 /// `NAT_F_CLOSING` if the packet carries a FIN or RST.
 #[inline(always)]
 pub fn closing(ip: &Ipv4) -> u16 {
@@ -115,8 +92,10 @@ pub fn closing(ip: &Ipv4) -> u16 {
 /// allocated. `None` when every port tried is taken for this destination.
 #[inline(always)]
 pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
+    // SAFETY: a BPF helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(e) = DP_NAT_OUT.get_ptr_mut(key) {
+        // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
         let out = unsafe {
             (*e).last_seen_ns = now;
             (*e).flags |= closing(ip);
@@ -125,14 +104,8 @@ pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
         // The two directions live in separate LRU maps: if the reverse entry
         // was evicted, its port may have been claimed by another flow since.
         // Restore it, or translate this flow anew.
-        let rev = FlowKey {
-            src: key.dst,
-            dst: out.addr,
-            sport: key.dport,
-            dport: out.port,
-            proto: key.proto,
-            _pad: [0; 3],
-        };
+        let rev = FlowKey::new(key.dst, out.addr, key.dport, out.port, key.proto);
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
         if let Some(b) = unsafe { DP_NAT_IN.get(&rev) } {
             if b.addr == key.src && b.port == key.sport {
                 return Some(out);
@@ -156,14 +129,7 @@ pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
         flags: closing(ip),
         last_seen_ns: now,
     };
-    let rev = |port: u16| FlowKey {
-        src: key.dst,
-        dst: cfg.uplink_ip,
-        sport: key.dport,
-        dport: port,
-        proto: key.proto,
-        _pad: [0; 3],
-    };
+    let rev = |port: u16| FlowKey::new(key.dst, cfg.uplink_ip, key.dport, port, key.proto);
     let port = claim_port(cfg, None, |port| {
         DP_NAT_IN
             .insert(&rev(port), &back, BPF_NOEXIST as u64)
@@ -180,6 +146,7 @@ pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
     }
     // Another CPU translated the same flow first: use its entry.
     let _ = DP_NAT_IN.remove(&rev(port));
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     unsafe { DP_NAT_OUT.get(key) }.copied()
 }
 
@@ -206,6 +173,7 @@ pub fn claim_port(
     if range == 0 {
         return None;
     }
+    // SAFETY: a BPF helper without arguments.
     let seed = unsafe { bpf_get_prandom_u32() };
     for i in 0..NAT_TRIES {
         let port = (min + (seed.wrapping_add(i) % range)) as u16;
@@ -216,22 +184,11 @@ pub fn claim_port(
     None
 }
 
-/// Deliver a packet into a container on this host: straight into its
-/// namespace with `bpf_redirect_peer`, addressed from its host-side MAC.
-#[inline(always)]
-pub fn deliver(ctx: &TcContext, peer: &EndpointInfo) -> i32 {
-    if set_macs(ctx, &peer.mac, &peer.host_mac).is_err() {
-        maps::count_drop(peer.ifindex, DropReason::Malformed);
-        return TC_ACT_SHOT;
-    }
-    maps::count_rx(peer.ifindex, ctx.len());
-    unsafe { bpf_redirect_peer(peer.ifindex, 0) as i32 }
-}
-
 /// The reverse translation of a reply arriving on the uplink, if any.
 #[inline(always)]
 pub fn rnat_entry(key: &FlowKey, ip: &Ipv4) -> Option<NatEntry> {
     let e = DP_NAT_IN.get_ptr_mut(key)?;
+    // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
     unsafe {
         (*e).last_seen_ns = bpf_ktime_get_ns();
         (*e).flags |= closing(ip) | NAT_F_REPLIED;

@@ -6,10 +6,13 @@
 
 use aya_ebpf::programs::{TcContext, XdpContext};
 use core::mem::size_of;
+use dataplane_common::FlowKey;
 
 pub const ETH_LEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
@@ -63,6 +66,7 @@ impl Pkt {
 
     #[inline(always)]
     pub fn read<T: Copy>(&self, off: usize) -> Option<T> {
+        // SAFETY: `ptr` checked that the `T` lies inside the packet; the read is unaligned.
         self.ptr::<T>(off).map(|p| unsafe { p.read_unaligned() })
     }
 }
@@ -123,6 +127,12 @@ impl Ipv4 {
         (self.proto == IPPROTO_TCP || self.proto == IPPROTO_UDP)
             && self.has_l4
             && self.frag == Frag::No
+    }
+
+    /// The packet's flow as it is on the wire.
+    #[inline(always)]
+    pub fn flow(&self) -> FlowKey {
+        FlowKey::new(self.src, self.dst, self.sport, self.dport, self.proto)
     }
 }
 
@@ -223,40 +233,73 @@ pub fn l4_csum_off(proto: u8) -> usize {
     }
 }
 
+/// 802.1Q or 802.1ad: the kernel strips such a tag (VLAN 0 is a priority
+/// tag, handled as untagged) and processes what is inside.
+#[inline(always)]
+pub fn is_vlan(ethertype: u16) -> bool {
+    ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD
+}
+
+/// 224.0.0.0/4 or the limited broadcast 255.255.255.255. Class E
+/// (240.0.0.0/4) is neither: the kernel routes it like unicast.
 #[inline(always)]
 pub fn is_multicast_or_broadcast(ip: [u8; 4]) -> bool {
-    ip[0] >= 224 || ip == [255, 255, 255, 255]
+    ip[0] & 0xf0 == 224 || ip == [255, 255, 255, 255]
+}
+
+/// Destinations no container packet may reach, whatever the policy:
+/// loopback (127.0.0.0/8: a port published on 127.0.0.1 is for the host's
+/// own sockets), "this network" (0.0.0.0/8) and class E (240.0.0.0/4, but not
+/// the limited broadcast).
+#[inline(always)]
+pub fn is_reserved_destination(ip: [u8; 4]) -> bool {
+    ip[0] == 127 || ip[0] == 0 || (ip[0] & 0xf0 == 240 && ip != [255, 255, 255, 255])
+}
+
+const IPOPT_END: u8 = 0;
+const IPOPT_NOOP: u8 = 1;
+const IPOPT_LSRR: u8 = 0x83;
+const IPOPT_SSRR: u8 = 0x89;
+/// IPv4 options are at most 40 bytes.
+const IPOPT_MAX: usize = 40;
+/// Options (NOPs included) looked at: every path through the scan is
+/// verified separately, so the bound stays small. Real option lists are one
+/// or two options and some padding.
+const IPOPT_SCAN: usize = 8;
+
+/// Whether the IPv4 header at `l3_off` (of `ihl` bytes, already checked to
+/// be inside the packet) carries a loose or strict source route option.
+/// A malformed option list, or one longer than `IPOPT_SCAN` options, counts
+/// as one: fail closed (the stack would reject a malformed one anyway).
+#[inline(always)]
+pub fn has_source_route(pkt: &Pkt, l3_off: usize, ihl: usize) -> bool {
+    let mut i = 20usize;
+    for _ in 0..IPOPT_SCAN {
+        if i >= ihl || i >= 20 + IPOPT_MAX {
+            return false;
+        }
+        let Some(t) = pkt.read::<u8>(l3_off + i) else {
+            return true;
+        };
+        match t {
+            IPOPT_END => return false,
+            IPOPT_NOOP => i += 1,
+            IPOPT_LSRR | IPOPT_SSRR => return true,
+            _ => {
+                let Some(len) = pkt.read::<u8>(l3_off + i + 1) else {
+                    return true;
+                };
+                if len < 2 {
+                    return true;
+                }
+                i += len as usize;
+            }
+        }
+    }
+    i < ihl
 }
 
 #[inline(always)]
 pub fn is_loopback(ip: [u8; 4]) -> bool {
     ip[0] == 127
-}
-
-/// Incremental checksum update (RFC 1624) for a 32-bit field, on raw
-/// (wire-order) values: `check` is the checksum field as read from the packet.
-#[inline(always)]
-pub fn csum_replace4(check: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
-    let o = u32::from_ne_bytes(old);
-    let n = u32::from_ne_bytes(new);
-    let mut sum: u32 = (!check) as u32;
-    sum += (!(o as u16)) as u32 + (!((o >> 16) as u16)) as u32;
-    sum += (n as u16) as u32 + ((n >> 16) as u16) as u32;
-    fold(sum)
-}
-
-/// Incremental checksum update for a 16-bit field (raw wire-order values).
-#[inline(always)]
-pub fn csum_replace2(check: u16, old: [u8; 2], new: [u8; 2]) -> u16 {
-    let mut sum: u32 = (!check) as u32;
-    sum += (!u16::from_ne_bytes(old)) as u32;
-    sum += u16::from_ne_bytes(new) as u32;
-    fold(sum)
-}
-
-#[inline(always)]
-fn fold(mut sum: u32) -> u16 {
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
 }

@@ -28,11 +28,13 @@ fn ours(ctx: &SockAddrContext) -> bool {
         return false;
     };
     host.netns_cookie != 0
+        // SAFETY: a BPF helper given this program's own context.
         && unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) } == host.netns_cookie
 }
 
 #[inline(always)]
 fn proto(ctx: &SockAddrContext) -> u8 {
+    // SAFETY: `sock_addr` is the context this program was called with; its fields are plain context accesses.
     unsafe { (*ctx.sock_addr).protocol as u8 }
 }
 
@@ -47,16 +49,20 @@ fn to_container(ctx: &SockAddrContext) {
         return;
     }
     let sa = ctx.sock_addr;
+    // SAFETY: `sock_addr` is the context this program was called with; its fields are plain context accesses.
     let dst = unsafe { (*sa).user_ip4 }.to_ne_bytes();
+    // SAFETY: `sock_addr` is the context this program was called with; its fields are plain context accesses.
     let port = u16::from_be(unsafe { (*sa).user_port } as u16);
     let Some(t) = maps::port_lookup(dst, port, p) else {
         return;
     };
+    // SAFETY: `sock_addr` is the context this program was called with; its fields are plain context accesses.
     unsafe {
         (*sa).user_ip4 = u32::from_ne_bytes(t.ip);
         (*sa).user_port = t.port.to_be() as u32;
     }
     if p == IPPROTO_UDP {
+        // SAFETY: a BPF helper given this program's own context.
         let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
         let key = SockKey {
             cookie,
@@ -92,14 +98,19 @@ pub fn dp_sock_recvmsg4(ctx: SockAddrContext) -> i32 {
         return ALLOW;
     }
     let sa = ctx.sock_addr;
+    // SAFETY: a BPF helper given this program's own context.
     let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
     let key = SockKey {
         cookie,
+        // SAFETY: `sock_addr` is the context this program was called with; its fields are plain context accesses.
         ip: unsafe { (*sa).user_ip4 }.to_ne_bytes(),
+        // SAFETY: `sock_addr` is the context this program was called with; its fields are plain context accesses.
         port: u16::from_be(unsafe { (*sa).user_port } as u16),
         _pad: 0,
     };
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     if let Some(orig) = unsafe { DP_SOCK_NAT.get(&key) } {
+        // SAFETY: `sock_addr` is the context this program was called with; its fields are plain context accesses.
         unsafe {
             (*sa).user_ip4 = u32::from_ne_bytes(orig.ip);
             (*sa).user_port = orig.port.to_be() as u32;

@@ -1,4 +1,8 @@
 //! XDP on the uplink, the first program a packet from outside meets:
+//! - drops VLAN-tagged frames (802.1Q/802.1ad: the kernel strips a VLAN-0
+//!   tag before TC and would handle the inner packet as untagged, past the
+//!   checks below); other ethertypes (ARP, IPv6...) are the host's and go to
+//!   the stack, which has no route from them to a container;
 //! - drops packets addressed straight to a container (only published ports
 //!   are reachable from outside, as Docker 28's raw-table rules do) and
 //!   packets to loopback addresses (a published 127.0.0.1 port must never
@@ -20,70 +24,81 @@ const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
 
 use crate::{
+    csum::{csum_replace2, csum_replace4},
     maps::{self, DP_CT, DP_ENDPOINTS, DP_HOST_IPS},
     nat,
     parse::{
-        self, csum_replace2, csum_replace4, Pkt, ETH_LEN, ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP,
-        IP_CSUM_OFF, IP_DST_OFF, IP_TTL_OFF,
+        self, Pkt, ETH_LEN, ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP, IP_CSUM_OFF, IP_DST_OFF, IP_TTL_OFF,
     },
 };
 
 #[xdp]
 pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
-    let pkt = Pkt::xdp(&ctx);
+    match try_xdp_uplink(&ctx) {
+        Ok(action) => action,
+        Err(reason) => {
+            maps::count_drop(ifindex, reason);
+            XDP_DROP
+        }
+    }
+}
+
+#[inline(always)]
+fn try_xdp_uplink(ctx: &XdpContext) -> Result<u32, DropReason> {
+    let pkt = Pkt::xdp(ctx);
     let Some(eth) = pkt.read::<[u8; 14]>(0) else {
-        return XDP_PASS;
+        return Ok(XDP_PASS);
     };
-    if u16::from_be_bytes([eth[12], eth[13]]) != ETH_P_IP {
-        return XDP_PASS;
+    let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
+    if parse::is_vlan(ethertype) {
+        return Err(DropReason::VlanTagged);
+    }
+    if ethertype != ETH_P_IP {
+        return Ok(XDP_PASS);
     }
     // The early drops need only the fixed IP header: decide them before
     // parsing anything that could be truncated.
     let Some(hdr) = pkt.read::<[u8; 20]>(ETH_LEN) else {
-        return XDP_PASS;
+        return Ok(XDP_PASS);
     };
     let dst = [hdr[16], hdr[17], hdr[18], hdr[19]];
     if parse::is_loopback(dst) {
-        maps::count_drop(ifindex, DropReason::Martian);
-        return XDP_DROP;
+        return Err(DropReason::LoopbackFromOutside);
     }
+    // SAFETY: map lookup; only a field is read, at once.
     if let Some(ep) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: dst }) } {
-        maps::count_drop(ep.ifindex, DropReason::DirectAccess);
-        return XDP_DROP;
+        // Blamed on the container it was aimed at, too.
+        maps::count_endpoint_drop(ep.ifindex, DropReason::DirectAccessFromOutside);
+        return Err(DropReason::DirectAccessFromOutside);
     }
     let Ok(ip) = parse::parse_ipv4_pkt(&pkt, ETH_LEN) else {
-        return XDP_PASS;
+        return Ok(XDP_PASS);
     };
     if !ip.has_ports() {
-        return XDP_PASS;
+        return Ok(XDP_PASS);
     }
     let Some(t) = maps::port_lookup(ip.dst, ip.dport, ip.proto) else {
-        return XDP_PASS;
+        return Ok(XDP_PASS);
     };
     if ip.ttl <= 1 {
-        return XDP_PASS;
+        return Ok(XDP_PASS);
     }
     // Nothing from outside speaks with an address of this host or of its
     // containers (the stack's rp_filter never sees what we deliver).
     if parse::is_loopback(ip.src)
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
         || unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.src }) }.is_some()
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
         || unsafe { DP_HOST_IPS.get(EndpointKey { ip: ip.src }) }.is_some()
     {
-        maps::count_drop(ifindex, DropReason::Spoofed);
-        return XDP_DROP;
+        return Err(DropReason::SpoofedSource);
     }
     // The reply of this connection leaves the container as t.ip:t.port ->
     // client and must look like it comes from the published address.
+    // SAFETY: a BPF helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let reply = FlowKey {
-        src: t.ip,
-        dst: ip.src,
-        sport: t.port,
-        dport: ip.sport,
-        proto: ip.proto,
-        _pad: [0; 3],
-    };
+    let reply = FlowKey::new(t.ip, ip.src, t.port, ip.sport, ip.proto);
     let want = CtEntry {
         src: ip.dst,
         dst: ip.src,
@@ -99,6 +114,7 @@ pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
     let syn = ip.proto == IPPROTO_TCP && ip.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     match DP_CT.get_ptr_mut(&reply) {
         // The same connection: keep it alive.
+        // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
         Some(e) if unsafe { (*e).src == want.src && (*e).sport == want.sport } => unsafe {
             (*e).last_seen_ns = now;
             (*e).flags |= nat::closing(&ip);
@@ -114,10 +130,9 @@ pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
         }
     }
     if dnat(&pkt, &ip, t.ip, t.port).is_none() {
-        maps::count_drop(ifindex, DropReason::Malformed);
-        return XDP_DROP;
+        return Err(DropReason::Malformed);
     }
-    XDP_PASS
+    Ok(XDP_PASS)
 }
 
 /// Rewrite the destination address and port, decrement the TTL, and fix the
@@ -139,6 +154,7 @@ fn dnat(pkt: &Pkt, ip: &parse::Ipv4, addr: [u8; 4], port: u16) -> Option<()> {
     h[IP_CSUM_OFF] = c[0];
     h[IP_CSUM_OFF + 1] = c[1];
     if ip.proto == IPPROTO_TCP {
+        // SAFETY: bounds-checked by `ptr`; XDP packet memory is writable and nothing else refers to it.
         let l4 = unsafe { &mut *pkt.ptr::<[u8; 20]>(ip.l4_off)? };
         let mut check = u16::from_ne_bytes([l4[16], l4[17]]);
         check = csum_replace4(check, ip.dst, addr);
@@ -149,6 +165,7 @@ fn dnat(pkt: &Pkt, ip: &parse::Ipv4, addr: [u8; 4], port: u16) -> Option<()> {
         l4[16] = c[0];
         l4[17] = c[1];
     } else {
+        // SAFETY: bounds-checked by `ptr`; XDP packet memory is writable and nothing else refers to it.
         let l4 = unsafe { &mut *pkt.ptr::<[u8; 8]>(ip.l4_off)? };
         let mut check = u16::from_ne_bytes([l4[6], l4[7]]);
         if check != 0 {

@@ -19,6 +19,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// BPF_PROG_TEST_RUN fixtures (for the `prog_run*` tests).
+pub mod prog_run;
+
 use serde_json::Value;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

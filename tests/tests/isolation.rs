@@ -458,7 +458,7 @@ fn link_on_icc_disabled_network() {
 }
 
 #[test]
-fn published_ports_reachable_across_networks() {
+fn published_ports_are_reachable_across_networks_through_the_host_address() {
     let h = Host::start();
     h.ok(&["network", "create", "--subnet", "10.84.0.0/24", "neta"]);
     h.ok(&["network", "create", "--subnet", "10.85.0.0/24", "netb"]);
@@ -530,7 +530,7 @@ while True:
 "#;
 
 #[test]
-fn anti_spoofing() {
+fn spoofed_source_ip_or_mac_from_a_container_is_dropped() {
     let h = Host::start();
     h.ok(&["container", "create", "attacker"]);
     h.ok(&["container", "create", "victim"]);
@@ -621,7 +621,7 @@ fn anti_spoofing() {
 }
 
 #[test]
-fn direct_access_from_outside() {
+fn outside_cannot_reach_containers_directly_but_the_host_can() {
     let h = Host::start();
     h.ok(&["container", "create", "c"]);
     let ip = h.ip_of("c");
@@ -660,7 +660,7 @@ fn direct_access_from_outside() {
 }
 
 #[test]
-fn internal_network_policy() {
+fn internal_network_reaches_only_its_network_and_gateway() {
     let h = Host::start();
     h.ok(&[
         "network",

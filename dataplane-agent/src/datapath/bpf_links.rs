@@ -12,6 +12,11 @@ impl Datapath {
 
     /// Attach `prog` at TC ingress of `ifname` with a pinned TCX link.
     pub fn attach(&mut self, prog_name: &str, ifname: &str) -> Result<()> {
+        self.attach_tc(prog_name, ifname, TcAttachType::Ingress)
+    }
+
+    /// Attach `prog` at TC ingress or egress of `ifname` with a pinned TCX link.
+    pub fn attach_tc(&mut self, prog_name: &str, ifname: &str, at: TcAttachType) -> Result<()> {
         let pin = self.link_path(prog_name, ifname);
         let prog: &mut SchedClassifier = self
             .ebpf
@@ -27,7 +32,7 @@ impl Datapath {
             },
             |prog| {
                 let id = prog
-                    .attach(ifname, TcAttachType::Ingress)
+                    .attach(ifname, at)
                     .with_context(|| format!("attaching {prog_name} to {ifname}"))?;
                 prog.take_link(id)?
                     .try_into()

@@ -115,7 +115,11 @@ impl Datapath {
         } as u8;
         loader.override_global(aya_log::LEVEL, &level, false);
         let mut ebpf = loader.load(OBJ).context("loading the eBPF object")?;
-        for name in [prog_names::FROM_CONTAINER, prog_names::FROM_UPLINK] {
+        for name in [
+            prog_names::FROM_CONTAINER,
+            prog_names::TO_CONTAINER,
+            prog_names::FROM_UPLINK,
+        ] {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("program {name} missing"))?

@@ -3,6 +3,7 @@
 //! connect and disconnect.
 
 use super::*;
+use crate::endpoint_progs;
 
 impl Engine {
     /// Choose the address, interface names and MAC of a new endpoint of `c` on
@@ -74,13 +75,13 @@ impl Engine {
             .ok_or_else(|| anyhow!("network {} vanished", ep.network))?;
         let link = kernel::create_endpoint(&g.host, ns, ep).await?;
         g.dp.upsert_endpoint(endpoint_info(ep, net_id, &link))?;
-        g.dp.attach(prog_names::FROM_CONTAINER, &ep.host_interface)?;
+        endpoint_progs::attach(&mut g.dp, &ep.host_interface)?;
         g.ifindexes.insert(ep.host_interface.clone(), link.index);
         Ok(())
     }
 
     pub(crate) async fn unplumb_endpoint(&self, g: &mut Inner, ep: &Endpoint) {
-        g.dp.detach(prog_names::FROM_CONTAINER, &ep.host_interface);
+        endpoint_progs::detach(&mut g.dp, &ep.host_interface);
         g.dp.remove_endpoint(ep.ip.octets());
         if let Some(idx) = g.ifindexes.remove(&ep.host_interface) {
             g.dp.remove_if_endpoint(idx);

@@ -29,8 +29,8 @@ use std::{
 
 use anyhow::{anyhow, Context, Result};
 use dataplane_common::{
-    prog_names, Config, DropReason, EndpointInfo, LinkKey, NetworkInfo, PortKey, PortTarget,
-    NET_F_INTERNAL, NET_F_NO_ICC,
+    Config, DropReason, EndpointInfo, LinkKey, NetworkInfo, PortKey, PortTarget, NET_F_INTERNAL,
+    NET_F_NO_ICC,
 };
 use ipnet::Ipv4Net;
 use rtnetlink::Handle;

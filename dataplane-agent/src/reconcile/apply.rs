@@ -5,7 +5,7 @@ use dataplane_common::prog_names;
 
 use super::plan::Step;
 use crate::{
-    datapath,
+    datapath, endpoint_progs,
     engine::{endpoint_info, AgentConfig, Engine, Inner, XdpModeChoice},
     kernel,
 };
@@ -40,8 +40,8 @@ impl Engine {
                 g.ifindexes
                     .insert(endpoint.host_interface.clone(), link.index);
                 // The old link died with the old interface.
-                g.dp.detach(prog_names::FROM_CONTAINER, &endpoint.host_interface);
-                g.dp.attach(prog_names::FROM_CONTAINER, &endpoint.host_interface)?;
+                endpoint_progs::detach(&mut g.dp, &endpoint.host_interface);
+                endpoint_progs::attach(&mut g.dp, &endpoint.host_interface)?;
             }
             Step::DeleteVeth(name) => kernel::delete_netdev(&g.host, name).await?,
             Step::UpsertEndpoint(info) => g.dp.upsert_endpoint(*info)?,
@@ -66,8 +66,8 @@ impl Engine {
                         .or_else(kernel::cgroup2_mount)
                         .ok_or_else(|| anyhow!("no cgroup2 mount"))?;
                     g.dp.attach_cgroup(&cg)?;
-                } else if prog == prog_names::FROM_CONTAINER {
-                    g.dp.attach(prog, ifname)?;
+                } else if let Some(at) = endpoint_progs::attach_type(prog) {
+                    g.dp.attach_tc(prog, ifname, at)?;
                 } else {
                     self.attach_uplink(g, prog, ifname)?;
                 }

@@ -8,10 +8,11 @@ use std::{
     net::Ipv4Addr,
 };
 
-use dataplane_common::{prog_names, EndpointInfo, NetworkInfo, PortKey, PortTarget};
+use dataplane_common::{EndpointInfo, NetworkInfo, PortKey, PortTarget};
 
 use super::observe::Observed;
 use crate::{
+    endpoint_progs,
     engine::{endpoint_info, is_endpoint_ifname, network_info},
     model::{Container, Endpoint, Network, NetworkMode},
 };
@@ -157,11 +158,8 @@ pub fn plan(want: &Desired<'_>, obs: &Observed) -> Vec<Step> {
         for ep in &c.endpoints {
             want_ips.insert(ep.ip.octets());
             want_veths.insert(ep.host_interface.clone());
-            let link = (
-                prog_names::FROM_CONTAINER.to_string(),
-                ep.host_interface.clone(),
-            );
-            want_links.insert(link.clone());
+            let links: Vec<(String, String)> = endpoint_progs::links(&ep.host_interface).collect();
+            want_links.extend(links.iter().cloned());
             let netdev = obs.netdevs.get(&ep.host_interface).filter(|_| !netns_lost);
             let Some(netdev) = netdev else {
                 if netns_lost && obs.netdevs.contains_key(&ep.host_interface) {
@@ -188,11 +186,13 @@ pub fn plan(want: &Desired<'_>, obs: &Observed) -> Vec<Step> {
                     ifindex: netdev.index,
                 });
             }
-            if want.replace_programs || obs.bpf_links.get(&link) != Some(&true) {
-                steps.push(Step::Attach {
-                    prog: link.0,
-                    ifname: link.1,
-                });
+            for link in links {
+                if want.replace_programs || obs.bpf_links.get(&link) != Some(&true) {
+                    steps.push(Step::Attach {
+                        prog: link.0,
+                        ifname: link.1,
+                    });
+                }
             }
         }
     }
@@ -274,6 +274,7 @@ pub fn plan(want: &Desired<'_>, obs: &Observed) -> Vec<Step> {
 mod tests {
     use super::*;
     use crate::{ipam::Pool, kernel::NetdevInfo, model::mac_for_ip};
+    use dataplane_common::prog_names;
 
     fn network() -> Network {
         Network {
@@ -328,10 +329,9 @@ mod tests {
         obs.routes32.insert(ep.ip, 7);
         obs.addresses.insert(net.pool.gateway);
         obs.netns_files.insert(c.name.clone(), true);
-        obs.bpf_links.insert(
-            (prog_names::FROM_CONTAINER.into(), ep.host_interface.clone()),
-            true,
-        );
+        for link in endpoint_progs::links(&ep.host_interface) {
+            obs.bpf_links.insert(link, true);
+        }
         obs.endpoints.insert(info.ip, info);
         obs.if_endpoints.insert(7, info);
         obs.networks.insert(net.id, network_info(net));

@@ -25,9 +25,7 @@ use dataplane_common::{
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
 pub const TC_ACT_REDIRECT: u32 = 7;
-#[allow(dead_code)]
 pub const XDP_DROP: u32 = 1;
-#[allow(dead_code)]
 pub const XDP_PASS: u32 = 2;
 
 /// Networks of the fixture.
@@ -262,15 +260,10 @@ pub struct Env {
     pub nat_in: HashMap<MapData, FlowKey, NatEntry>,
     pub ep_stats: PerCpuHashMap<MapData, u32, EndpointStats>,
     pub drops: PerCpuArray<MapData, u64>,
-    #[allow(dead_code)]
     pub ports: HashMap<MapData, PortKey, PortTarget>,
-    #[allow(dead_code)]
     pub ct: HashMap<MapData, FlowKey, CtEntry>,
-    #[allow(dead_code)]
     pub host_ips: HashMap<MapData, EndpointKey, u32>,
-    #[allow(dead_code)]
     pub links: HashMap<MapData, LinkKey, u32>,
-    #[allow(dead_code)]
     pub policy_ct: HashMap<MapData, FlowKey, u64>,
     ifindex: StdHashMap<String, u32>,
 }
@@ -335,6 +328,7 @@ impl Env {
             .load(dataplane_agent::datapath::object())
             .expect("loading the eBPF object");
         load_prog(&mut ebpf, prog_names::FROM_CONTAINER);
+        load_prog(&mut ebpf, prog_names::TO_CONTAINER);
         load_prog(&mut ebpf, prog_names::FROM_UPLINK);
         let xdp: &mut Xdp = ebpf
             .program_mut(prog_names::XDP_UPLINK)
@@ -440,12 +434,18 @@ impl Env {
     }
 
     fn run(&self, prog: &str, ifindex: u32, pkt: &[u8]) -> Result<Run, String> {
+        self.run_skb(prog, ifindex, 0, pkt)
+    }
+
+    fn run_skb(&self, prog: &str, ifindex: u32, ingress: u32, pkt: &[u8]) -> Result<Run, String> {
         let prog: &SchedClassifier = self.ebpf.program(prog).unwrap().try_into().unwrap();
         // struct __sk_buff; BPF_PROG_TEST_RUN accepts only a few non-zero
         // fields (mark, priority, ingress_ifindex, ifindex, cb, tstamp,
-        // wire_len, gso_*, hwtstamp). ifindex is at offset 40 and selects the
-        // device (skb->dev) in the caller's namespace.
+        // wire_len, gso_*, hwtstamp: not the VLAN metadata). ifindex is at
+        // offset 40 and selects the device (skb->dev) in the caller's
+        // namespace; ingress_ifindex (offset 36) becomes skb->skb_iif.
         let mut ctx = [0u8; 192];
+        ctx[36..40].copy_from_slice(&ingress.to_ne_bytes());
         ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
         let mut out = vec![0u8; pkt.len() + 512];
         let r = prog
@@ -478,6 +478,15 @@ impl Env {
         self.run(prog_names::FROM_CONTAINER, self.ifx(e.host), pkt)
     }
 
+    /// Run dp_to_container (TC egress) as if the host's stack sent `pkt`
+    /// out of `e`'s host veth, having received it on `ingress` (None: a
+    /// packet the host made itself).
+    pub fn run_to_container(&self, e: EpDef, ingress: Option<&str>, pkt: &[u8]) -> Run {
+        let iif = ingress.map(|n| self.ifx(n)).unwrap_or(0);
+        self.run_skb(prog_names::TO_CONTAINER, self.ifx(e.host), iif, pkt)
+            .expect("BPF_PROG_TEST_RUN dp_to_container")
+    }
+
     /// Run dp_from_uplink as if `pkt` arrived on the uplink.
     pub fn run_uplink(&self, pkt: &[u8]) -> Run {
         self.run(prog_names::FROM_UPLINK, self.ifx(UPLINK_IF), pkt)
@@ -486,7 +495,6 @@ impl Env {
 
     /// Run dp_xdp_uplink on `pkt`, as received on `ingress` (an interface
     /// of the test namespace, or None for no xdp_md context at all).
-    #[allow(dead_code)]
     pub fn try_run_xdp(&self, ingress: Option<&str>, pkt: &[u8]) -> Result<Run, String> {
         let prog: &Xdp = self
             .ebpf
@@ -528,7 +536,6 @@ impl Env {
     }
 
     /// Run dp_xdp_uplink as if `pkt` arrived on the uplink.
-    #[allow(dead_code)]
     pub fn run_xdp(&self, pkt: &[u8]) -> Run {
         self.try_run_xdp(Some(UPLINK_IF), pkt)
             .expect("BPF_PROG_TEST_RUN dp_xdp_uplink")

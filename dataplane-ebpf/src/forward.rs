@@ -1,0 +1,98 @@
+//! Sending a packet on after the programs decided where it goes: into a
+//! container on this host (`deliver`), or out of the interface the route
+//! lookup chose (`fib`, `forward`), with the MAC and TTL rewrites both need.
+//!
+//! Failures are returned as the drop reason; the program's entry point
+//! counts it on the endpoint or interface the packet came from.
+
+use aya_ebpf::{
+    bindings::{bpf_fib_lookup, BPF_FIB_LKUP_RET_SUCCESS},
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
+    programs::TcContext,
+};
+use dataplane_common::{DropReason, EndpointInfo};
+
+use crate::{
+    maps,
+    parse::{Ipv4, ETH_LEN, IP_CSUM_OFF, IP_TTL_OFF},
+};
+
+const AF_INET: u8 = 2;
+
+/// Decrement the TTL of a routed packet, fixing the IP checksum.
+#[inline(always)]
+pub fn dec_ttl(ctx: &TcContext, ip: &Ipv4) -> Result<(), DropReason> {
+    let old = u16::from_ne_bytes([ip.ttl, ip.proto]) as u64;
+    let new = u16::from_ne_bytes([ip.ttl - 1, ip.proto]) as u64;
+    ctx.l3_csum_replace(ETH_LEN + IP_CSUM_OFF, old, new, 2)
+        .map_err(|_| DropReason::Malformed)?;
+    ctx.store(ETH_LEN + IP_TTL_OFF, &(ip.ttl - 1), 0)
+        .map_err(|_| DropReason::Malformed)
+}
+
+/// Rewrite both MAC addresses.
+#[inline(always)]
+pub fn set_macs(ctx: &TcContext, dst: &[u8; 6], src: &[u8; 6]) -> Result<(), DropReason> {
+    let mut macs = [0u8; 12];
+    macs[..6].copy_from_slice(dst);
+    macs[6..].copy_from_slice(src);
+    ctx.store(0, &macs, 0).map_err(|_| DropReason::Malformed)
+}
+
+/// Deliver a packet into a container on this host: straight into its
+/// namespace with `bpf_redirect_peer`, addressed from its host-side MAC.
+/// A failure is the sender's drop (the receiver never saw the packet).
+#[inline(always)]
+pub fn deliver(ctx: &TcContext, peer: &EndpointInfo) -> Result<i32, DropReason> {
+    set_macs(ctx, &peer.mac, &peer.host_mac)?;
+    maps::count_rx(peer.ifindex, ctx.len());
+    // SAFETY: a BPF helper taking plain integers; it only records the
+    // redirect target for the verdict the program returns.
+    Ok(unsafe { bpf_redirect_peer(peer.ifindex, 0) as i32 })
+}
+
+/// Route lookup for `ip` as if it arrived on `ifindex`: the helper's return
+/// code and the lookup result (egress interface, MACs), or None on error.
+#[inline(always)]
+pub fn fib(ctx: &TcContext, ifindex: u32, ip: &Ipv4) -> Option<(u32, bpf_fib_lookup)> {
+    // SAFETY: bpf_fib_lookup is a plain C struct (integers and unions of
+    // integers): all zeroes is a valid value.
+    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    fib.family = AF_INET;
+    fib.l4_protocol = ip.proto;
+    fib.sport = ip.sport.to_be();
+    fib.dport = ip.dport.to_be();
+    // tot_len stays 0: the kernel then checks the MTU with
+    // is_skb_forwardable(), which understands GSO packets (a 64 KiB TCP
+    // segment is not "too big" for a 1500 MTU device).
+    fib.ifindex = ifindex;
+    fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(ip.src);
+    fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(ip.dst);
+    // SAFETY: the context is this program's skb and `fib` a stack struct
+    // of the size passed, which the helper fills in.
+    let rc = unsafe {
+        fib_lookup(
+            ctx.skb.skb.cast(),
+            &mut fib,
+            core::mem::size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    if rc < 0 {
+        return None;
+    }
+    Some((rc as u32, fib))
+}
+
+/// Send a rewritten packet out of the interface the route lookup chose.
+#[inline(always)]
+pub fn forward(ctx: &TcContext, rc: u32, f: &bpf_fib_lookup) -> Result<i32, DropReason> {
+    if rc == BPF_FIB_LKUP_RET_SUCCESS {
+        set_macs(ctx, &f.dmac, &f.smac)?;
+        // SAFETY: a BPF helper taking plain integers.
+        return Ok(unsafe { bpf_redirect(f.ifindex, 0) as i32 });
+    }
+    // The next hop's MAC is not resolved yet: let the kernel resolve it.
+    // SAFETY: a BPF helper; a null neighbour means "look it up".
+    Ok(unsafe { bpf_redirect_neigh(f.ifindex, core::ptr::null_mut(), 0, 0) as i32 })
+}

@@ -1,0 +1,40 @@
+//! TC egress on the host side of a container's veth: what the host's stack
+//! sends towards a container.
+//!
+//! The datapath delivers into containers with `bpf_redirect_peer`, which
+//! skips this hook; what remains is the host's own traffic (its sockets,
+//! ICMP errors, ARP: no ingress device) and the ARP replies
+//! `dp_from_container` bounces back out of the same veth. Anything the stack
+//! forwards here came in through some interface — a second NIC, a tunnel, a
+//! VLAN-0 frame unwrapped by the kernel, a source route — without going
+//! through a translation: direct access, dropped on every host interface at
+//! once, including interfaces that appear later.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    macros::classifier,
+    programs::TcContext,
+};
+use dataplane_common::DropReason;
+
+use crate::{maps, parse::ETH_P_ARP};
+
+#[classifier]
+pub fn dp_to_container(ctx: TcContext) -> i32 {
+    // SAFETY: `skb` is the __sk_buff context this program was called with;
+    // reading its fields is a plain context access.
+    let (ifindex, ingress, protocol) = unsafe {
+        let skb = ctx.skb.skb;
+        ((*skb).ifindex, (*skb).ingress_ifindex, (*skb).protocol)
+    };
+    if ingress == 0 {
+        // Made by the host itself.
+        return TC_ACT_OK;
+    }
+    if ingress == ifindex && u16::from_be(protocol as u16) == ETH_P_ARP {
+        // dp_from_container's ARP reply, back out of the veth it came in by.
+        return TC_ACT_OK;
+    }
+    maps::count_drop(ifindex, DropReason::DirectAccessFromOutside);
+    TC_ACT_SHOT
+}
