@@ -83,6 +83,29 @@ pub struct EndpointKey {
 
 /// Endpoint flag: the endpoint lives in another host (reserved for overlay networks).
 pub const EP_F_REMOTE: u16 = 1;
+/// Endpoint flag: the two flags below carry its network's policy (copied
+/// from the network's `NET_F_*`, which never change after creation), so the
+/// container-to-container path needs no `DP_NETWORKS` lookup. Entries
+/// without it (written by an older agent, until the reconciler rewrites
+/// them) make the programs read the network.
+pub const EP_F_NET_POLICY: u16 = 2;
+/// Endpoint flag: its network is `--internal` (with `EP_F_NET_POLICY`).
+pub const EP_F_INTERNAL: u16 = 4;
+/// Endpoint flag: its network has `--icc=false` (with `EP_F_NET_POLICY`).
+pub const EP_F_NO_ICC: u16 = 8;
+
+/// The `EndpointInfo::flags` that carry a network's `NET_F_*` flags.
+#[inline(always)]
+pub const fn endpoint_net_flags(net_flags: u32) -> u16 {
+    let mut f = EP_F_NET_POLICY;
+    if net_flags & NET_F_INTERNAL != 0 {
+        f |= EP_F_INTERNAL;
+    }
+    if net_flags & NET_F_NO_ICC != 0 {
+        f |= EP_F_NO_ICC;
+    }
+    f
+}
 
 /// One container endpoint (a veth pair with the container side in its namespace).
 #[repr(C)]

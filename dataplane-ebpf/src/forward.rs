@@ -13,30 +13,44 @@ use aya_ebpf::{
 use dataplane_common::{DropReason, EndpointInfo};
 
 use crate::{
+    csum::csum_replace2,
     maps,
-    parse::{Ipv4, ETH_LEN, IP_CSUM_OFF, IP_TTL_OFF},
+    parse::{Ipv4, Pkt, ETH_LEN, IP_CSUM_OFF, IP_TTL_OFF},
 };
 
 const AF_INET: u8 = 2;
 
-/// Decrement the TTL of a routed packet, fixing the IP checksum.
+/// Decrement the TTL of a routed packet, fixing the IP checksum (written
+/// directly: the IPv4 header checksum is always complete, whatever the
+/// skb's checksum state).
 #[inline(always)]
-pub fn dec_ttl(ctx: &TcContext, ip: &Ipv4) -> Result<(), DropReason> {
-    let old = u16::from_ne_bytes([ip.ttl, ip.proto]) as u64;
-    let new = u16::from_ne_bytes([ip.ttl - 1, ip.proto]) as u64;
-    ctx.l3_csum_replace(ETH_LEN + IP_CSUM_OFF, old, new, 2)
-        .map_err(|_| DropReason::Malformed)?;
-    ctx.store(ETH_LEN + IP_TTL_OFF, &(ip.ttl - 1), 0)
-        .map_err(|_| DropReason::Malformed)
+pub fn dec_ttl(ctx: &TcContext) -> Result<(), DropReason> {
+    let pkt = Pkt::tc(ctx);
+    let h = pkt.ptr::<[u8; 20]>(ETH_LEN).ok_or(DropReason::Malformed)?;
+    // SAFETY: `ptr` checked that the 20 bytes lie inside the packet's
+    // linear data, which the program may write; nothing else refers to it.
+    let h = unsafe { &mut *h };
+    let old = [h[IP_TTL_OFF], h[IP_TTL_OFF + 1]];
+    let new = [old[0].wrapping_sub(1), old[1]];
+    let check = u16::from_ne_bytes([h[IP_CSUM_OFF], h[IP_CSUM_OFF + 1]]);
+    let c = csum_replace2(check, old, new).to_ne_bytes();
+    h[IP_TTL_OFF] = new[0];
+    h[IP_CSUM_OFF] = c[0];
+    h[IP_CSUM_OFF + 1] = c[1];
+    Ok(())
 }
 
-/// Rewrite both MAC addresses.
+/// Rewrite both MAC addresses (direct packet access: no helper call).
 #[inline(always)]
 pub fn set_macs(ctx: &TcContext, dst: &[u8; 6], src: &[u8; 6]) -> Result<(), DropReason> {
-    let mut macs = [0u8; 12];
-    macs[..6].copy_from_slice(dst);
-    macs[6..].copy_from_slice(src);
-    ctx.store(0, &macs, 0).map_err(|_| DropReason::Malformed)
+    let pkt = Pkt::tc(ctx);
+    let m = pkt.ptr::<[u8; 12]>(0).ok_or(DropReason::Malformed)?;
+    // SAFETY: `ptr` checked that the 12 bytes lie inside the packet's
+    // linear data, which the program may write; nothing else refers to it.
+    let m = unsafe { &mut *m };
+    m[..6].copy_from_slice(dst);
+    m[6..].copy_from_slice(src);
+    Ok(())
 }
 
 /// Deliver a packet into a container on this host: straight into its

@@ -35,13 +35,13 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use dataplane_common::{
     CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, LinkKey, PortTarget, CT_F_REPLY_DIR,
-    NAT_F_REPLIED, NET_F_INTERNAL, NET_F_NO_ICC,
+    EP_F_NET_POLICY, EP_F_NO_ICC, NAT_F_REPLIED, NET_F_INTERNAL, NET_F_NO_ICC,
 };
 
 use crate::{
     forward,
     maps::{self, DP_CT, DP_ENDPOINTS, DP_IF_ENDPOINTS, DP_LINKS, DP_NETWORKS, DP_POLICY_CT},
-    nat::{self, Side},
+    nat,
     parse::{
         self, Frag, Ipv4, ETH_LEN, ETH_P_ARP, ETH_P_IP, ICMP_ECHO_REQUEST, IPPROTO_ICMP,
         IPPROTO_TCP, IPPROTO_UDP,
@@ -67,7 +67,7 @@ pub fn dp_from_container(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn try_from_container(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
-    parse::pull_headers(ctx);
+    parse::pull(ctx, ETH_LEN);
     let eth = parse::read::<[u8; 14]>(ctx, 0).ok_or(DropReason::Malformed)?;
     let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
     // SAFETY: map lookup; the value is copied out at once.
@@ -96,6 +96,7 @@ fn try_from_container(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> 
 #[inline(always)]
 fn arp(ctx: &TcContext, ep: &EndpointInfo) -> Result<i32, DropReason> {
     // Ethernet/IPv4 ARP: htype(2) ptype(2) hlen(1) plen(1) op(2) sha(6) spa(4) tha(6) tpa(4)
+    parse::pull(ctx, ETH_LEN + 28);
     let Some(a) = parse::read::<[u8; 28]>(ctx, ETH_LEN) else {
         return Err(DropReason::Malformed);
     };
@@ -145,6 +146,7 @@ fn arp(ctx: &TcContext, ep: &EndpointInfo) -> Result<i32, DropReason> {
 
 #[inline(always)]
 fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> Result<i32, DropReason> {
+    parse::pull_ipv4(ctx);
     let Ok(ip) = parse::parse_ipv4(ctx, ETH_LEN) else {
         return Err(DropReason::Malformed);
     };
@@ -246,11 +248,19 @@ fn to_endpoint(
     if peer.net_id != ep.net_id {
         return Err(DropReason::CrossNetwork);
     }
-    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
-    let Some(net) = (unsafe { DP_NETWORKS.get(ep.net_id) }) else {
-        return Err(DropReason::UnknownInterface);
+    let no_icc = if ep.flags & EP_F_NET_POLICY != 0 {
+        // The network's policy travels in the endpoint's own entry.
+        ep.flags & EP_F_NO_ICC != 0
+    } else {
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+        let Some(net) = (unsafe { DP_NETWORKS.get(ep.net_id) }) else {
+            return Err(DropReason::UnknownInterface);
+        };
+        net.flags & NET_F_NO_ICC != 0
     };
-    if net.flags & NET_F_NO_ICC != 0 && peer.ifindex != ep.ifindex {
+    // Link policy only on icc=false networks (and never for a container
+    // talking to itself).
+    if no_icc && peer.ifindex != ep.ifindex {
         if let Some(reason) = icc_denied(ep, peer, ip) {
             return Err(reason);
         }
@@ -378,10 +388,7 @@ fn translated(
     if ip.ttl <= 1 {
         return Ok(TC_ACT_OK);
     }
-    if nat::rewrite(ctx, ip, Side::Src, ct.src, ct.sport).is_err()
-        || nat::rewrite(ctx, ip, Side::Dst, ct.dst, ct.dport).is_err()
-        || forward::dec_ttl(ctx, ip).is_err()
-    {
+    if nat::translate(ctx, ip, ct.src, ct.sport, ct.dst, ct.dport).is_err() {
         return Err(DropReason::Malformed);
     }
     // SAFETY: map lookup; the value (plain data) is read at once and not kept.
@@ -453,9 +460,7 @@ fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> Result<i32, DropReas
         );
         return Err(DropReason::NatExhausted);
     };
-    if nat::rewrite(ctx, ip, Side::Src, out.addr, out.port).is_err()
-        || forward::dec_ttl(ctx, ip).is_err()
-    {
+    if nat::translate(ctx, ip, out.addr, out.port, ip.dst, ip.dport).is_err() {
         return Err(DropReason::Malformed);
     }
     forward::forward(ctx, rc, &f)

@@ -22,7 +22,7 @@ use dataplane_common::{DropReason, EndpointInfo, EndpointKey, FlowKey, NatEntry,
 use crate::{
     forward,
     maps::{self, DP_CT, DP_ENDPOINTS, DP_NAT_IN},
-    nat::{self, Side},
+    nat,
     parse::{
         self, Frag, ETH_LEN, ETH_P_IP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP,
         IPPROTO_TCP, IPPROTO_UDP, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF,
@@ -45,7 +45,7 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn try_from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
-    parse::pull_headers(ctx);
+    parse::pull(ctx, ETH_LEN);
     let eth = parse::read::<[u8; 14]>(ctx, 0).ok_or(DropReason::Malformed)?;
     let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
     // SAFETY: `skb` is the __sk_buff context this program was called with;
@@ -57,6 +57,7 @@ fn try_from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
     if ethertype != ETH_P_IP {
         return Ok(TC_ACT_OK);
     }
+    parse::pull_ipv4(ctx);
     // Decide on the destination before parsing anything that could be
     // truncated: a broken packet for a container must not reach the stack,
     // which forwards IPv4 without looking at L4 headers.
@@ -102,8 +103,8 @@ fn try_from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
     if ip.ttl <= 1 {
         return Ok(TC_ACT_OK);
     }
-    nat::rewrite(ctx, &ip, Side::Dst, back.addr, back.port).map_err(|_| DropReason::Malformed)?;
-    forward::dec_ttl(ctx, &ip)?;
+    nat::translate(ctx, &ip, ip.src, ip.sport, back.addr, back.port)
+        .map_err(|_| DropReason::Malformed)?;
     forward::deliver(ctx, &ep)
 }
 
@@ -146,6 +147,7 @@ const ICMP_TIME_EXCEEDED: u8 = 11;
 fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4]) -> Result<i32, DropReason> {
     let inner = ip.l4_off + 8;
     // Embedded IPv4 header without options, plus the first 8 bytes of L4.
+    parse::pull(ctx, inner + 28);
     let Some(h) = parse::read::<[u8; 28]>(ctx, inner) else {
         return Ok(TC_ACT_OK);
     };
@@ -192,7 +194,7 @@ fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4]) -> Result<i
     }
     translate_icmp_error(ctx, ip, inner, port_off, uplink_ip, &back)
         .map_err(|_| DropReason::Malformed)?;
-    forward::dec_ttl(ctx, ip)?;
+    forward::dec_ttl(ctx)?;
     forward::deliver(ctx, &ep)
 }
 

@@ -9,9 +9,11 @@ use aya_ebpf::{
 use dataplane_common::{Config, FlowKey, NatEntry, NAT_F_CLOSING, NAT_F_REPLIED};
 
 use crate::{
+    csum::{self, csum_replace2, csum_replace4},
     maps::{DP_NAT_IN, DP_NAT_OUT},
     parse::{
-        l4_csum_off, Ipv4, ETH_LEN, IPPROTO_ICMP, IPPROTO_UDP, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF,
+        l4_csum_off, Ipv4, Pkt, ETH_LEN, IPPROTO_ICMP, IPPROTO_UDP, IP_CSUM_OFF, IP_DST_OFF,
+        IP_SRC_OFF, IP_TTL_OFF,
     },
 };
 
@@ -20,60 +22,91 @@ const NAT_TRIES: u32 = 32;
 const TCP_FIN: u8 = 0x01;
 const TCP_RST: u8 = 0x04;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Src,
-    Dst,
-}
-
-/// Rewrite the source or destination address and port (ICMP: echo identifier)
-/// of an IPv4 packet, fixing the IP and L4 checksums incrementally.
+/// Rewrite an IPv4 packet's addresses and ports (ICMP echo: identifier) to
+/// `src:sport -> dst:dport` and decrement its TTL.
+///
+/// Addresses, ports, TTL and the IPv4 header checksum are written directly
+/// into the packet (the IPv4 checksum is always complete). The L4 checksum
+/// is left to `bpf_l4_csum_replace`, at most two calls with precomputed
+/// differences (addresses, then ports): what that field holds depends on
+/// the skb's checksum state, which a program cannot read (a
+/// CHECKSUM_PARTIAL skb, what containers' sockets send over a veth, holds
+/// only the pseudo-header sum: it covers the addresses, not the ports).
+/// The caller checked that the L4 header is present (`Ipv4::has_l4`).
 #[inline(always)]
-pub fn rewrite(
+pub fn translate(
     ctx: &TcContext,
     ip: &Ipv4,
-    side: Side,
-    new_addr: [u8; 4],
-    new_port: u16,
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
 ) -> Result<(), ()> {
-    let l3 = ETH_LEN;
-    let l4 = ip.l4_off;
-    let (addr_off, old_addr, port_off, old_port) = match side {
-        Side::Src => (l3 + IP_SRC_OFF, ip.src, 0usize, ip.sport),
-        Side::Dst => (l3 + IP_DST_OFF, ip.dst, 2usize, ip.dport),
+    let pkt = Pkt::tc(ctx);
+    let h = pkt.ptr::<[u8; 20]>(ETH_LEN).ok_or(())?;
+    // SAFETY: `ptr` checked that the 20 bytes lie inside the packet's
+    // linear data, which the program may write; nothing else refers to it.
+    let h = unsafe { &mut *h };
+    let old_ttl = [h[IP_TTL_OFF], h[IP_TTL_OFF + 1]];
+    let new_ttl = [old_ttl[0].wrapping_sub(1), old_ttl[1]];
+    let mut check = u16::from_ne_bytes([h[IP_CSUM_OFF], h[IP_CSUM_OFF + 1]]);
+    check = csum_replace4(check, ip.src, src);
+    check = csum_replace4(check, ip.dst, dst);
+    check = csum_replace2(check, old_ttl, new_ttl);
+    h[IP_TTL_OFF] = new_ttl[0];
+    h[IP_SRC_OFF..IP_SRC_OFF + 4].copy_from_slice(&src);
+    h[IP_DST_OFF..IP_DST_OFF + 4].copy_from_slice(&dst);
+    let c = check.to_ne_bytes();
+    h[IP_CSUM_OFF] = c[0];
+    h[IP_CSUM_OFF + 1] = c[1];
+
+    let l4 = pkt.ptr::<[u8; 8]>(ip.l4_off).ok_or(())?;
+    // SAFETY: as above, for the first 8 bytes of the L4 header.
+    let l4 = unsafe { &mut *l4 };
+    let ports = if ip.proto == IPPROTO_ICMP {
+        // ICMP echo: one identifier, translated on one side.
+        let id = if sport != ip.sport {
+            sport
+        } else if dport != ip.dport {
+            dport
+        } else {
+            ip.sport
+        };
+        let old = [l4[4], l4[5]];
+        let new = id.to_be_bytes();
+        l4[4] = new[0];
+        l4[5] = new[1];
+        csum::diff2(0, old, new)
+    } else {
+        let old = [l4[0], l4[1], l4[2], l4[3]];
+        let s = sport.to_be_bytes();
+        let d = dport.to_be_bytes();
+        let new = [s[0], s[1], d[0], d[1]];
+        l4[..4].copy_from_slice(&new);
+        csum::diff4(0, old, new)
     };
-    let csum = l4 + l4_csum_off(ip.proto);
+    let addrs = csum::diff4(csum::diff4(0, ip.src, src), ip.dst, dst);
+
+    let off = ip.l4_off + l4_csum_off(ip.proto);
     let mangled0 = if ip.proto == IPPROTO_UDP {
         BPF_F_MARK_MANGLED_0 as u64
     } else {
         0
     };
-    let old_a = u32::from_ne_bytes(old_addr) as u64;
-    let new_a = u32::from_ne_bytes(new_addr) as u64;
-
-    if old_addr != new_addr {
-        // ICMP has no pseudo-header: only the IP checksum covers the address.
-        if ip.proto != IPPROTO_ICMP {
-            ctx.l4_csum_replace(csum, old_a, new_a, BPF_F_PSEUDO_HDR as u64 | mangled0 | 4)
-                .map_err(|_| ())?;
-        }
-        ctx.l3_csum_replace(l3 + IP_CSUM_OFF, old_a, new_a, 4)
-            .map_err(|_| ())?;
-        ctx.store(addr_off, &new_addr, 0).map_err(|_| ())?;
+    // The size bits 0 select the helper's diff mode (`from` must be 0).
+    // ICMP has no pseudo-header: only the IP checksum covers the addresses.
+    if ip.proto != IPPROTO_ICMP && (ip.src != src || ip.dst != dst) {
+        ctx.l4_csum_replace(
+            off,
+            0,
+            csum::diff_fold(addrs),
+            BPF_F_PSEUDO_HDR as u64 | mangled0,
+        )
+        .map_err(|_| ())?;
     }
-
-    if old_port != new_port {
-        // ICMP echo: the identifier (same field in both directions).
-        let off = if ip.proto == IPPROTO_ICMP {
-            l4 + 4
-        } else {
-            l4 + port_off
-        };
-        let old_p = u16::from_ne_bytes(old_port.to_be_bytes()) as u64;
-        let new_p = u16::from_ne_bytes(new_port.to_be_bytes()) as u64;
-        ctx.l4_csum_replace(csum, old_p, new_p, mangled0 | 2)
+    if ip.sport != sport || ip.dport != dport {
+        ctx.l4_csum_replace(off, 0, csum::diff_fold(ports), mangled0)
             .map_err(|_| ())?;
-        ctx.store(off, &new_port.to_be_bytes(), 0).map_err(|_| ())?;
     }
     Ok(())
 }

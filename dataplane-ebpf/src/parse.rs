@@ -27,9 +27,10 @@ pub const IP_CSUM_OFF: usize = 10;
 pub const IP_SRC_OFF: usize = 12;
 pub const IP_DST_OFF: usize = 16;
 
-/// Headers this long are pulled into the linear area before parsing
-/// (Ethernet + maximal IPv4 header + TCP header without options).
-const PULL_LEN: u32 = (ETH_LEN + 60 + 20) as u32;
+/// Pulled when the IPv4 header itself is not in the linear area (never
+/// seen from veths or NICs: they keep at least the headers linear):
+/// Ethernet + maximal IPv4 header + TCP header without options.
+const PULL_MAX: usize = ETH_LEN + 60 + 20;
 
 /// The packet as a bounded byte range: TC and XDP programs parse alike.
 #[derive(Clone, Copy)]
@@ -76,15 +77,45 @@ pub fn read<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
     Pkt::tc(ctx).read(off)
 }
 
-/// Make sure the headers are in the linear part of the skb.
+/// Make sure the first `want` bytes (or the whole packet, if shorter) are
+/// in the linear part of the skb. Nothing is done when they already are:
+/// `bpf_skb_pull_data` makes the skb writable, and on a clone (every TCP
+/// segment the stack sends keeps its original for retransmission) pulling
+/// payload bytes copies the skb's head.
 #[inline(always)]
-pub fn pull_headers(ctx: &TcContext) {
-    let linear = (ctx.data_end() - ctx.data()) as u32;
-    let len = ctx.len();
-    let want = if len < PULL_LEN { len } else { PULL_LEN };
-    if linear < want {
-        let _ = ctx.pull_data(want);
+pub fn pull(ctx: &TcContext, want: usize) {
+    let linear = ctx.data_end() - ctx.data();
+    if linear >= want {
+        return;
     }
+    let len = ctx.len() as usize;
+    let want = if len < want { len } else { want };
+    if linear < want {
+        let _ = ctx.pull_data(want as u32);
+    }
+}
+
+/// Length of the L4 header the parser reads for `proto` (0: none).
+#[inline(always)]
+fn l4_hdr_len(proto: u8) -> usize {
+    match proto {
+        IPPROTO_TCP => 20,
+        IPPROTO_UDP | IPPROTO_ICMP => 8,
+        _ => 0,
+    }
+}
+
+/// Make the IPv4 header at `ETH_LEN` (options included) and the L4 header
+/// `parse_ipv4` reads linear: only the bytes this packet has (a GSO TCP skb
+/// has exactly Ethernet + IPv4 + TCP with options linear, 66 bytes with
+/// timestamps), and only when they are not linear already.
+#[inline(always)]
+pub fn pull_ipv4(ctx: &TcContext) {
+    let want = match read::<[u8; 10]>(ctx, ETH_LEN) {
+        Some(h) => ETH_LEN + ((h[0] & 0x0f) as usize) * 4 + l4_hdr_len(h[9]),
+        None => PULL_MAX,
+    };
+    pull(ctx, want);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -266,6 +266,31 @@ fn icc_disabled_network_drops_endpoint_to_endpoint() {
     });
 }
 
+#[test]
+fn icc_disabled_network_is_enforced_for_entries_without_policy_flags() {
+    with_env(|env| {
+        // Entries an older agent wrote carry no network policy: the program
+        // must read the network instead of taking them as icc=true.
+        for e in [E4, E5] {
+            let info = env.info_without_policy(e);
+            env.set_endpoint_info(info);
+        }
+        let pkt = udp_from(E4, E5.ip, 5000, 53, true);
+        let run = env.run_container(E4, &pkt);
+        assert_dropped(env, &run, &pkt, DropReason::IccDisabled, Some(E4));
+        assert_eq!(env.stats(E5).rx_packets, 0);
+        // With the flags (what the agent writes) the decision is the same.
+        for e in [E4, E5] {
+            let info = env.info(e);
+            assert_ne!(info.flags, 0);
+            env.set_endpoint_info(info);
+        }
+        let run = env.run_container(E4, &pkt);
+        assert_eq!(run.verdict, TC_ACT_SHOT);
+        assert_eq!(env.drop_count(DropReason::IccDisabled), 2);
+    });
+}
+
 // ---------------------------------------------------------------------------
 // 5. Internal networks
 // ---------------------------------------------------------------------------

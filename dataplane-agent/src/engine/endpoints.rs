@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::endpoint_progs;
+use dataplane_common::endpoint_net_flags;
 
 impl Engine {
     /// Choose the address, interface names and MAC of a new endpoint of `c` on
@@ -68,13 +69,12 @@ impl Engine {
         ns: &Path,
         ep: &Endpoint,
     ) -> Result<()> {
-        let net_id = g
+        let net = g
             .networks
             .get(&ep.network)
-            .map(|n| n.id)
             .ok_or_else(|| anyhow!("network {} vanished", ep.network))?;
         let link = kernel::create_endpoint(&g.host, ns, ep).await?;
-        g.dp.upsert_endpoint(endpoint_info(ep, net_id, &link))?;
+        g.dp.upsert_endpoint(endpoint_info(ep, Some(net), &link))?;
         endpoint_progs::attach(&mut g.dp, &ep.host_interface)?;
         g.ifindexes.insert(ep.host_interface.clone(), link.index);
         Ok(())
@@ -213,14 +213,21 @@ impl Engine {
     }
 }
 
-pub(crate) fn endpoint_info(ep: &Endpoint, net_id: u32, link: &kernel::NetdevInfo) -> EndpointInfo {
+/// The datapath's entry for `ep` on `net` (None: the network is gone, the
+/// entry has network 0 and no policy). The network's policy flags travel in
+/// the entry, so the container-to-container path needs no network lookup.
+pub(crate) fn endpoint_info(
+    ep: &Endpoint,
+    net: Option<&Network>,
+    link: &kernel::NetdevInfo,
+) -> EndpointInfo {
     EndpointInfo {
         ifindex: link.index,
-        net_id,
+        net_id: net.map_or(0, |n| n.id),
         ip: ep.ip.octets(),
         mac: ep.mac,
         host_mac: link.mac,
-        flags: 0,
+        flags: net.map_or(0, |n| endpoint_net_flags(network_info(n).flags)),
         _pad: [0; 2],
     }
 }

@@ -30,13 +30,12 @@ impl Engine {
                 endpoint,
             } => {
                 let ns = self.netns_path(container);
-                let net_id = g
+                let net = g
                     .networks
                     .get(&endpoint.network)
-                    .map(|n| n.id)
                     .ok_or_else(|| anyhow!("network {} vanished", endpoint.network))?;
                 let link = kernel::create_endpoint(&g.host, &ns, endpoint).await?;
-                g.dp.upsert_endpoint(endpoint_info(endpoint, net_id, &link))?;
+                g.dp.upsert_endpoint(endpoint_info(endpoint, Some(net), &link))?;
                 g.ifindexes
                     .insert(endpoint.host_interface.clone(), link.index);
                 // The old link died with the old interface.

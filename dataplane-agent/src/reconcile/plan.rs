@@ -173,8 +173,7 @@ pub fn plan(want: &Desired<'_>, obs: &Observed) -> Vec<Step> {
                 continue;
             };
             want_ifs.insert(netdev.index);
-            let net_id = want.networks.get(&ep.network).map_or(0, |n| n.id);
-            let info = endpoint_info(ep, net_id, netdev);
+            let info = endpoint_info(ep, want.networks.get(&ep.network), netdev);
             if obs.endpoints.get(&info.ip) != Some(&info)
                 || obs.if_endpoints.get(&netdev.index) != Some(&info)
             {
@@ -323,7 +322,7 @@ mod tests {
             mtu: 1500,
             is_virtual: true,
         };
-        let info = endpoint_info(ep, net.id, &dev);
+        let info = endpoint_info(ep, Some(net), &dev);
         let mut obs = Observed::default();
         obs.netdevs.insert(ep.host_interface.clone(), dev);
         obs.routes32.insert(ep.ip, 7);

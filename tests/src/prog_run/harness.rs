@@ -18,8 +18,9 @@ use aya::{
     Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
 };
 use dataplane_common::{
-    map_names, prog_names, Config, CtEntry, DropReason, EndpointInfo, EndpointKey, EndpointStats,
-    FlowKey, LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget, NET_F_INTERNAL, NET_F_NO_ICC,
+    endpoint_net_flags, map_names, prog_names, Config, CtEntry, DropReason, EndpointInfo,
+    EndpointKey, EndpointStats, FlowKey, LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget,
+    NET_F_INTERNAL, NET_F_NO_ICC,
 };
 
 pub const TC_ACT_OK: u32 = 0;
@@ -391,7 +392,21 @@ impl Env {
         self.ifindex[name]
     }
 
+    /// The entry the agent writes: the network's policy flags included.
     pub fn info(&self, e: EpDef) -> EndpointInfo {
+        let net_flags = NETWORKS
+            .iter()
+            .find(|n| n.id == e.net)
+            .map_or(0, |n| n.flags);
+        EndpointInfo {
+            flags: endpoint_net_flags(net_flags),
+            ..self.info_without_policy(e)
+        }
+    }
+
+    /// The entry an older agent wrote: no policy flags, the programs read
+    /// the network.
+    pub fn info_without_policy(&self, e: EpDef) -> EndpointInfo {
         EndpointInfo {
             ifindex: self.ifx(e.host),
             net_id: e.net,
@@ -409,6 +424,14 @@ impl Env {
         let ncpu = aya::util::nr_cpus().unwrap();
         let zero = PerCpuValues::try_from(vec![EndpointStats::default(); ncpu]).unwrap();
         self.ep_stats.insert(info.ifindex, zero, 0).unwrap();
+        self.if_endpoints.insert(info.ifindex, info, 0).unwrap();
+        self.endpoints
+            .insert(EndpointKey { ip: info.ip }, info, 0)
+            .unwrap();
+    }
+
+    /// Overwrite an endpoint's entries (both maps) with `info`.
+    pub fn set_endpoint_info(&mut self, info: EndpointInfo) {
         self.if_endpoints.insert(info.ifindex, info, 0).unwrap();
         self.endpoints
             .insert(EndpointKey { ip: info.ip }, info, 0)

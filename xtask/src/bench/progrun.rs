@@ -25,8 +25,8 @@ use aya::{
     Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
 };
 use dataplane_common::{
-    map_names, prog_names, Config, DropReason, EndpointInfo, EndpointKey, EndpointStats,
-    NetworkInfo, PortKey, PortTarget,
+    endpoint_net_flags, map_names, prog_names, Config, DropReason, EndpointInfo, EndpointKey,
+    EndpointStats, NetworkInfo, PortKey, PortTarget,
 };
 
 use super::progrun_pkt::{checksums_ok, frame, seen, Flow, PROTO_TCP, PROTO_UDP};
@@ -274,6 +274,8 @@ impl Bench {
                 ip: e.ip,
                 mac: e.mac,
                 host_mac: e.host_mac,
+                // As the agent writes it: the network's policy (none here).
+                flags: endpoint_net_flags(0),
                 ..Default::default()
             };
             let zero = PerCpuValues::try_from(vec![EndpointStats::default(); ncpu])?;
