@@ -18,7 +18,7 @@ const TARGET_GSO: f64 = 1.3;
 /// Map lookups and helper calls per path, counted by reading
 /// dataplane-ebpf/src at this commit (steady state: the flow's entries
 /// exist). The report says when the programs changed since.
-const COUNTED_AT: &str = "005dc80";
+const COUNTED_AT: &str = "81db78a";
 /// (path, program, hash-map lookups, which, other helper calls, which)
 const PER_PATH: &[(&str, &str, u32, &str, u32, &str)] = &[
     ("c2c same network", "dp_from_container", 4, "IF_ENDPOINTS, EP_STATS (tx), ENDPOINTS, EP_STATS (rx); the network's policy rides in the endpoint entry (NETWORKS only for entries without it)", 1, "redirect_peer (MACs written directly; no pull: the headers are linear)"),
