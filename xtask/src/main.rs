@@ -20,11 +20,6 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-#[allow(
-    unreachable_pub,
-    clippy::pedantic,
-    reason = "xtask/src/bench is owned by the benchmark work; its lint clean-up lands there"
-)]
 mod bench;
 
 #[derive(Parser)]
