@@ -75,7 +75,7 @@ fn bench_smoke_writes_a_complete_report() {
         c.env("DATAPLANE_BIN", dataplane_bin());
     }
     let start = Instant::now();
-    let o = run_timeout(&mut c, Duration::from_secs(240));
+    let o = run_timeout(&mut c, Duration::from_mins(4));
     eprintln!("bench --smoke took {:.1?}", start.elapsed());
     assert!(
         o.status.success(),

@@ -162,12 +162,12 @@ fn gateway(h: &Host, net: &str) -> String {
 /// No iptables rule and no nftables rule in the host namespace.
 fn assert_no_firewall(h: &Host) {
     let o = h.host_exec(&["iptables-save"]);
-    assert!(o.status.success(), "iptables-save: {:?}", o);
+    assert!(o.status.success(), "iptables-save: {o:?}");
     let ipt = stdout(&o);
     let rules: Vec<&str> = ipt.lines().filter(|l| l.starts_with("-A")).collect();
     assert!(rules.is_empty(), "iptables rules: {rules:?}");
     let o = h.host_exec(&["nft", "list", "ruleset"]);
-    assert!(o.status.success(), "nft: {:?}", o);
+    assert!(o.status.success(), "nft: {o:?}");
     let nft = stdout(&o);
     let rules: Vec<&str> = nft
         .lines()
@@ -227,7 +227,7 @@ fn icc_and_cross_network_matrix() {
     }
     let peers = |c: &str| -> Vec<String> {
         let s = &srv.iter().find(|(n, _)| *n == c).unwrap().1;
-        s.iter().flat_map(|b| b.lines()).collect()
+        s.iter().flat_map(dataplane_tests::Bg::lines).collect()
     };
 
     // Same network, icc=true: everything allowed, both ways.
@@ -274,7 +274,7 @@ fn icc_and_cross_network_matrix() {
                         case("n1", "noicc", &ip_n2, port),
                         case("n2", "noicc", &ip_n1, port),
                     ],
-                )
+                );
             });
             s.spawn(|| {
                 denied(
@@ -288,7 +288,7 @@ fn icc_and_cross_network_matrix() {
                         // multi-homed container.
                         case("b", "bridge", &ip_m_other, port),
                     ],
-                )
+                );
             });
         });
     }
@@ -417,7 +417,7 @@ fn link_on_icc_disabled_network() {
                         case("s3", "lnk", &ip1, icc_port),
                         case("s1", "lnk", &ip3, icc_port),
                     ],
-                )
+                );
             });
         });
     }
@@ -499,7 +499,7 @@ fn published_ports_are_reachable_across_networks_through_the_host_address() {
         );
     }
     let ip_cli = h.ip_of("cli");
-    let all: Vec<String> = srv.iter().flat_map(|b| b.lines()).collect();
+    let all: Vec<String> = srv.iter().flat_map(dataplane_tests::Bg::lines).collect();
     assert!(!all.contains(&ip_cli), "srv saw cli directly: {all:?}");
     // The published port still works afterwards.
     assert!(h.tcp_ok(&cli, &h.uplink_ip, 8080));
@@ -592,7 +592,7 @@ fn spoofed_source_ip_or_mac_from_a_container_is_dropped() {
             &Ns::c("attacker"),
             &[python(), "-c", SENDP, &frames.to_string()],
         ),
-        Duration::from_secs(60),
+        Duration::from_mins(1),
     );
     assert!(
         o.status.success() && stdout(&o).contains("SENT"),
@@ -648,7 +648,7 @@ fn outside_cannot_reach_containers_directly_but_the_host_can() {
         "/v1/drops {reason}: {gbefore} -> {gafter}"
     );
     assert!(net_drops(&h, "bridge", reason) >= after);
-    let all: Vec<String> = srv.iter().flat_map(|b| b.lines()).collect();
+    let all: Vec<String> = srv.iter().flat_map(dataplane_tests::Bg::lines).collect();
     assert!(all.is_empty(), "container saw {all:?}");
 
     // The host itself keeps direct access.

@@ -71,7 +71,7 @@ fn send(h: &Host, ns: &Ns, iface: &str, frames: &Value) {
             ns,
             &[python(), "-c", SEND_TAGGED, iface, &frames.to_string()],
         ),
-        Duration::from_secs(60),
+        Duration::from_mins(1),
     );
     assert!(
         o.status.success() && stdout(&o).contains("SENT"),
@@ -93,7 +93,10 @@ fn assert_only(b: &Bg, controls: &[&str], what: &str) {
     let mut got = payloads(b);
     got.sort();
     got.dedup();
-    let mut want: Vec<String> = controls.iter().map(|s| s.to_string()).collect();
+    let mut want: Vec<String> = controls
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect();
     want.sort();
     assert_eq!(got, want, "{what}: crafted packets were delivered");
 }
@@ -484,7 +487,10 @@ fn second_host_interface_gives_no_direct_access() {
     let after = global(&h, reason);
     // Per container at least a SYN, three datagrams and an echo request.
     assert!(after >= before + 15, "{reason}: {before} -> {after}");
-    let seen: Vec<String> = servers.iter().flat_map(|b| b.lines()).collect();
+    let seen: Vec<String> = servers
+        .iter()
+        .flat_map(dataplane_tests::Bg::lines)
+        .collect();
     assert!(seen.is_empty(), "containers saw {seen:?}");
     // Controls: the host keeps direct access.
     let ip = h.ip_of("c");

@@ -838,7 +838,7 @@ fn masquerade_port_exhaustion_drops_the_extra_flow() {
             assert!((62000..=62001).contains(&p));
             ports.push(p);
         }
-        ports.sort();
+        ports.sort_unstable();
         assert_eq!(ports, vec![62000, 62001]);
         let pkt = tcp_from(E1, FAR, 30003, 80, TCP_SYN);
         let run = env.run_container(E1, &pkt);

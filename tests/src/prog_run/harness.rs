@@ -299,6 +299,7 @@ fn load_prog(ebpf: &mut Ebpf, name: &str) {
 
 pub fn ifindex_of(name: &str) -> u32 {
     let c = CString::new(name).unwrap();
+    // SAFETY: a NUL-terminated name that outlives the call.
     let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
     assert_ne!(i, 0, "interface {name} not found in the test namespace");
     i
@@ -313,6 +314,7 @@ fn write_sysctl(path: &str, value: &str) {
 impl Env {
     fn new(netns: &str) -> Env {
         let f = File::open(format!("/run/netns/{netns}")).expect("opening the netns");
+        // SAFETY: `f` is an open namespace file; setns acts on this thread only.
         let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
 
@@ -505,7 +507,7 @@ impl Env {
     /// out of `e`'s host veth, having received it on `ingress` (None: a
     /// packet the host made itself).
     pub fn run_to_container(&self, e: EpDef, ingress: Option<&str>, pkt: &[u8]) -> Run {
-        let iif = ingress.map(|n| self.ifx(n)).unwrap_or(0);
+        let iif = ingress.map_or(0, |n| self.ifx(n));
         self.run_skb(prog_names::TO_CONTAINER, self.ifx(e.host), iif, pkt)
             .expect("BPF_PROG_TEST_RUN dp_to_container")
     }

@@ -28,7 +28,7 @@ pub fn inet_csum(chunks: &[&[u8]]) -> u16 {
     let mut sum: u32 = 0;
     let mut carry_byte: Option<u8> = None;
     for chunk in chunks {
-        for &b in chunk.iter() {
+        for &b in *chunk {
             match carry_byte.take() {
                 None => carry_byte = Some(b),
                 Some(hi) => sum += u32::from(u16::from_be_bytes([hi, b])),
@@ -101,22 +101,26 @@ impl Ip4 {
         }
     }
 
+    #[must_use]
     pub fn ttl(mut self, ttl: u8) -> Ip4 {
         self.ttl = ttl;
         self
     }
 
+    #[must_use]
     pub fn frag(mut self, frag: u16) -> Ip4 {
         self.frag = frag;
         self
     }
 
+    #[must_use]
     pub fn options(mut self, options: &[u8]) -> Ip4 {
         assert_eq!(options.len() % 4, 0);
         self.options = options.to_vec();
         self
     }
 
+    #[must_use]
     pub fn src(mut self, src: [u8; 4]) -> Ip4 {
         self.src = src;
         self

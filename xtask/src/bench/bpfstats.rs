@@ -14,11 +14,11 @@ use aya::programs::links::{FdLink, PinnedLink};
 /// BPF run-time statistics, on while this value lives. BPF_ENABLE_STATS
 /// keeps them on only while the returned fd is open, so nothing global is
 /// left on if the harness dies.
-pub struct StatsOn {
+pub(super) struct StatsOn {
     _fd: OwnedFd,
 }
 
-pub fn enable() -> Result<StatsOn> {
+pub(super) fn enable() -> Result<StatsOn> {
     let fd = aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .map_err(|e| anyhow!("BPF_ENABLE_STATS(BPF_STATS_RUN_TIME): {e}"))?;
     Ok(StatsOn { _fd: fd })
@@ -27,7 +27,7 @@ pub fn enable() -> Result<StatsOn> {
 /// `kernel.bpf_stats_enabled`: whether someone (another process, the
 /// sysctl) has the statistics on globally right now, which makes the
 /// "stats off" side of the overhead measurement not off.
-pub fn enabled_globally() -> Option<bool> {
+pub(super) fn enabled_globally() -> Option<bool> {
     std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
         .ok()
         .map(|s| s.trim() != "0")
@@ -37,7 +37,7 @@ pub fn enabled_globally() -> Option<bool> {
 /// (`<bpffs>/links/<program>@<interface>`): ids of programs loaded by other
 /// processes on this machine (tests running in parallel load the same
 /// program names) are never picked up.
-pub fn agent_programs(bpffs: &Path) -> Result<BTreeMap<String, u32>> {
+pub(super) fn agent_programs(bpffs: &Path) -> Result<BTreeMap<String, u32>> {
     let dir = bpffs.join("links");
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -66,27 +66,27 @@ pub fn agent_programs(bpffs: &Path) -> Result<BTreeMap<String, u32>> {
 
 /// Run count and total run time (ns) of one program.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
+pub(super) struct Counters {
     pub runs: u64,
     pub ns: u64,
 }
 
 impl Counters {
-    pub fn since(self, before: Counters) -> Counters {
+    pub(super) fn since(self, before: Counters) -> Counters {
         Counters {
             runs: self.runs.saturating_sub(before.runs),
             ns: self.ns.saturating_sub(before.ns),
         }
     }
 
-    pub fn ns_per_run(self) -> Option<f64> {
+    pub(super) fn ns_per_run(self) -> Option<f64> {
         (self.runs > 0).then(|| self.ns as f64 / self.runs as f64)
     }
 }
 
 /// Counters of the programs `ids` (name -> id). A program that is gone is
 /// an error: the agent keeps its programs loaded for the whole run.
-pub fn read(ids: &BTreeMap<String, u32>) -> Result<BTreeMap<String, Counters>> {
+pub(super) fn read(ids: &BTreeMap<String, u32>) -> Result<BTreeMap<String, Counters>> {
     let mut by_id = BTreeMap::new();
     // Programs of other processes may be unloaded while we iterate: their
     // errors are skipped, ours are checked below.
@@ -112,7 +112,7 @@ pub fn read(ids: &BTreeMap<String, u32>) -> Result<BTreeMap<String, Counters>> {
 /// Helper calls in the program as the kernel runs it (after the
 /// verifier's rewrites: array lookups are inlined and disappear, hash
 /// lookups become direct calls of the map's lookup function), by callee.
-pub fn xlated_calls(id: u32) -> Result<BTreeMap<String, u32>> {
+pub(super) fn xlated_calls(id: u32) -> Result<BTreeMap<String, u32>> {
     let out = Command::new("bpftool")
         .args(["prog", "dump", "xlated", "id", &id.to_string()])
         .output()
@@ -144,7 +144,7 @@ fn count_calls(listing: &str) -> BTreeMap<String, u32> {
 }
 
 /// Whether a callee of `xlated_calls` is a map lookup.
-pub fn is_map_lookup(callee: &str) -> bool {
+pub(super) fn is_map_lookup(callee: &str) -> bool {
     callee.contains("lookup_elem") && !callee.contains("fib")
 }
 

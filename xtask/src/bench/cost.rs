@@ -20,7 +20,7 @@ use crate::{capture, cargo, describe, run, target_dir};
 
 /// One path of the benchmark topology (dataplane mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CostPath {
+pub(super) enum CostPath {
     C2c,
     Published,
     Masquerade,
@@ -28,14 +28,14 @@ pub enum CostPath {
 }
 
 impl CostPath {
-    pub const ALL: [CostPath; 4] = [
+    pub(super) const ALL: [CostPath; 4] = [
         CostPath::C2c,
         CostPath::Published,
         CostPath::Masquerade,
         CostPath::Hairpin,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             CostPath::C2c => "c2c",
             CostPath::Published => "outside->published",
@@ -45,7 +45,7 @@ impl CostPath {
     }
 
     /// What `prog` handles on this path.
-    pub fn role(self, prog: &str) -> &'static str {
+    pub(super) fn role(self, prog: &str) -> &'static str {
         match (self, prog) {
             (CostPath::C2c, "dp_from_container") => "both directions (c2c delivery)",
             (CostPath::Published, "dp_xdp_uplink") => "requests in: published-port DNAT",
@@ -65,7 +65,7 @@ impl CostPath {
 }
 
 /// One workload on one path with the statistics on.
-pub struct PathCost {
+pub(super) struct PathCost {
     pub path: CostPath,
     /// "udp64", "tcp" or "rr".
     pub workload: &'static str,
@@ -76,14 +76,14 @@ pub struct PathCost {
 }
 
 /// One repetition of the overhead measurement.
-pub struct Overhead {
+pub(super) struct Overhead {
     pub rr_p50_off: f64,
     pub rr_p50_on: f64,
     pub tput_off: f64,
     pub tput_on: f64,
 }
 
-pub struct CostResult {
+pub(super) struct CostResult {
     pub load: Vec<PathCost>,
     pub overhead: Vec<Overhead>,
     /// kernel.bpf_stats_enabled before the measurement (Some(true): someone
@@ -97,7 +97,7 @@ pub struct CostResult {
 
 /// Builds `dp-ebpf-object` in the agent's profile and writes the object the
 /// agent embeds to `dir/dataplane-ebpf.o`.
-pub fn agent_object(release: bool, dir: &Path) -> Result<PathBuf> {
+pub(super) fn agent_object(release: bool, dir: &Path) -> Result<PathBuf> {
     let mut c = cargo();
     c.args([
         "build",
@@ -209,7 +209,7 @@ fn c2c_pair(w: &World, plan: &Plan) -> Result<(f64, f64)> {
 }
 
 /// The whole per-packet cost phase (dataplane mode already set up).
-pub fn measure(w: &mut World, plan: &Plan, object: &Path) -> Result<CostResult> {
+pub(super) fn measure(w: &mut World, plan: &Plan, object: &Path) -> Result<CostResult> {
     let started = std::time::Instant::now();
     println!("==> per-packet cost");
     // Servers beyond the uplink for the masquerade path.

@@ -58,7 +58,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(if n % 2 == 1 {
         v[n / 2]
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
     })
 }
 
@@ -74,12 +74,12 @@ fn under_load(c: &CostResult, path: CostPath, workload: &str, prog: &str) -> Opt
 }
 
 /// A target: (name, met, detail).
-pub type Target = (String, Option<bool>, String);
+pub(super) type Target = (String, Option<bool>, String);
 
 /// Writes the section; returns its JSON and the targets it evaluated.
 /// `rr_ratio`/`tput_ratio`: dataplane c2c RR p50 and 1-stream throughput
 /// over the ceiling's, from the main measurements of the same run.
-pub fn section(
+pub(super) fn section(
     md: &mut String,
     c: &CostResult,
     rr_ratio: Option<f64>,

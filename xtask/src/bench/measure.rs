@@ -14,13 +14,13 @@ use crate::capture;
 /// Machine-wide CPU jiffies from /proc/stat (all namespaces share the CPUs,
 /// so this includes the kernel's packet processing in softirq context).
 #[derive(Clone, Copy, Debug)]
-pub struct CpuStat {
+pub(super) struct CpuStat {
     busy: u64,
     softirq: u64,
 }
 
 impl CpuStat {
-    pub fn read() -> Result<Self> {
+    pub(super) fn read() -> Result<Self> {
         let s = fs::read_to_string("/proc/stat")?;
         let line = s
             .lines()
@@ -40,7 +40,7 @@ impl CpuStat {
     }
 
     /// (busy CPU seconds, softirq CPU seconds) since `earlier`.
-    pub fn since(&self, earlier: &CpuStat) -> (f64, f64) {
+    pub(super) fn since(&self, earlier: &CpuStat) -> (f64, f64) {
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         (
@@ -50,7 +50,7 @@ impl CpuStat {
     }
 }
 
-pub struct Throughput {
+pub(super) struct Throughput {
     pub gbps: f64,
     pub cpu_s: f64,
     pub softirq_s: f64,
@@ -58,7 +58,7 @@ pub struct Throughput {
 }
 
 /// iperf3 client in `ns` against `ip:port`.
-pub fn iperf(ns: &str, ip: &str, port: u16, streams: u32, secs: f64) -> Result<Throughput> {
+pub(super) fn iperf(ns: &str, ip: &str, port: u16, streams: u32, secs: f64) -> Result<Throughput> {
     let mut last = String::new();
     for attempt in 0..3 {
         if attempt > 0 {
@@ -74,12 +74,11 @@ pub fn iperf(ns: &str, ip: &str, port: u16, streams: u32, secs: f64) -> Result<T
         let out = capture(&mut c, Duration::from_secs_f64(secs + 30.0))?;
         let after = CpuStat::read()?;
         let s = String::from_utf8_lossy(&out.stdout);
-        let v: Value = match serde_json::from_str(&s) {
-            Ok(v) => v,
-            Err(_) => {
-                last = format!("{s} {}", String::from_utf8_lossy(&out.stderr));
-                continue;
-            }
+        let v: Value = if let Ok(v) = serde_json::from_str(&s) {
+            v
+        } else {
+            last = format!("{s} {}", String::from_utf8_lossy(&out.stderr));
+            continue;
         };
         if let Some(e) = v["error"].as_str() {
             last = e.to_string();
@@ -104,20 +103,20 @@ pub fn iperf(ns: &str, ip: &str, port: u16, streams: u32, secs: f64) -> Result<T
     bail!("iperf3 {ip}:{port} from {ns} failed: {}", last.trim())
 }
 
-pub struct LoadResult {
+pub(super) struct LoadResult {
     pub json: Value,
     pub cpu_s: f64,
     pub softirq_s: f64,
 }
 
 impl LoadResult {
-    pub fn f(&self, k: &str) -> f64 {
+    pub(super) fn f(&self, k: &str) -> f64 {
         self.json[k].as_f64().unwrap_or(0.0)
     }
 }
 
 /// `dp-loadgen rr|crr` in `ns` against `addr`.
-pub fn loadgen(
+pub(super) fn loadgen(
     loadgen: &std::path::Path,
     ns: &str,
     kind: &str,
@@ -147,7 +146,7 @@ pub fn loadgen(
 }
 
 /// One request/response through `addr` from `ns` (retried up to 10 s).
-pub fn probe(loadgen: &std::path::Path, ns: &str, addr: &str) -> Result<()> {
+pub(super) fn probe(loadgen: &std::path::Path, ns: &str, addr: &str) -> Result<()> {
     let mut c = in_ns(ns, loadgen);
     c.args(["probe", "--addr", addr, "--timeout-ms", "10000"]);
     let out = capture(&mut c, Duration::from_secs(20))?;
@@ -161,7 +160,7 @@ pub fn probe(loadgen: &std::path::Path, ns: &str, addr: &str) -> Result<()> {
 }
 
 /// First line of `prog args` (stdout or stderr), or "not installed".
-pub fn version(prog: &str, args: &[&str]) -> String {
+pub(super) fn version(prog: &str, args: &[&str]) -> String {
     match Command::new(prog).args(args).output() {
         Ok(o) => {
             let s = format!(
@@ -177,7 +176,7 @@ pub fn version(prog: &str, args: &[&str]) -> String {
 
 /// `probe` that must fail: no request/response through `addr` within
 /// `timeout` (each connect attempt gives up after 1 s).
-pub fn probe_blocked(
+pub(super) fn probe_blocked(
     loadgen: &std::path::Path,
     ns: &str,
     addr: &str,
@@ -194,7 +193,7 @@ pub fn probe_blocked(
 }
 
 /// softirq jiffies of one CPU (7th value of its `cpuN` line in /proc/stat).
-pub fn cpu_softirq_jiffies(cpu: usize) -> Result<u64> {
+pub(super) fn cpu_softirq_jiffies(cpu: usize) -> Result<u64> {
     let s = fs::read_to_string("/proc/stat")?;
     let tag = format!("cpu{cpu}");
     let line = s
@@ -207,7 +206,7 @@ pub fn cpu_softirq_jiffies(cpu: usize) -> Result<u64> {
         .ok_or_else(|| anyhow!("no softirq value in {line:?}"))
 }
 
-pub struct Flood {
+pub(super) struct Flood {
     pub sent: u64,
     pub seconds: f64,
     /// softirq CPU seconds on the pinned CPU during the flood.
@@ -216,20 +215,17 @@ pub struct Flood {
 
 /// CPU the flood generator is pinned to (its packets are received and
 /// dropped in softirq context on the same CPU).
-pub fn flood_cpu() -> usize {
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    if n > 1 {
-        1
-    } else {
-        0
-    }
+pub(super) fn flood_cpu() -> usize {
+    let n = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    usize::from(n > 1)
 }
 
 /// `taskset -c CPU dp-flood IFACE DST_MAC SRC DST PORT SECS` in `ns`.
-#[allow(clippy::too_many_arguments)]
-pub fn flood(
+#[expect(
+    clippy::too_many_arguments,
+    reason = "dp-flood's command line, one argument each"
+)]
+pub(super) fn flood(
     flood: &std::path::Path,
     ns: &str,
     iface: &str,

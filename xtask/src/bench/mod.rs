@@ -35,13 +35,13 @@ use topo::{
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
+pub(crate) enum Level {
     Smoke,
     Quick,
     Full,
 }
 
-pub struct Opts {
+pub(crate) struct Opts {
     pub level: Level,
     pub out: Option<PathBuf>,
     /// Use the release build of the agent.
@@ -49,7 +49,7 @@ pub struct Opts {
 }
 
 /// Durations and repetitions of one level.
-pub struct Plan {
+pub(crate) struct Plan {
     pub level: Level,
     pub reps: usize,
     pub tput_secs: f64,
@@ -146,7 +146,11 @@ fn build_loadgen() -> Result<(PathBuf, PathBuf)> {
     Ok((lg, fl))
 }
 
-pub fn bench(opts: Opts) -> Result<()> {
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the subcommand's options, handed over by main"
+)]
+pub(crate) fn bench(opts: Opts) -> Result<()> {
     if !is_root() {
         bail!("the benchmark creates network namespaces and loads eBPF programs: run it as root");
     }
@@ -209,9 +213,9 @@ fn raise_nofile() {
     // SAFETY: plain getrlimit/setrlimit on our own process.
     unsafe {
         let mut r: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut r) == 0 && r.rlim_cur < r.rlim_max {
             r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raw const r);
         }
     }
 }
@@ -473,12 +477,11 @@ fn isolation_rep(
         let state = if on { "on" } else { "off" };
         w.set_iptables_isolation(on)?;
         let target = |w: &World, m: Mode| -> (String, String) {
-            match (m, on) {
-                (Mode::Dataplane, true) => (iso.client.clone(), iso.server_ip.clone()),
-                _ => {
-                    let e = w.endpoints(m);
-                    (e.c1.clone(), e.c2_ip.clone())
-                }
+            if let (Mode::Dataplane, true) = (m, on) {
+                (iso.client.clone(), iso.server_ip.clone())
+            } else {
+                let e = w.endpoints(m);
+                (e.c1.clone(), e.c2_ip.clone())
             }
         };
         for &m in &modes {

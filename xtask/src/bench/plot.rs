@@ -20,15 +20,14 @@ pub(super) fn plot(agg: &BTreeMap<Key, Agg>, metric: &str, title: &str) -> Strin
     let ymax = if ymax > 0.0 { ymax * 1.1 } else { 1.0 };
     let lx = |x: f64| x.max(1.0).log10();
     let (x0, x1) = (
-        xs.iter().cloned().map(lx).fold(f64::INFINITY, f64::min),
-        xs.iter().cloned().map(lx).fold(f64::NEG_INFINITY, f64::max),
+        xs.iter().copied().map(lx).fold(f64::INFINITY, f64::min),
+        xs.iter().copied().map(lx).fold(f64::NEG_INFINITY, f64::max),
     );
     let span = if x1 > x0 { x1 - x0 } else { 1.0 };
     let px = |x: f64| l + (lx(x) - x0) / span * (w - l - r);
     let py = |y: f64| h - b - y / ymax * (h - t - b);
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{}\" y=\"22\" font-size=\"15\">{title}</text>\n",
-        l
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{l}\" y=\"22\" font-size=\"15\">{title}</text>\n"
     );
     let _ = writeln!(
         s,

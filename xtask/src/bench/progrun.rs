@@ -80,7 +80,7 @@ const NETS: [(u32, [u8; 4], [u8; 4]); 2] = [
 
 /// One measured path.
 #[derive(Clone, Debug)]
-pub struct PathRun {
+pub(super) struct PathRun {
     pub name: &'static str,
     pub program: &'static str,
     pub frame_len: usize,
@@ -93,7 +93,7 @@ pub struct PathRun {
     pub broken: Option<String>,
 }
 
-pub struct ProgRun {
+pub(super) struct ProgRun {
     pub paths: Vec<PathRun>,
     /// ns of the test-run timer per `repeat = 1` run (median per-run time
     /// minus the per-run time with a large `repeat`, on the denied path).
@@ -168,7 +168,7 @@ fn topology(ns: &str) -> Result<()> {
 /// Runs the micro-benchmark with the eBPF object at `object` inside the
 /// (empty, just created) namespace `ns`: `iters` timed runs per path, and
 /// `repeat` for the timer calibration.
-pub fn run(object: &Path, ns: &str, iters: u32, repeat: u32) -> Result<ProgRun> {
+pub(super) fn run(object: &Path, ns: &str, iters: u32, repeat: u32) -> Result<ProgRun> {
     topology(ns)?;
     let bytes = std::fs::read(object).with_context(|| format!("reading {}", object.display()))?;
     let nsfile = format!("/run/netns/{ns}");
@@ -372,6 +372,11 @@ impl Bench {
     }
 
     /// Checks one run's result against `want`; Err(reason) when it differs.
+    #[expect(
+        clippy::unused_self,
+        clippy::match_same_arms,
+        reason = "a method of the bench like its siblings; one arm per outcome reads as a table"
+    )]
     fn check(&self, want: Want, verdict: u32, out: &[u8], full: bool) -> Result<(), String> {
         match want {
             Want::Drop(_) if verdict != TC_ACT_SHOT => Err(format!("verdict {verdict}, want drop")),

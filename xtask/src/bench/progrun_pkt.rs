@@ -2,9 +2,9 @@
 //! options) + UDP or TCP with valid checksums, and a reader for the few
 //! fields the benchmark checks in the programs' output.
 
-pub const ETH_LEN: usize = 14;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
+pub(super) const ETH_LEN: usize = 14;
+pub(super) const PROTO_TCP: u8 = 6;
+pub(super) const PROTO_UDP: u8 = 17;
 const TCP_ACK: u8 = 0x10;
 
 /// RFC 1071 ones' complement sum over `parts`, folded and inverted.
@@ -30,7 +30,7 @@ fn csum(parts: &[&[u8]]) -> u16 {
 
 /// One L4 flow: addresses, ports, protocol.
 #[derive(Clone, Copy, Debug)]
-pub struct Flow {
+pub(super) struct Flow {
     pub src: [u8; 4],
     pub dst: [u8; 4],
     pub sport: u16,
@@ -40,23 +40,20 @@ pub struct Flow {
 
 /// An Ethernet frame `src_mac -> dst_mac` carrying `flow` with `payload`
 /// bytes of zeros (TCP: an ACK segment without options).
-pub fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], f: Flow, payload: usize) -> Vec<u8> {
+pub(super) fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], f: Flow, payload: usize) -> Vec<u8> {
     let data = vec![0u8; payload];
-    let mut l4 = match f.proto {
-        PROTO_TCP => {
-            let mut s = vec![0u8; 20];
-            s[4..8].copy_from_slice(&1u32.to_be_bytes());
-            s[8..12].copy_from_slice(&1u32.to_be_bytes());
-            s[12] = 5 << 4;
-            s[13] = TCP_ACK;
-            s[14..16].copy_from_slice(&64240u16.to_be_bytes());
-            s
-        }
-        _ => {
-            let mut s = vec![0u8; 8];
-            s[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
-            s
-        }
+    let mut l4 = if f.proto == PROTO_TCP {
+        let mut s = vec![0u8; 20];
+        s[4..8].copy_from_slice(&1u32.to_be_bytes());
+        s[8..12].copy_from_slice(&1u32.to_be_bytes());
+        s[12] = 5 << 4;
+        s[13] = TCP_ACK;
+        s[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        s
+    } else {
+        let mut s = vec![0u8; 8];
+        s[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+        s
     };
     l4[0..2].copy_from_slice(&f.sport.to_be_bytes());
     l4[2..4].copy_from_slice(&f.dport.to_be_bytes());
@@ -96,13 +93,13 @@ pub fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], f: Flow, payload: usize) -> Vec
 
 /// The fields of an output frame the benchmark checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Seen {
+pub(super) struct Seen {
     pub dst_mac: [u8; 6],
     pub flow: (([u8; 4], u16), ([u8; 4], u16)),
 }
 
 /// Reads an Ethernet/IPv4 (no options)/UDP-or-TCP frame.
-pub fn seen(f: &[u8]) -> Option<Seen> {
+pub(super) fn seen(f: &[u8]) -> Option<Seen> {
     if f.len() < ETH_LEN + 24 || f[ETH_LEN] != 0x45 {
         return None;
     }
@@ -117,7 +114,7 @@ pub fn seen(f: &[u8]) -> Option<Seen> {
 
 /// Whether every checksum of the IPv4 header and the UDP/TCP segment is
 /// valid (a zero UDP checksum means none).
-pub fn checksums_ok(f: &[u8]) -> bool {
+pub(super) fn checksums_ok(f: &[u8]) -> bool {
     if f.len() < ETH_LEN + 20 {
         return false;
     }

@@ -13,7 +13,7 @@ use super::targets::{early_drop_ratio, targets, Target};
 use super::topo::Mode;
 use super::{Level, Plan};
 
-pub struct Sample {
+pub(super) struct Sample {
     metric: &'static str,
     path: String,
     mode: Mode,
@@ -21,7 +21,7 @@ pub struct Sample {
 }
 
 impl Sample {
-    pub fn new(metric: &'static str, path: &str, mode: Mode, value: f64) -> Self {
+    pub(super) fn new(metric: &'static str, path: &str, mode: Mode, value: f64) -> Self {
         Sample {
             metric,
             path: path.to_string(),
@@ -32,7 +32,7 @@ impl Sample {
 }
 
 /// One early-drop flood run.
-pub struct FloodRun {
+pub(super) struct FloodRun {
     pub mode: Mode,
     pub rep: usize,
     pub sent: u64,
@@ -45,14 +45,14 @@ pub struct FloodRun {
 }
 
 impl FloodRun {
-    pub fn ns_per_packet(&self) -> Option<f64> {
+    pub(super) fn ns_per_packet(&self) -> Option<f64> {
         (self.dropped > 0 && self.softirq_s > 0.0)
             .then(|| self.softirq_s * 1e9 / self.dropped as f64)
     }
 }
 
 #[derive(Default)]
-pub struct Env {
+pub(super) struct Env {
     pub kernel: String,
     pub cpus: usize,
     pub cpu_model: String,
@@ -76,19 +76,16 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn collect(bin: &Path, release: bool, level: Level) -> Self {
+    pub(super) fn collect(bin: &Path, release: bool, level: Level) -> Self {
         let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
             .lines()
             .find(|l| l.starts_with("model name"))
             .and_then(|l| l.split(':').nth(1))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|| "unknown".into());
+            .map_or_else(|| "unknown".into(), |s| s.trim().to_string());
         Env {
             kernel: version("uname", &["-r"]),
-            cpus: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(0),
+            cpus: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
             cpu_model,
             iperf3: version("iperf3", &["--version"]),
             sockperf: version("sockperf", &["--version"]),
@@ -184,14 +181,14 @@ pub(super) struct Agg {
 }
 
 fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
+    v.sort_by(f64::total_cmp);
     let n = v.len();
     if n == 0 {
         0.0
     } else if n % 2 == 1 {
         v[n / 2]
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
     }
 }
 
@@ -504,7 +501,7 @@ fn isolation_sections(
     })
 }
 
-pub fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> Result<()> {
+pub(super) fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> Result<()> {
     let agg = aggregate(samples);
     let mut tg = targets(&agg, plan);
     let modes = Mode::ALL;
@@ -576,7 +573,7 @@ pub fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> Result<(
     let mut jmetrics = Vec::new();
     for (title, desc, defs) in SECTIONS {
         let _ = writeln!(md, "\n## {title}\n\n{desc}\n");
-        for def in defs.iter() {
+        for def in *defs {
             let ps = paths(&agg, def.key);
             if ps.is_empty() {
                 continue;

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 
 /// One published port: host port -> container IP:port (TCP).
 #[derive(Clone, Debug)]
-pub struct PortMap {
+pub(super) struct PortMap {
     pub host_port: u16,
     pub container_ip: String,
     pub container_port: u16,
@@ -29,13 +29,13 @@ pub struct PortMap {
 /// A legacy `--link`: `client` may open TCP connections to `server` on
 /// `ports` (the server's exposed ports).
 #[derive(Clone, Debug)]
-pub struct Link {
+pub(super) struct Link {
     pub client_ip: String,
     pub server_ip: String,
     pub ports: Vec<u16>,
 }
 
-pub struct DockerRules<'a> {
+pub(super) struct DockerRules<'a> {
     pub bridge: &'a str,
     pub subnet: &'a str,
     pub container_ips: &'a [String],
@@ -47,7 +47,7 @@ pub struct DockerRules<'a> {
 
 impl DockerRules<'_> {
     /// The whole `iptables-restore` input (raw, nat and filter tables).
-    pub fn render(&self) -> String {
+    pub(super) fn render(&self) -> String {
         let br = self.bridge;
         let mut s = String::with_capacity(200 * self.ports.len() + 4096);
         s.push_str("*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
@@ -136,7 +136,7 @@ impl DockerRules<'_> {
 }
 
 /// The rule set with two example ports, for the report.
-pub fn example(bridge: &str, subnet: &str, c_ip: &str) -> String {
+pub(super) fn example(bridge: &str, subnet: &str, c_ip: &str) -> String {
     DockerRules {
         bridge,
         subnet,

@@ -51,8 +51,8 @@ pub(super) fn targets(agg: &BTreeMap<Key, Agg>, plan: &Plan) -> Vec<Target> {
         .filter_map(|n| get(agg, "ports_crr_rate", n, dp).map(|a| a.median))
         .collect();
     if rates.len() >= 2 {
-        let lo = rates.iter().cloned().fold(f64::INFINITY, f64::min);
-        let hi = rates.iter().cloned().fold(0.0, f64::max);
+        let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = rates.iter().copied().fold(0.0, f64::max);
         let first = rates[0];
         let last = *rates.last().expect("non-empty");
         t.push(Target {

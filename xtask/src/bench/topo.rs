@@ -15,30 +15,30 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::rules::{DockerRules, Link, PortMap};
 use crate::{capture, capture_ok, check_interrupted, describe, mounts_under};
 
-pub const UPLINK_HOST_IP: &str = "10.231.0.2";
-pub const UPLINK_OUT_IP: &str = "10.231.0.1";
-pub const BRIDGE: &str = "br-bench";
-pub const BR_SUBNET: &str = "172.18.0.0/16";
-pub const BR_GW: &str = "172.18.0.1";
-pub const IPERF_PORT: u16 = 5201;
-pub const RR_PORT: u16 = 7000;
-pub const SCALE_BASE: u16 = 20000;
+pub(super) const UPLINK_HOST_IP: &str = "10.231.0.2";
+pub(super) const UPLINK_OUT_IP: &str = "10.231.0.1";
+pub(super) const BRIDGE: &str = "br-bench";
+pub(super) const BR_SUBNET: &str = "172.18.0.0/16";
+pub(super) const BR_GW: &str = "172.18.0.1";
+pub(super) const IPERF_PORT: u16 = 5201;
+pub(super) const RR_PORT: u16 = 7000;
+pub(super) const SCALE_BASE: u16 = 20000;
 /// A port the isolation servers listen on but do not expose: the link
 /// policy must drop connections to it.
-pub const ISO_DENIED_PORT: u16 = 7001;
+pub(super) const ISO_DENIED_PORT: u16 = 7001;
 /// UDP port of the early-drop flood (no server, not published).
-pub const FLOOD_PORT: u16 = 9999;
+pub(super) const FLOOD_PORT: u16 = 9999;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Mode {
+pub(super) enum Mode {
     Ceiling,
     Iptables,
     Dataplane,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 3] = [Mode::Ceiling, Mode::Iptables, Mode::Dataplane];
-    pub fn name(self) -> &'static str {
+    pub(super) const ALL: [Mode; 3] = [Mode::Ceiling, Mode::Iptables, Mode::Dataplane];
+    pub(super) fn name(self) -> &'static str {
         match self {
             Mode::Ceiling => "ceiling",
             Mode::Iptables => "iptables",
@@ -49,7 +49,7 @@ impl Mode {
 
 /// The linked client/server pair of the isolation benchmark.
 #[derive(Clone, Debug, Default)]
-pub struct IsoPair {
+pub(super) struct IsoPair {
     /// netns path of the client (created with `--link server`).
     pub client: String,
     pub server_ip: String,
@@ -57,7 +57,7 @@ pub struct IsoPair {
 
 /// Where the clients and servers of one mode live.
 #[derive(Clone, Debug, Default)]
-pub struct Endpoints {
+pub(super) struct Endpoints {
     /// netns path of the container-to-container client (container 1).
     pub c1: String,
     pub c2_ip: String,
@@ -69,7 +69,7 @@ pub struct Endpoints {
     pub host_ns: Option<String>,
 }
 
-pub struct World {
+pub(super) struct World {
     pid: u32,
     pub tmp: PathBuf,
     bin: PathBuf,
@@ -95,19 +95,19 @@ pub struct World {
     pub dp_iso: Option<IsoPair>,
 }
 
-pub fn ns_path(name: &str) -> String {
+pub(super) fn ns_path(name: &str) -> String {
     format!("/run/netns/{name}")
 }
 
 /// A command run inside the network namespace at `path`.
-pub fn in_ns(path: &str, prog: impl AsRef<std::ffi::OsStr>) -> Command {
+pub(super) fn in_ns(path: &str, prog: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut c = Command::new("nsenter");
     c.arg(format!("--net={path}")).arg(prog);
     c
 }
 
 fn ok(cmd: &mut Command) -> Result<String> {
-    capture_ok(cmd, Duration::from_secs(60))
+    capture_ok(cmd, Duration::from_mins(1))
 }
 
 fn ip(args: &[&str]) -> Result<()> {
@@ -115,7 +115,7 @@ fn ip(args: &[&str]) -> Result<()> {
 }
 
 impl World {
-    pub fn new(bin: PathBuf, loadgen: PathBuf) -> Result<Self> {
+    pub(super) fn new(bin: PathBuf, loadgen: PathBuf) -> Result<Self> {
         let pid = std::process::id();
         let tmp = std::env::temp_dir().join(format!("dataplane-bench-{pid}"));
         if tmp.exists() {
@@ -145,7 +145,7 @@ impl World {
         })
     }
 
-    pub fn endpoints(&self, m: Mode) -> &Endpoints {
+    pub(super) fn endpoints(&self, m: Mode) -> &Endpoints {
         match m {
             Mode::Ceiling => &self.ceiling,
             Mode::Iptables => &self.iptables,
@@ -153,17 +153,17 @@ impl World {
         }
     }
 
-    pub fn loadgen(&self) -> &PathBuf {
+    pub(super) fn loadgen(&self) -> &PathBuf {
         &self.loadgen
     }
 
     /// The agent's bpffs directory (pinned maps and links).
-    pub fn bpffs(&self) -> &std::path::Path {
+    pub(super) fn bpffs(&self) -> &std::path::Path {
         &self.bpffs
     }
 
     /// A namespace of the run (`dpb-TAG-PID`), deleted by `cleanup`.
-    pub fn add_ns(&mut self, tag: &str) -> Result<String> {
+    pub(super) fn add_ns(&mut self, tag: &str) -> Result<String> {
         let name = format!("dpb-{tag}-{}", self.pid);
         ip(&["netns", "add", &name])?;
         self.netns.push(name.clone());
@@ -177,7 +177,7 @@ impl World {
     }
 
     /// Spawns a long-running process; returns its slot.
-    pub fn spawn_bg(&mut self, cmd: &mut Command) -> Result<usize> {
+    pub(super) fn spawn_bg(&mut self, cmd: &mut Command) -> Result<usize> {
         let log = fs::File::create(self.tmp.join(format!("bg-{}.log", self.children.len())))?;
         let child = cmd
             .stdin(Stdio::null())
@@ -190,7 +190,7 @@ impl World {
         Ok(self.children.len() - 1)
     }
 
-    pub fn kill_bg(&mut self, slot: usize) {
+    pub(super) fn kill_bg(&mut self, slot: usize) {
         if let Some(mut c) = self.children.get_mut(slot).and_then(Option::take) {
             let _ = c.kill();
             let _ = c.wait();
@@ -221,7 +221,7 @@ impl World {
     }
 
     /// Two namespaces joined by one veth pair: no bridge, no rules.
-    pub fn setup_ceiling(&mut self) -> Result<()> {
+    pub(super) fn setup_ceiling(&mut self) -> Result<()> {
         let a = self.add_ns("c1")?;
         let b = self.add_ns("c2")?;
         let (ia, ib) = (self.ifname("bca"), self.ifname("bcb"));
@@ -281,18 +281,17 @@ impl World {
         Ok((h, o, hi))
     }
 
-    pub fn bridge_nf_available(host_ns: &str) -> bool {
+    pub(super) fn bridge_nf_available(host_ns: &str) -> bool {
         Command::new("ip")
             .args(["netns", "exec", host_ns, "test", "-e"])
             .arg("/proc/sys/net/bridge/bridge-nf-call-iptables")
             .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
+            .is_ok_and(|s| s.success())
     }
 
     /// Linux bridge + Docker's iptables rules. Returns whether bridge
     /// netfilter could be enabled.
-    pub fn setup_iptables(&mut self, scale_ports: &[u16]) -> Result<bool> {
+    pub(super) fn setup_iptables(&mut self, scale_ports: &[u16]) -> Result<bool> {
         let (h, o, _) = self.host_and_outside('i')?;
         ip(&["-n", &h, "link", "add", BRIDGE, "type", "bridge"])?;
         ip(&[
@@ -365,7 +364,7 @@ impl World {
     /// Replaces the host netns' rule set with Docker's rules for the two
     /// base ports plus `n` scaling ports on container 3 (the measured port,
     /// SCALE_BASE + n - 1, last). Returns the iptables-restore wall time.
-    pub fn program_iptables(&mut self, n: u32) -> Result<Duration> {
+    pub(super) fn program_iptables(&mut self, n: u32) -> Result<Duration> {
         let h = self.iptables.host_ns.clone().expect("iptables mode set up");
         self.ipt_ports = n;
         let mut ports = vec![
@@ -425,13 +424,17 @@ impl World {
     /// Switches the iptables mode between Docker's defaults (icc=true) and
     /// icc=false with container 1 linked to container 2 (keeps the number
     /// of published scaling ports).
-    pub fn set_iptables_isolation(&mut self, on: bool) -> Result<()> {
+    pub(super) fn set_iptables_isolation(&mut self, on: bool) -> Result<()> {
         self.ipt_isolated = on;
         self.program_iptables(self.ipt_ports).map(|_| ())
     }
 
     /// The link rules' view of the iptables isolated setup, for the report.
-    pub fn iptables_isolation_rules(&self) -> String {
+    #[expect(
+        clippy::unused_self,
+        reason = "part of the topology's view, next to its siblings"
+    )]
+    pub(super) fn iptables_isolation_rules(&self) -> String {
         let ips = vec!["172.18.0.2".to_string(), "172.18.0.3".to_string()];
         DockerRules {
             bridge: BRIDGE,
@@ -447,7 +450,7 @@ impl World {
     /// The dataplane's isolation setup: an `--icc=false` network, a server
     /// container exposing the measured ports and a client created with
     /// `--link` to it.
-    pub fn setup_dataplane_isolation(&mut self) -> Result<()> {
+    pub(super) fn setup_dataplane_isolation(&mut self) -> Result<()> {
         let net = "bench-iso";
         ok(self.dp().args(["network", "create", "--icc=false", net]))?;
         ok(self.dp().args([
@@ -482,7 +485,7 @@ impl World {
     }
 
     /// Global drop counters of the dataplane (`GET /v1/drops`).
-    pub fn dataplane_drops(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+    pub(super) fn dataplane_drops(&self) -> Result<std::collections::BTreeMap<String, u64>> {
         let sock = self.tmp.join("dataplane.sock");
         let s = ok(Command::new("curl")
             .args(["-sf", "--max-time", "10", "--unix-socket"])
@@ -493,7 +496,7 @@ impl World {
 
     /// Packets counted by the DROP rules of the raw PREROUTING chain of the
     /// iptables host netns (the direct-access rules).
-    pub fn iptables_raw_drops(&self) -> Result<u64> {
+    pub(super) fn iptables_raw_drops(&self) -> Result<u64> {
         let h = self
             .iptables
             .host_ns
@@ -525,7 +528,7 @@ impl World {
     }
 
     /// (outside interface, MAC of the host's uplink) of mode `m`.
-    pub fn uplink_link(&self, m: Mode) -> Result<(String, String)> {
+    pub(super) fn uplink_link(&self, m: Mode) -> Result<(String, String)> {
         let (tag, h) = match m {
             Mode::Iptables => ('i', self.iptables.host_ns.as_deref()),
             Mode::Dataplane => ('d', self.dataplane.host_ns.as_deref()),
@@ -545,7 +548,7 @@ impl World {
 
     /// XDP attach mode on the dataplane uplink as `ip link` shows it:
     /// "generic", "native", "offload" or "none".
-    pub fn dataplane_xdp_mode(&self) -> Result<String> {
+    pub(super) fn dataplane_xdp_mode(&self) -> Result<String> {
         let h = self.dataplane.host_ns.as_deref().expect("dataplane set up");
         let up = self.ifname("bdu");
         let s = ok(Command::new("ip").args(["-n", h, "link", "show", "dev", &up]))?;
@@ -602,7 +605,7 @@ impl World {
         Ok((netns, ip))
     }
 
-    pub fn setup_dataplane(&mut self) -> Result<()> {
+    pub(super) fn setup_dataplane(&mut self) -> Result<()> {
         let (h, o, uplink) = self.host_and_outside('d')?;
         let log = fs::File::create(&self.agent_log)?;
         let mut c = Command::new(&self.bin);
@@ -616,7 +619,7 @@ impl World {
         self.agent_started = true;
         self.agent = Some(c.spawn().context("starting the agent")?);
         self.dataplane.host_ns = Some(h.clone());
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             check_interrupted()?;
             if let Some(st) = self.agent.as_mut().expect("spawned").try_wait()? {
@@ -666,7 +669,7 @@ impl World {
     /// `n` ports (SCALE_BASE..SCALE_BASE+n-1, same container ports) and
     /// starts its server on the last one. Returns the wall time of
     /// `container create` as the client sees it.
-    pub fn program_dataplane(&mut self, n: u32) -> Result<Duration> {
+    pub(super) fn program_dataplane(&mut self, n: u32) -> Result<Duration> {
         self.remove_scale_container()?;
         let last = SCALE_BASE + (n - 1) as u16;
         let spec = if n == 1 {
@@ -687,7 +690,7 @@ impl World {
         Ok(dt)
     }
 
-    pub fn remove_scale_container(&mut self) -> Result<()> {
+    pub(super) fn remove_scale_container(&mut self) -> Result<()> {
         if let Some(s) = self.scale_server.take() {
             self.kill_bg(s);
         }
@@ -698,18 +701,22 @@ impl World {
         Ok(())
     }
 
-    pub fn iptables_save(&self, host_ns: &str) -> Result<String> {
+    #[expect(
+        clippy::unused_self,
+        reason = "part of the topology's view, next to its siblings"
+    )]
+    pub(super) fn iptables_save(&self, host_ns: &str) -> Result<String> {
         ok(Command::new("ip").args(["netns", "exec", host_ns, "iptables-save"]))
     }
 
     /// Tears everything down; returns what could not be removed.
-    pub fn cleanup(&mut self) -> Vec<String> {
+    pub(super) fn cleanup(&mut self) -> Vec<String> {
         if self.cleaned {
             return Vec::new();
         }
         self.cleaned = true;
         let mut problems = Vec::new();
-        for c in self.children.iter_mut() {
+        for c in &mut self.children {
             if let Some(mut c) = c.take() {
                 let _ = c.kill();
                 let _ = c.wait();
@@ -760,7 +767,7 @@ impl World {
         problems
     }
 
-    pub fn agent_log_tail(&self) -> String {
+    pub(super) fn agent_log_tail(&self) -> String {
         let s = fs::read_to_string(&self.agent_log).unwrap_or_default();
         let lines: Vec<&str> = s.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")

@@ -82,6 +82,7 @@ fn main() {
     let secs: f64 = a[6].parse().expect("SECONDS");
 
     let cname = CString::new(iface.as_str()).unwrap();
+    // SAFETY: a NUL-terminated name that outlives the call.
     let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
     assert!(ifindex != 0, "no interface {iface}");
     let src_mac = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
@@ -89,18 +90,21 @@ fn main() {
         .and_then(|s| parse_mac(s.trim()))
         .unwrap_or([2, 0, 0, 0, 0, 1]);
 
+    // SAFETY: a plain syscall with integer arguments.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
     assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
     let one: libc::c_int = 1;
+    // SAFETY: `one` outlives the call and its size is passed.
     unsafe {
         libc::setsockopt(
             fd,
             libc::SOL_PACKET,
             libc::PACKET_QDISC_BYPASS,
-            &one as *const _ as *const libc::c_void,
+            (&raw const one).cast::<libc::c_void>(),
             std::mem::size_of::<libc::c_int>() as u32,
         );
     }
+    // SAFETY: sockaddr_ll is plain C data: all zeroes is valid.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
     sll.sll_ifindex = ifindex as i32;
@@ -121,10 +125,11 @@ fn main() {
     let mut msgs: Vec<libc::mmsghdr> = iov
         .iter_mut()
         .map(|v| {
+            // SAFETY: mmsghdr is plain C data: all zeroes is valid.
             let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_iov = v as *mut libc::iovec;
+            h.msg_hdr.msg_iov = std::ptr::from_mut::<libc::iovec>(v);
             h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_name = &mut sll as *mut _ as *mut libc::c_void;
+            h.msg_hdr.msg_name = (&raw mut sll).cast::<libc::c_void>();
             h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
             h
         })
@@ -134,6 +139,7 @@ fn main() {
     let end = Duration::from_secs_f64(secs);
     let mut sent: u64 = 0;
     while start.elapsed() < end {
+        // SAFETY: `msgs` holds BATCH headers whose buffers outlive the call.
         let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, 0) };
         if n > 0 {
             sent += n as u64;

@@ -158,7 +158,8 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 fn cpu_seconds() -> (f64, f64) {
     // SAFETY: getrusage writes into the zeroed struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    // SAFETY: as above; `ru` outlives the call.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     (tv(ru.ru_utime), tv(ru.ru_stime))
 }
