@@ -27,7 +27,8 @@ pub mod map_names {
     pub const LINKS: &str = "DP_LINKS";
     pub const POLICY_CT: &str = "DP_POLICY_CT";
     pub const SOCK_NAT: &str = "DP_SOCK_NAT";
-    pub const ALL: [&str; 15] = [
+    pub const EP_STATS_IX: &str = "DP_EP_STATS_IX";
+    pub const ALL: [&str; 16] = [
         ENDPOINTS,
         IF_ENDPOINTS,
         NETWORKS,
@@ -43,6 +44,7 @@ pub mod map_names {
         LINKS,
         POLICY_CT,
         SOCK_NAT,
+        EP_STATS_IX,
     ];
 }
 
@@ -73,6 +75,11 @@ pub const MAX_LINKS: u32 = 65536;
 /// `DP_POLICY_CT`: replies of connections allowed by links.
 pub const MAX_POLICY_FLOWS: u32 = 65536;
 pub const MAX_SOCK_NAT: u32 = 65536;
+/// `DP_EP_STATS_IX`: per-endpoint counters indexed by the host-side
+/// ifindex, for ifindexes below this (a per-CPU array lookup, which the
+/// verifier inlines: no hash, no call); endpoints with a larger ifindex
+/// count in `DP_EP_STATS`.
+pub const EP_STATS_SLOTS: u32 = 16384;
 
 /// Key of the endpoint map: the endpoint's IPv4 address.
 #[repr(C)]

@@ -8,8 +8,8 @@ use aya_ebpf::{
 use dataplane_common::{
     Config, CtEntry, DropReason, EndpointInfo, EndpointKey, EndpointStats, FlowKey, HostInfo,
     LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget, SockKey, SockOrig, DROP_REASONS,
-    MAX_ENDPOINTS, MAX_HOST_IPS, MAX_LINKS, MAX_NAT_FLOWS, MAX_NETWORKS, MAX_POLICY_FLOWS,
-    MAX_PORTS, MAX_SOCK_NAT,
+    EP_STATS_SLOTS, MAX_ENDPOINTS, MAX_HOST_IPS, MAX_LINKS, MAX_NAT_FLOWS, MAX_NETWORKS,
+    MAX_POLICY_FLOWS, MAX_PORTS, MAX_SOCK_NAT,
 };
 
 /// Container endpoints on this host, by IPv4 address.
@@ -40,10 +40,18 @@ pub static DP_NAT_OUT: LruHashMap<FlowKey, NatEntry, { MAX_NAT_FLOWS as usize }>
 #[btf_map]
 pub static DP_NAT_IN: LruHashMap<FlowKey, NatEntry, { MAX_NAT_FLOWS as usize }> = LruHashMap::new();
 
-/// Per-endpoint counters, by host-side ifindex.
+/// Per-endpoint counters, by host-side ifindex, for endpoints whose
+/// ifindex is beyond `DP_EP_STATS_IX` (the agent keeps an entry for every
+/// endpoint: it marks the endpoint's counters as live).
 #[btf_map]
 pub static DP_EP_STATS: PerCpuHashMap<u32, EndpointStats, { MAX_ENDPOINTS as usize }> =
     PerCpuHashMap::new();
+
+/// The same counters for host-side ifindexes below `EP_STATS_SLOTS`, by
+/// ifindex: the hot path's counters cost no hash lookup.
+#[btf_map]
+pub static DP_EP_STATS_IX: PerCpuArray<EndpointStats, { EP_STATS_SLOTS as usize }> =
+    PerCpuArray::new();
 
 /// Global drop counters, indexed by `DropReason`.
 #[btf_map]
@@ -125,10 +133,21 @@ pub fn count_drop(ifindex: u32, reason: DropReason) {
     count_endpoint_drop(ifindex, reason);
 }
 
+/// An endpoint's counters (this CPU's): the array slot of its ifindex, or
+/// its hash entry when the ifindex is beyond the array.
+#[inline(always)]
+fn ep_stats(ifindex: u32) -> Option<*mut EndpointStats> {
+    if ifindex < EP_STATS_SLOTS {
+        DP_EP_STATS_IX.get_ptr_mut(ifindex)
+    } else {
+        DP_EP_STATS.get_ptr_mut(ifindex)
+    }
+}
+
 /// Count a drop on an endpoint only (the global count is made elsewhere).
 #[inline(always)]
 pub fn count_endpoint_drop(ifindex: u32, reason: DropReason) {
-    if let Some(s) = DP_EP_STATS.get_ptr_mut(ifindex) {
+    if let Some(s) = ep_stats(ifindex) {
         let idx = reason as usize;
         if idx < DROP_REASONS {
             // SAFETY: a per-CPU map value, written only by this CPU; the
@@ -140,7 +159,7 @@ pub fn count_endpoint_drop(ifindex: u32, reason: DropReason) {
 
 #[inline(always)]
 pub fn count_tx(ifindex: u32, bytes: u32) {
-    if let Some(s) = DP_EP_STATS.get_ptr_mut(ifindex) {
+    if let Some(s) = ep_stats(ifindex) {
         // SAFETY: a per-CPU map value, written only by this CPU.
         unsafe {
             (*s).tx_packets += 1;
@@ -151,7 +170,7 @@ pub fn count_tx(ifindex: u32, bytes: u32) {
 
 #[inline(always)]
 pub fn count_rx(ifindex: u32, bytes: u32) {
-    if let Some(s) = DP_EP_STATS.get_ptr_mut(ifindex) {
+    if let Some(s) = ep_stats(ifindex) {
         // SAFETY: a per-CPU map value, written only by this CPU.
         unsafe {
             (*s).rx_packets += 1;

@@ -40,7 +40,7 @@ use aya::{
 use dataplane_common::{
     map_names, prog_names, Config, CtEntry, DropReason, EndpointInfo, EndpointKey, EndpointStats,
     FlowKey, HostInfo, LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget, SockKey, SockOrig,
-    DROP_REASONS, NAT_F_CLOSING, NAT_F_REPLIED,
+    DROP_REASONS, EP_STATS_SLOTS, NAT_F_CLOSING, NAT_F_REPLIED,
 };
 use tracing::{debug, info, warn};
 
@@ -69,6 +69,7 @@ pub struct Datapath {
     nat_out: HashMap<MapData, FlowKey, NatEntry>,
     nat_in: HashMap<MapData, FlowKey, NatEntry>,
     ep_stats: PerCpuHashMap<MapData, u32, EndpointStats>,
+    ep_stats_ix: PerCpuArray<MapData, EndpointStats>,
     drops: PerCpuArray<MapData, u64>,
     ports: HashMap<MapData, PortKey, PortTarget>,
     ct: HashMap<MapData, FlowKey, CtEntry>,
@@ -163,6 +164,7 @@ impl Datapath {
             nat_out: take(&mut ebpf, map_names::NAT_OUT)?,
             nat_in: take(&mut ebpf, map_names::NAT_IN)?,
             ep_stats: take(&mut ebpf, map_names::EP_STATS)?,
+            ep_stats_ix: take(&mut ebpf, map_names::EP_STATS_IX)?,
             drops: take(&mut ebpf, map_names::DROPS)?,
             root: root.to_path_buf(),
             ebpf,
@@ -218,11 +220,19 @@ impl Datapath {
 
     pub fn upsert_endpoint(&mut self, info: EndpointInfo) -> Result<()> {
         if self.ep_stats.get(&info.ifindex, 0).is_err() {
-            let zero = PerCpuValues::try_from(vec![
-                EndpointStats::default();
-                aya::util::nr_cpus().map_err(|(_, e)| e)?
-            ])?;
-            self.ep_stats.insert(info.ifindex, zero, 0)?;
+            // A new endpoint: its counters start at zero, also in the array
+            // slot an earlier interface with this ifindex may have used.
+            let zero = || -> Result<PerCpuValues<EndpointStats>> {
+                Ok(PerCpuValues::try_from(vec![
+                    EndpointStats::default();
+                    aya::util::nr_cpus()
+                        .map_err(|(_, e)| e)?
+                ])?)
+            };
+            if info.ifindex < EP_STATS_SLOTS {
+                self.ep_stats_ix.set(info.ifindex, zero()?, 0)?;
+            }
+            self.ep_stats.insert(info.ifindex, zero()?, 0)?;
         }
         self.if_endpoints.insert(info.ifindex, info, 0)?;
         self.endpoints
@@ -290,6 +300,11 @@ impl Datapath {
     /// Counters of one endpoint, summed over CPUs.
     pub fn endpoint_stats(&self, ifindex: u32) -> Option<EndpointStats> {
         let per_cpu = self.ep_stats.get(&ifindex, 0).ok()?;
+        let per_cpu = if ifindex < EP_STATS_SLOTS {
+            self.ep_stats_ix.get(&ifindex, 0).ok()?
+        } else {
+            per_cpu
+        };
         let mut sum = EndpointStats::default();
         for s in per_cpu.iter() {
             sum.tx_packets += s.tx_packets;

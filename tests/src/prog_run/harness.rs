@@ -20,7 +20,7 @@ use aya::{
 use dataplane_common::{
     endpoint_net_flags, map_names, prog_names, Config, CtEntry, DropReason, EndpointInfo,
     EndpointKey, EndpointStats, FlowKey, LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget,
-    NET_F_INTERNAL, NET_F_NO_ICC,
+    EP_STATS_SLOTS, NET_F_INTERNAL, NET_F_NO_ICC,
 };
 
 pub const TC_ACT_OK: u32 = 0;
@@ -260,6 +260,7 @@ pub struct Env {
     pub nat_out: HashMap<MapData, FlowKey, NatEntry>,
     pub nat_in: HashMap<MapData, FlowKey, NatEntry>,
     pub ep_stats: PerCpuHashMap<MapData, u32, EndpointStats>,
+    pub ep_stats_ix: PerCpuArray<MapData, EndpointStats>,
     pub drops: PerCpuArray<MapData, u64>,
     pub ports: HashMap<MapData, PortKey, PortTarget>,
     pub ct: HashMap<MapData, FlowKey, CtEntry>,
@@ -348,6 +349,7 @@ impl Env {
             nat_out: take(&mut ebpf, map_names::NAT_OUT),
             nat_in: take(&mut ebpf, map_names::NAT_IN),
             ep_stats: take(&mut ebpf, map_names::EP_STATS),
+            ep_stats_ix: take(&mut ebpf, map_names::EP_STATS_IX),
             drops: take(&mut ebpf, map_names::DROPS),
             ports: take(&mut ebpf, map_names::PORTS),
             ct: take(&mut ebpf, map_names::CT),
@@ -599,9 +601,17 @@ impl Env {
         );
     }
 
-    /// Per-endpoint counters summed over CPUs.
+    /// Per-endpoint counters summed over CPUs, where the agent reads them:
+    /// the array slot of the ifindex, or the hash entry beyond the array
+    /// (which exists for every endpoint).
     pub fn stats(&self, e: EpDef) -> EndpointStats {
-        let v = self.ep_stats.get(&self.ifx(e.host), 0).unwrap();
+        let ifindex = self.ifx(e.host);
+        let v = self.ep_stats.get(&ifindex, 0).unwrap();
+        let v = if ifindex < EP_STATS_SLOTS {
+            self.ep_stats_ix.get(&ifindex, 0).unwrap()
+        } else {
+            v
+        };
         let mut s = EndpointStats::default();
         for c in v.iter() {
             s.tx_packets += c.tx_packets;

@@ -21,15 +21,15 @@ const TARGET_GSO: f64 = 1.3;
 const COUNTED_AT: &str = "81db78a";
 /// (path, program, hash-map lookups, which, other helper calls, which)
 const PER_PATH: &[(&str, &str, u32, &str, u32, &str)] = &[
-    ("c2c same network", "dp_from_container", 4, "IF_ENDPOINTS, EP_STATS (tx), ENDPOINTS, EP_STATS (rx); the network's policy rides in the endpoint entry (NETWORKS only for entries without it)", 1, "redirect_peer (MACs written directly; no pull: the headers are linear)"),
-    ("c2c denied (cross network)", "dp_from_container", 4, "IF_ENDPOINTS, EP_STATS (tx), ENDPOINTS, EP_STATS (drop); DROPS array inlined", 0, "-"),
-    ("masquerade out", "dp_from_container", 9, "IF_ENDPOINTS, EP_STATS, ENDPOINTS, NETWORKS, CT, PORTS, HOST_IPS, NAT_OUT, NAT_IN; CONFIG array inlined", 5, "fib_lookup, ktime_get_ns, l4_csum_replace x2 (address and port differences), redirect (IPv4 header, ports, TTL, MACs written directly)"),
+    ("c2c same network", "dp_from_container", 2, "IF_ENDPOINTS, ENDPOINTS; counters in the EP_STATS_IX array (inlined, tx and rx); the network's policy rides in the endpoint entry (NETWORKS only for entries without it)", 1, "redirect_peer (MACs written directly; no pull: the headers are linear)"),
+    ("c2c denied (cross network)", "dp_from_container", 2, "IF_ENDPOINTS, ENDPOINTS; EP_STATS_IX and DROPS arrays inlined", 0, "-"),
+    ("masquerade out", "dp_from_container", 8, "IF_ENDPOINTS, ENDPOINTS, NETWORKS, CT, PORTS, HOST_IPS, NAT_OUT, NAT_IN; CONFIG and EP_STATS_IX arrays inlined", 5, "fib_lookup, ktime_get_ns, l4_csum_replace x2 (address and port differences), redirect (IPv4 header, ports, TTL, MACs written directly)"),
     ("masquerade reply in", "dp_xdp_uplink", 4, "ENDPOINTS, PORTS (exact), HOST_IPS, PORTS (any)", 0, "-"),
-    ("masquerade reply in", "dp_from_uplink", 4, "ENDPOINTS, NAT_IN, ENDPOINTS, EP_STATS (rx); CONFIG array inlined", 4, "ktime_get_ns, l4_csum_replace x2, redirect_peer"),
+    ("masquerade reply in", "dp_from_uplink", 3, "ENDPOINTS, NAT_IN, ENDPOINTS; CONFIG and EP_STATS_IX arrays inlined", 4, "ktime_get_ns, l4_csum_replace x2, redirect_peer"),
     ("published port in", "dp_xdp_uplink", 7, "ENDPOINTS (dst), PORTS (exact), HOST_IPS, PORTS (any), ENDPOINTS (src), HOST_IPS (src), CT", 1, "ktime_get_ns (DNAT written directly)"),
-    ("published port in", "dp_from_uplink", 2, "ENDPOINTS, EP_STATS (rx); CONFIG array inlined", 1, "redirect_peer (MACs written directly)"),
-    ("published port reply out", "dp_from_container", 6, "IF_ENDPOINTS, EP_STATS, ENDPOINTS, NETWORKS, CT, ENDPOINTS", 5, "ktime_get_ns, fib_lookup, l4_csum_replace x2, redirect"),
-    ("hairpin (either direction)", "dp_from_container", 7, "IF_ENDPOINTS, EP_STATS (tx), ENDPOINTS, NETWORKS, CT, ENDPOINTS, EP_STATS (rx)", 4, "ktime_get_ns, l4_csum_replace x2, redirect_peer (both addresses and ports translated)"),
+    ("published port in", "dp_from_uplink", 1, "ENDPOINTS; CONFIG and EP_STATS_IX arrays inlined", 1, "redirect_peer (MACs written directly)"),
+    ("published port reply out", "dp_from_container", 5, "IF_ENDPOINTS, ENDPOINTS, NETWORKS, CT, ENDPOINTS; EP_STATS_IX array inlined", 5, "ktime_get_ns, fib_lookup, l4_csum_replace x2, redirect"),
+    ("hairpin (either direction)", "dp_from_container", 5, "IF_ENDPOINTS, ENDPOINTS, NETWORKS, CT, ENDPOINTS; EP_STATS_IX array inlined (tx, rx)", 4, "ktime_get_ns, l4_csum_replace x2, redirect_peer (both addresses and ports translated)"),
 ];
 
 /// "changed" / "unchanged" / "unknown": dataplane-ebpf/src since COUNTED_AT.
