@@ -18,7 +18,7 @@ const TARGET_GSO: f64 = 1.3;
 /// Map lookups and helper calls per path, counted by reading
 /// dataplane-ebpf/src at this commit (steady state: the flow's entries
 /// exist). The report says when the programs changed since.
-const COUNTED_AT: &str = "81db78a";
+const COUNTED_AT: &str = "902cba3";
 /// (path, program, hash-map lookups, which, other helper calls, which)
 const PER_PATH: &[(&str, &str, u32, &str, u32, &str)] = &[
     ("c2c same network", "dp_from_container", 2, "IF_ENDPOINTS, ENDPOINTS; counters in the EP_STATS_IX array (inlined, tx and rx); the network's policy rides in the endpoint entry (NETWORKS only for entries without it)", 1, "redirect_peer (MACs written directly; no pull: the headers are linear)"),
