@@ -82,6 +82,11 @@ impl HostsInclusive for Ipv4Net {
 }
 
 impl Cluster {
+    /// Drops the local IPAM state of a network that was deleted.
+    pub async fn forget_network(&self, name: &str) {
+        self.ipam.lock().await.forget_network(name);
+    }
+
     /// Allocates an address of a cluster network from this node's blocks,
     /// claiming a new block when they are full.
     pub async fn allocate_address(&self, network: &str) -> Result<Ipv4Addr, ClusterError> {

@@ -104,6 +104,31 @@ impl ClusterView {
             .filter(|r| self.visible(r))
     }
 
+    /// An endpoint as etcd holds it (visible or hidden), with the revision
+    /// that guards its deletion.
+    pub fn written_endpoint(
+        &self,
+        network: &str,
+        ip: Ipv4Addr,
+    ) -> Option<super::endpoints::WrittenEndpoint> {
+        self.endpoints
+            .get(&(network.to_string(), ip))
+            .map(|(r, rev)| super::endpoints::WrittenEndpoint {
+                record: r.clone(),
+                mod_revision: *rev,
+            })
+    }
+
+    /// Every endpoint etcd holds for `node` (visible or hidden).
+    pub fn node_endpoints(&self, node: &str) -> Vec<super::endpoints::WrittenEndpoint> {
+        self.by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|(n, ip)| self.written_endpoint(n, *ip))
+            .collect()
+    }
+
     /// Nodes with address, state and endpoint count (`node ls`).
     pub fn node_summaries(&self) -> Vec<NodeSummary> {
         self.nodes
