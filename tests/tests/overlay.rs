@@ -271,10 +271,7 @@ fn forged_vxlan_from_a_non_node_is_dropped_and_counted() {
     assert!(wait_until(Duration::from_secs(10), || c
         .h(1)
         .ping_once(&Ns::c("a1"), &a2)));
-    let vni = c.h(2).map_dump("DP_OV_VNIS").to_string();
-    let vni: u64 = serde_json::from_str::<Value>(&vni).unwrap()[0]["key"]
-        .as_u64()
-        .unwrap();
+    let vni = c.h(2).map_entries("DP_OV_VNIS")[0].0.as_u64().unwrap();
     let srv = c.h(2).udp_server(&Ns::c("a2"), "0.0.0.0", 7300);
     // A non-node underlay address (added to the underlay's bridge).
     let o = run(&mut c.underlay_cmd(&["ip", "addr", "add", "192.0.2.99/24", "dev", "br0"]));
@@ -446,7 +443,9 @@ fn cross_host_tcp_survives_agent_restarts_and_etcd_outages() {
         &a2,
         7500
     )));
-    // One long-lived connection: a line every 100 ms, echoed.
+    // One long-lived connection: a line every 100 ms, echoed; the count of
+    // echoes is written to a file.
+    let counter = c.h(1).dir.join("echoes");
     let script = format!(
         "import socket,time,sys\n\
          s=socket.create_connection(('{a2}',7500),timeout=5)\n\
@@ -454,17 +453,25 @@ fn cross_host_tcp_survives_agent_restarts_and_etcd_outages() {
          for i in range(10**6):\n\
          \x20   s.sendall(b'x'*10+b'\\n'); d=s.recv(100)\n\
          \x20   if not d: sys.exit(1)\n\
-         \x20   print('OK',i,flush=True); time.sleep(0.1)\n"
+         \x20   open('{}','w').write(str(i))\n\
+         \x20   time.sleep(0.1)\n",
+        counter.display()
     );
     let mut conn = c
         .h(1)
         .spawn_in(&Ns::c("a1"), &["/usr/bin/python3", "-c", &script]);
     conn.wait_line("READY", Duration::from_secs(10));
+    let echoes = || {
+        std::fs::read_to_string(&counter)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     let progress = |conn: &mut dataplane_tests::Bg| {
-        let n = conn.lines().len();
+        let n = echoes();
         thread::sleep(Duration::from_secs(2));
         assert!(conn.running(), "connection died: {}", conn.take_stderr());
-        assert!(conn.lines().len() > n + 5, "connection stalled");
+        assert!(echoes() > n + 5, "connection stalled at {n}");
     };
     progress(&mut conn);
     // SIGTERM and restart of both agents.
