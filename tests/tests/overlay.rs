@@ -254,6 +254,50 @@ fn overlay_networks_are_isolated_across_hosts_and_keep_icc_and_internal() {
 }
 
 #[test]
+fn overlay_packets_too_big_for_the_underlay_get_fragmentation_needed() {
+    let c = Cluster::start(2, &[]);
+    // --mtu 1500 on the containers, but the overlay carries 1450.
+    c.h(1).ok(&[
+        "network",
+        "create",
+        "--driver",
+        "overlay",
+        "--mtu",
+        "1500",
+        "--subnet",
+        "10.102.0.0/16",
+        "ovm",
+    ]);
+    assert!(wait_listed(&c, 2, "ovm"));
+    let _m1 = container(&c, 1, "ovm", "m1");
+    let m2 = container(&c, 2, "ovm", "m2");
+    assert!(wait_until(Duration::from_secs(10), || c
+        .h(1)
+        .ping_once(&Ns::c("m1"), &m2)));
+    // A DF packet of 1500 bytes: the sender hears "fragmentation needed"
+    // with the overlay MTU (not silence).
+    let o = c.h(1).exec(
+        "m1",
+        &["ping", "-n", "-c1", "-W2", "-M", "do", "-s", "1472", &m2],
+    );
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("mtu = 1450") || out.contains("mtu=1450"),
+        "no fragmentation needed: {out}"
+    );
+    // Then the path MTU is known and a 1450-byte packet goes through.
+    assert!(c
+        .h(1)
+        .exec(
+            "m1",
+            &["ping", "-n", "-c1", "-W2", "-M", "do", "-s", "1422", &m2]
+        )
+        .status
+        .success());
+}
+
+#[test]
 fn forged_vxlan_from_a_non_node_is_dropped_and_counted() {
     let c = Cluster::start(2, &[]);
     c.h(1).ok(&[
