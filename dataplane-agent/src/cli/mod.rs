@@ -103,7 +103,7 @@ impl Cli {
             Cmd::Agent(args) => agent::execute(args, &ctx.socket),
             Cmd::Network(c) => network::execute(c, &ctx),
             Cmd::Container(c) => container::execute(c, &ctx),
-            Cmd::Node(c) => node::execute(c, &ctx),
+            Cmd::Node(c) => node::execute(&c, &ctx),
             Cmd::Info => info::execute_info(&ctx),
             Cmd::Drops => info::execute_drops(&ctx),
         }

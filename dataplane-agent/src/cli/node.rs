@@ -12,7 +12,7 @@ pub(crate) enum NodeCmd {
     Ls,
 }
 
-pub(crate) fn execute(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
+pub(crate) fn execute(cmd: &NodeCmd, ctx: &Ctx) -> Result<()> {
     match cmd {
         NodeCmd::Ls => {
             let nodes: Vec<NodeView> =

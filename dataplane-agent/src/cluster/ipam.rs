@@ -230,7 +230,9 @@ impl Cluster {
                 .and_then([TxnOp::put(key.clone(), encode(&record)?, None)]);
             let resp = self.txn("claim address block", txn).await?;
             if resp.succeeded() {
-                let rev = resp.header().map_or(0, |h| h.revision());
+                let rev = resp
+                    .header()
+                    .map_or(0, etcd_client::ResponseHeader::revision);
                 return Ok(OwnedBlock {
                     cidr,
                     mod_revision: rev,

@@ -157,6 +157,10 @@ impl ClusterView {
 
     /// Applies one key change; pushes the resulting events. Undecodable
     /// values are logged and treated as absent.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "a change is built for one call and applied once"
+    )]
     pub fn apply(&mut self, keys: &Keys, change: Change<'_>, out: &mut Vec<ClusterEvent>) {
         let (key, value) = match change {
             Change::Put(kv) => (kv.key.as_str(), Some(kv)),
@@ -202,25 +206,22 @@ impl ClusterView {
         rec: Option<NodeRecord>,
         out: &mut Vec<ClusterEvent>,
     ) {
-        match rec {
-            Some(rec) => {
-                let n = self.node_entry(name);
-                if n.record.as_ref() != Some(&rec) {
-                    n.record = Some(rec.clone());
-                    if n.alive {
-                        out.push(ClusterEvent::NodeUp(rec));
-                    }
+        if let Some(rec) = rec {
+            let n = self.node_entry(name);
+            if n.record.as_ref() != Some(&rec) {
+                n.record = Some(rec.clone());
+                if n.alive {
+                    out.push(ClusterEvent::NodeUp(rec));
                 }
             }
-            None => {
-                let has_endpoints = self.by_node.contains_key(name);
-                if let Some(n) = self.nodes.get_mut(name) {
-                    if n.record.take().is_some() {
-                        out.push(ClusterEvent::NodeRemoved(name.to_string()));
-                    }
-                    if !n.alive && !has_endpoints {
-                        self.nodes.remove(name);
-                    }
+        } else {
+            let has_endpoints = self.by_node.contains_key(name);
+            if let Some(n) = self.nodes.get_mut(name) {
+                if n.record.take().is_some() {
+                    out.push(ClusterEvent::NodeRemoved(name.to_string()));
+                }
+                if !n.alive && !has_endpoints {
+                    self.nodes.remove(name);
                 }
             }
         }
@@ -345,7 +346,7 @@ impl ClusterView {
         let listed: BTreeSet<&str> = kvs.iter().map(|kv| kv.key.as_str()).collect();
         // Liveness and node records first, so endpoint visibility is right.
         let rank = |kv: &&Kv| match keys.parse(&kv.key) {
-            Some(KeyKind::Alive(_)) | Some(KeyKind::Node(_)) => 0,
+            Some(KeyKind::Alive(_) | KeyKind::Node(_)) => 0,
             Some(KeyKind::Network(_)) => 1,
             _ => 2,
         };
@@ -452,7 +453,7 @@ mod tests {
         assert_eq!(out, vec![ClusterEvent::NodeDown("h2".into())]);
         assert_eq!(v.endpoints().count(), 1, "kept during the grace period");
         out.clear();
-        assert!(v.expire(Duration::from_secs(3600), &mut out).is_empty());
+        assert!(v.expire(Duration::from_hours(1), &mut out).is_empty());
         assert_eq!(v.expire(Duration::ZERO, &mut out), vec!["h2".to_string()]);
         assert_eq!(out, vec![ClusterEvent::EndpointRemoved(a.clone())]);
         assert_eq!(v.endpoints().count(), 0);

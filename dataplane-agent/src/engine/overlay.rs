@@ -339,10 +339,9 @@ impl Engine {
         let Some(ov) = g.overlay.as_ref() else {
             return Ok(());
         };
-        if !g
-            .networks
+        if g.networks
             .get(&ep.network)
-            .is_some_and(|n| n.driver == "overlay")
+            .is_none_or(|n| n.driver != "overlay")
         {
             return Ok(());
         }
@@ -369,10 +368,9 @@ impl Engine {
         let Some(ov) = g.overlay.as_ref() else {
             return;
         };
-        if !g
-            .networks
+        if g.networks
             .get(&ep.network)
-            .is_some_and(|n| n.driver == "overlay")
+            .is_none_or(|n| n.driver != "overlay")
         {
             return;
         }

@@ -60,7 +60,7 @@ impl Engine {
                     match self.materialize(g, rec).await {
                         Ok(()) => changes += 1,
                         Err(e) => {
-                            warn!(network = %rec.name, "materialising the overlay network: {e:#}")
+                            warn!(network = %rec.name, "materialising the overlay network: {e:#}");
                         }
                     }
                 }
