@@ -431,6 +431,22 @@ fn removed_overlay_container_is_unreachable_everywhere_and_its_ip_reusable() {
     assert!(wait_until(Duration::from_secs(10), || c
         .h(2)
         .ping_once(&Ns::c("a2"), &again)));
+    // A network in use somewhere in the cluster cannot be removed; once
+    // empty, removing it on one host removes it everywhere.
+    let e = c.h(2).fail(&["network", "rm", "ovr"]);
+    assert!(e.contains("endpoint"), "{e}");
+    c.h(1).ok(&["container", "rm", "a1b"]);
+    let e = c.h(2).fail(&["network", "rm", "ovr"]);
+    assert!(e.contains("endpoint"), "{e}");
+    c.h(2).ok(&["container", "rm", "a2"]);
+    c.h(2).ok(&["network", "rm", "ovr"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || !c
+            .h(1)
+            .ok(&["network", "ls"])
+            .contains("ovr")),
+        "ovr still listed on h1"
+    );
 }
 
 #[test]
