@@ -107,6 +107,23 @@ impl Cluster {
             .ok_or_else(|| ClusterError::NetworkFull(network.to_string()))
     }
 
+    /// Makes the addresses in use of `network` exactly `used` (those in this
+    /// node's blocks): addresses allocated for an endpoint that was never
+    /// made go back to the pool. The caller must hold off allocations while
+    /// it computes `used` (the engine's lock).
+    pub async fn sync_used(&self, network: &str, used: &BTreeSet<Ipv4Addr>) {
+        let mut ipam = self.ipam.lock().await;
+        if let Some(net) = ipam.nets.get_mut(network) {
+            for b in &mut net.blocks {
+                b.used = used
+                    .iter()
+                    .filter(|ip| b.cidr.contains(*ip))
+                    .copied()
+                    .collect();
+            }
+        }
+    }
+
     /// Returns an address to this node's pool (local only).
     pub async fn release_address(&self, network: &str, ip: Ipv4Addr) {
         let mut ipam = self.ipam.lock().await;

@@ -95,10 +95,6 @@ pub(crate) fn cluster_error(e: ClusterError) -> Error {
     }
 }
 
-fn uplink_mtu_default() -> u32 {
-    DEFAULT_MTU
-}
-
 impl Overlay {
     /// Joins the cluster: connects (an unreachable store is an error), makes
     /// the VXLAN device (a taken port is an error), registers the node and
@@ -125,8 +121,8 @@ impl Overlay {
         let uplink_mtu = match uplink {
             Some(u) => kernel::netdev_by_name(host, &u.name)
                 .await?
-                .map_or_else(uplink_mtu_default, |l| l.mtu),
-            None => uplink_mtu_default(),
+                .map_or(DEFAULT_MTU, |l| l.mtu),
+            None => DEFAULT_MTU,
         };
         let mtu = uplink_mtu.saturating_sub(vxlan::VXLAN_OVERHEAD).max(68);
         vxlan::ensure(host, opts.vxlan_port, mtu).await?;

@@ -158,6 +158,18 @@ impl Engine {
             }
         }
 
+        // Addresses allocated for endpoints that were never made go back.
+        if let Some(ov) = g.overlay.as_ref() {
+            for n in g.networks.values().filter(|n| n.driver == "overlay") {
+                let used: BTreeSet<Ipv4Addr> = local
+                    .keys()
+                    .filter(|(net, _)| *net == n.name)
+                    .map(|(_, ip)| *ip)
+                    .collect();
+                ov.cluster.sync_used(&n.name, &used).await;
+            }
+        }
+
         // The maps.
         let mut want = OverlayWant {
             config: OverlayConfig {
