@@ -62,6 +62,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
             get(|State(e): E| async move { Json(e.drops().await) }),
         )
         .route(
+            "/v1/nodes",
+            get(|State(e): E| async move { R::Ok(Json(e.list_nodes().await?)) }),
+        )
+        .route(
             "/v1/networks",
             get(|State(e): E| async move { Json(e.list_networks().await) }).post(
                 |State(e): E, Json(req): Json<NetworkCreate>| async move {

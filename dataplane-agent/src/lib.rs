@@ -23,3 +23,4 @@ pub mod model;
 pub mod ports;
 pub mod reconcile;
 pub mod store;
+pub mod vxlan;

@@ -692,7 +692,7 @@ fn sync_of_5000_nodes_x_20_endpoints() {
         let t = Instant::now();
         let mut w = spawn_watcher(h.clone(), WatchConfig::default(), None);
         assert!(
-            w.wait_until(Duration::from_secs(600), |v| v.synced).await,
+            w.wait_until(Duration::from_mins(10), |v| v.synced).await,
             "sync"
         );
         let synced = t.elapsed();

@@ -49,7 +49,19 @@ pub mod map_names {
 }
 
 /// Names of the programs in the object file.
+/// Maps of the overlay (VXLAN between nodes), pinned like the others.
+pub mod overlay_map_names {
+    pub const REMOTE: &str = "DP_OV_REMOTE";
+    pub const NODES: &str = "DP_OV_NODES";
+    pub const PEERS: &str = "DP_OV_PEERS";
+    pub const VNIS: &str = "DP_OV_VNIS";
+    pub const CONFIG: &str = "DP_OV_CONFIG";
+    pub const ALL: [&str; 5] = [REMOTE, NODES, PEERS, VNIS, CONFIG];
+}
+
 pub mod prog_names {
+    /// TC ingress of the VXLAN device.
+    pub const FROM_OVERLAY: &str = "dp_from_overlay";
     /// TC ingress on the host side of every container veth (packets leaving a container).
     pub const FROM_CONTAINER: &str = "dp_from_container";
     /// TC ingress on the uplink (packets arriving from outside the host).
@@ -355,9 +367,13 @@ pub enum DropReason {
     ReservedDestination = 15,
     /// An IPv4 packet with a (loose or strict) source route option.
     SourceRoute = 16,
+    /// VXLAN from an underlay address that is not a node of the cluster.
+    OverlayUnknownNode = 17,
+    /// VXLAN with a VNI no cluster network of this node has.
+    OverlayUnknownVni = 18,
 }
 
-pub const DROP_REASONS: usize = 17;
+pub const DROP_REASONS: usize = 19;
 
 impl DropReason {
     pub const ALL: [DropReason; DROP_REASONS] = [
@@ -378,6 +394,8 @@ impl DropReason {
         DropReason::UnsupportedEthertype,
         DropReason::ReservedDestination,
         DropReason::SourceRoute,
+        DropReason::OverlayUnknownNode,
+        DropReason::OverlayUnknownVni,
     ];
 
     /// The wire name (API, CLI, docs): the variant's name in snake case.
@@ -400,6 +418,8 @@ impl DropReason {
             DropReason::UnsupportedEthertype => "unsupported_ethertype",
             DropReason::ReservedDestination => "reserved_destination",
             DropReason::SourceRoute => "source_route",
+            DropReason::OverlayUnknownNode => "overlay_unknown_node",
+            DropReason::OverlayUnknownVni => "overlay_unknown_vni",
         }
     }
 }
@@ -461,4 +481,64 @@ mod tests {
             }
         }
     }
+}
+
+// ---- Overlay (VXLAN between nodes) ----
+
+/// Remote endpoints the overlay knows (any cluster size on paper; the
+/// `DP_ENDPOINTS` entries they also need bound the total, see README).
+pub const MAX_REMOTE_ENDPOINTS: u32 = 65536;
+/// Nodes of the cluster.
+pub const MAX_NODES: u32 = 8192;
+
+/// `DP_OV_REMOTE` key: an address of a cluster network (local network id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct RemoteKey {
+    pub net_id: u32,
+    pub ip: [u8; 4],
+}
+
+/// `DP_OV_REMOTE` value: the node hosting the endpoint and the network's VNI.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RemoteEndpoint {
+    /// Key of the node in `DP_OV_NODES`.
+    pub node: u32,
+    pub vni: u32,
+}
+
+/// `DP_OV_NODES` value: a node's underlay (VXLAN tunnel) address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct OverlayNode {
+    pub addr: [u8; 4],
+}
+
+/// `DP_OV_CONFIG` slot 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct OverlayConfig {
+    /// The VXLAN device (external mode); 0 while there is none.
+    pub vxlan_ifindex: u32,
+    /// Largest inner IPv4 packet that fits the underlay (uplink MTU - 50).
+    pub mtu: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<RemoteKey>() == 8);
+const _: () = assert!(core::mem::size_of::<RemoteEndpoint>() == 8);
+const _: () = assert!(core::mem::size_of::<OverlayNode>() == 4);
+const _: () = assert!(core::mem::size_of::<OverlayConfig>() == 8);
+
+#[cfg(feature = "user")]
+mod overlay_pod {
+    use super::*;
+    // SAFETY: #[repr(C)] plain data without padding or invalid bit patterns.
+    unsafe impl aya::Pod for RemoteKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for RemoteEndpoint {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for OverlayNode {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for OverlayConfig {}
 }

@@ -35,13 +35,13 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use dataplane_common::{
     CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, LinkKey, PortTarget, CT_F_REPLY_DIR,
-    EP_F_NET_POLICY, EP_F_NO_ICC, NAT_F_REPLIED, NET_F_INTERNAL, NET_F_NO_ICC,
+    EP_F_NET_POLICY, EP_F_NO_ICC, EP_F_REMOTE, NAT_F_REPLIED, NET_F_INTERNAL, NET_F_NO_ICC,
 };
 
 use crate::{
     forward,
     maps::{self, DP_CT, DP_ENDPOINTS, DP_IF_ENDPOINTS, DP_LINKS, DP_NETWORKS, DP_POLICY_CT},
-    nat,
+    nat, overlay,
     parse::{
         self, Frag, Ipv4, ETH_LEN, ETH_P_ARP, ETH_P_IP, ICMP_ECHO_REQUEST, IPPROTO_ICMP,
         IPPROTO_TCP, IPPROTO_UDP,
@@ -264,6 +264,9 @@ fn to_endpoint(
         if let Some(reason) = icc_denied(ep, peer, ip) {
             return Err(reason);
         }
+    }
+    if peer.flags & EP_F_REMOTE != 0 {
+        return overlay::to_remote(ctx, ep, peer, ip);
     }
     forward::deliver(ctx, peer)
 }

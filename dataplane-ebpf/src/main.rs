@@ -6,6 +6,8 @@
 //!   host's stack reaches a container).
 //! - `from_uplink`: TC ingress on the host's uplink.
 //! - `xdp_uplink`: XDP on the host's uplink (early drops, published ports).
+//! - `from_overlay`: TC ingress on the VXLAN device (packets from other
+//!   nodes); `overlay` holds the egress side used by `from_container`.
 //! - `sock`: cgroup connect4/sendmsg4/recvmsg4 (published ports from the host).
 //!
 //! Maps are defined once, in `maps`; packet parsing with explicit bounds checks
@@ -19,9 +21,11 @@
 mod csum;
 mod forward;
 mod from_container;
+mod from_overlay;
 mod from_uplink;
 mod maps;
 mod nat;
+mod overlay;
 mod parse;
 mod sock;
 mod to_container;

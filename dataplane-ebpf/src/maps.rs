@@ -178,3 +178,36 @@ pub fn count_rx(ifindex: u32, bytes: u32) {
         }
     }
 }
+
+// ---- Overlay (VXLAN between nodes): `overlay`, `from_overlay` ----
+
+/// Remote endpoints of cluster networks: (local network id, address) ->
+/// node and VNI. Each also has a `DP_ENDPOINTS` entry flagged
+/// `EP_F_REMOTE` (ARP answers and the policy of local traffic).
+#[btf_map]
+pub static DP_OV_REMOTE: HashMap<
+    dataplane_common::RemoteKey,
+    dataplane_common::RemoteEndpoint,
+    { dataplane_common::MAX_REMOTE_ENDPOINTS as usize },
+> = HashMap::new();
+
+/// Nodes by key -> underlay address (where VXLAN is sent).
+#[btf_map]
+pub static DP_OV_NODES: HashMap<
+    u32,
+    dataplane_common::OverlayNode,
+    { dataplane_common::MAX_NODES as usize },
+> = HashMap::new();
+
+/// Underlay address -> node key: VXLAN from any other address is dropped.
+#[btf_map]
+pub static DP_OV_PEERS: HashMap<EndpointKey, u32, { dataplane_common::MAX_NODES as usize }> =
+    HashMap::new();
+
+/// VNI -> local network id of the cluster network.
+#[btf_map]
+pub static DP_OV_VNIS: HashMap<u32, u32, { MAX_NETWORKS as usize }> = HashMap::new();
+
+/// The VXLAN device and the overlay MTU (slot 0).
+#[btf_map]
+pub static DP_OV_CONFIG: Array<dataplane_common::OverlayConfig, 1> = Array::new();

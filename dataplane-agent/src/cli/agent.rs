@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use dataplane_agent::{
     api,
-    engine::{AgentConfig, Engine, XdpModeChoice},
+    engine::{AgentConfig, ClusterOptions, Engine, XdpModeChoice},
 };
 use tracing::info;
 
@@ -48,6 +48,18 @@ pub(crate) struct AgentArgs {
     /// Run inside this network namespace (entered with setns before anything starts).
     #[arg(long)]
     netns: Option<PathBuf>,
+    /// Cluster store for overlay networks: etcd://HOST:PORT[,HOST:PORT...].
+    #[arg(long)]
+    cluster_store: Option<String>,
+    /// Underlay address other nodes send VXLAN to (default: the uplink's).
+    #[arg(long, requires = "cluster_store")]
+    cluster_advertise: Option<std::net::Ipv4Addr>,
+    /// This node's name in the cluster (default: the host name).
+    #[arg(long, requires = "cluster_store")]
+    node_name: Option<String>,
+    /// UDP port of the VXLAN device.
+    #[arg(long, default_value_t = dataplane_agent::cluster::DEFAULT_VXLAN_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    vxlan_port: u16,
     /// Remove every kernel object the agent made, then exit.
     #[arg(long)]
     cleanup: bool,
@@ -115,6 +127,12 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
             XdpModeArg::Native => XdpModeChoice::Native,
             XdpModeArg::Generic => XdpModeChoice::Generic,
         },
+        cluster: args.cluster_store.map(|store| ClusterOptions {
+            store,
+            advertise: args.cluster_advertise,
+            node_name: args.node_name,
+            vxlan_port: args.vxlan_port,
+        }),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

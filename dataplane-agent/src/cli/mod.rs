@@ -6,6 +6,7 @@
 //! | `agent.rs` | `dataplane agent` (the daemon, `--cleanup`) |
 //! | `network.rs` | `dataplane network ...` |
 //! | `container.rs` | `dataplane container ...` |
+//! | `node.rs` | `dataplane node ls` (cluster nodes) |
 //! | `info.rs` | `dataplane info`, `dataplane drops` |
 //!
 //! Errors are printed as one line `Error: <message>`; the exit code is that
@@ -16,6 +17,7 @@ pub(crate) mod agent;
 pub(crate) mod container;
 pub(crate) mod info;
 pub(crate) mod network;
+pub(crate) mod node;
 
 use std::{future::Future, path::PathBuf};
 
@@ -61,6 +63,9 @@ enum Cmd {
     /// Manage containers (network namespaces owned by the agent).
     #[command(subcommand)]
     Container(container::ContainerCmd),
+    /// Cluster nodes (agents started with --cluster-store).
+    #[command(subcommand)]
+    Node(node::NodeCmd),
     /// Show the agent's settings.
     Info,
     /// Show the datapath's drop counters by reason (all endpoints and the uplink).
@@ -98,6 +103,7 @@ impl Cli {
             Cmd::Agent(args) => agent::execute(args, &ctx.socket),
             Cmd::Network(c) => network::execute(c, &ctx),
             Cmd::Container(c) => container::execute(c, &ctx),
+            Cmd::Node(c) => node::execute(&c, &ctx),
             Cmd::Info => info::execute_info(&ctx),
             Cmd::Drops => info::execute_drops(&ctx),
         }

@@ -172,7 +172,9 @@ impl Cluster {
             }
             let resp = self.call(op, kv.get(start.clone(), Some(opts))).await?;
             if revision == 0 {
-                revision = resp.header().map_or(0, |h| h.revision());
+                revision = resp
+                    .header()
+                    .map_or(0, etcd_client::ResponseHeader::revision);
             }
             out.extend(resp.kvs().iter().filter_map(Kv::from_etcd));
             match resp.kvs().last() {

@@ -47,7 +47,9 @@ impl Cluster {
             .and_then([TxnOp::put(key.clone(), encode(&record)?, None)]);
         let resp = self.txn("create endpoint", txn).await?;
         if resp.succeeded() {
-            let mod_revision = resp.header().map_or(0, |h| h.revision());
+            let mod_revision = resp
+                .header()
+                .map_or(0, etcd_client::ResponseHeader::revision);
             return Ok(WrittenEndpoint {
                 record,
                 mod_revision,

@@ -82,6 +82,11 @@ impl HostsInclusive for Ipv4Net {
 }
 
 impl Cluster {
+    /// Drops the local IPAM state of a network that was deleted.
+    pub async fn forget_network(&self, name: &str) {
+        self.ipam.lock().await.forget_network(name);
+    }
+
     /// Allocates an address of a cluster network from this node's blocks,
     /// claiming a new block when they are full.
     pub async fn allocate_address(&self, network: &str) -> Result<Ipv4Addr, ClusterError> {
@@ -100,6 +105,23 @@ impl Cluster {
         net.blocks.push(block);
         net.take_local()
             .ok_or_else(|| ClusterError::NetworkFull(network.to_string()))
+    }
+
+    /// Makes the addresses in use of `network` exactly `used` (those in this
+    /// node's blocks): addresses allocated for an endpoint that was never
+    /// made go back to the pool. The caller must hold off allocations while
+    /// it computes `used` (the engine's lock).
+    pub async fn sync_used(&self, network: &str, used: &BTreeSet<Ipv4Addr>) {
+        let mut ipam = self.ipam.lock().await;
+        if let Some(net) = ipam.nets.get_mut(network) {
+            for b in &mut net.blocks {
+                b.used = used
+                    .iter()
+                    .filter(|ip| b.cidr.contains(*ip))
+                    .copied()
+                    .collect();
+            }
+        }
     }
 
     /// Returns an address to this node's pool (local only).
@@ -225,7 +247,9 @@ impl Cluster {
                 .and_then([TxnOp::put(key.clone(), encode(&record)?, None)]);
             let resp = self.txn("claim address block", txn).await?;
             if resp.succeeded() {
-                let rev = resp.header().map_or(0, |h| h.revision());
+                let rev = resp
+                    .header()
+                    .map_or(0, etcd_client::ResponseHeader::revision);
                 return Ok(OwnedBlock {
                     cidr,
                     mod_revision: rev,

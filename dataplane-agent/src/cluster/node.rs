@@ -138,7 +138,7 @@ async fn keep_alive(cluster: Cluster, lease: Arc<AtomicI64>) {
                     lost = true;
                     break;
                 }
-                Ok(Ok(None)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(None) | Err(_)) | Err(_) => break,
             }
         }
     }

@@ -104,6 +104,31 @@ impl ClusterView {
             .filter(|r| self.visible(r))
     }
 
+    /// An endpoint as etcd holds it (visible or hidden), with the revision
+    /// that guards its deletion.
+    pub fn written_endpoint(
+        &self,
+        network: &str,
+        ip: Ipv4Addr,
+    ) -> Option<super::endpoints::WrittenEndpoint> {
+        self.endpoints
+            .get(&(network.to_string(), ip))
+            .map(|(r, rev)| super::endpoints::WrittenEndpoint {
+                record: r.clone(),
+                mod_revision: *rev,
+            })
+    }
+
+    /// Every endpoint etcd holds for `node` (visible or hidden).
+    pub fn node_endpoints(&self, node: &str) -> Vec<super::endpoints::WrittenEndpoint> {
+        self.by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|(n, ip)| self.written_endpoint(n, *ip))
+            .collect()
+    }
+
     /// Nodes with address, state and endpoint count (`node ls`).
     pub fn node_summaries(&self) -> Vec<NodeSummary> {
         self.nodes
@@ -132,6 +157,10 @@ impl ClusterView {
 
     /// Applies one key change; pushes the resulting events. Undecodable
     /// values are logged and treated as absent.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "a change is built for one call and applied once"
+    )]
     pub fn apply(&mut self, keys: &Keys, change: Change<'_>, out: &mut Vec<ClusterEvent>) {
         let (key, value) = match change {
             Change::Put(kv) => (kv.key.as_str(), Some(kv)),
@@ -177,25 +206,22 @@ impl ClusterView {
         rec: Option<NodeRecord>,
         out: &mut Vec<ClusterEvent>,
     ) {
-        match rec {
-            Some(rec) => {
-                let n = self.node_entry(name);
-                if n.record.as_ref() != Some(&rec) {
-                    n.record = Some(rec.clone());
-                    if n.alive {
-                        out.push(ClusterEvent::NodeUp(rec));
-                    }
+        if let Some(rec) = rec {
+            let n = self.node_entry(name);
+            if n.record.as_ref() != Some(&rec) {
+                n.record = Some(rec.clone());
+                if n.alive {
+                    out.push(ClusterEvent::NodeUp(rec));
                 }
             }
-            None => {
-                let has_endpoints = self.by_node.contains_key(name);
-                if let Some(n) = self.nodes.get_mut(name) {
-                    if n.record.take().is_some() {
-                        out.push(ClusterEvent::NodeRemoved(name.to_string()));
-                    }
-                    if !n.alive && !has_endpoints {
-                        self.nodes.remove(name);
-                    }
+        } else {
+            let has_endpoints = self.by_node.contains_key(name);
+            if let Some(n) = self.nodes.get_mut(name) {
+                if n.record.take().is_some() {
+                    out.push(ClusterEvent::NodeRemoved(name.to_string()));
+                }
+                if !n.alive && !has_endpoints {
+                    self.nodes.remove(name);
                 }
             }
         }
@@ -320,7 +346,7 @@ impl ClusterView {
         let listed: BTreeSet<&str> = kvs.iter().map(|kv| kv.key.as_str()).collect();
         // Liveness and node records first, so endpoint visibility is right.
         let rank = |kv: &&Kv| match keys.parse(&kv.key) {
-            Some(KeyKind::Alive(_)) | Some(KeyKind::Node(_)) => 0,
+            Some(KeyKind::Alive(_) | KeyKind::Node(_)) => 0,
             Some(KeyKind::Network(_)) => 1,
             _ => 2,
         };
@@ -427,7 +453,7 @@ mod tests {
         assert_eq!(out, vec![ClusterEvent::NodeDown("h2".into())]);
         assert_eq!(v.endpoints().count(), 1, "kept during the grace period");
         out.clear();
-        assert!(v.expire(Duration::from_secs(3600), &mut out).is_empty());
+        assert!(v.expire(Duration::from_hours(1), &mut out).is_empty());
         assert_eq!(v.expire(Duration::ZERO, &mut out), vec!["h2".to_string()]);
         assert_eq!(out, vec![ClusterEvent::EndpointRemoved(a.clone())]);
         assert_eq!(v.endpoints().count(), 0);

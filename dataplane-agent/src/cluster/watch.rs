@@ -37,7 +37,7 @@ pub struct WatchConfig {
 impl Default for WatchConfig {
     fn default() -> Self {
         WatchConfig {
-            grace: Duration::from_secs(60),
+            grace: Duration::from_mins(1),
             reap: true,
             tick: Duration::from_millis(500),
             retry: Duration::from_secs(1),
@@ -162,7 +162,7 @@ impl Shared {
     async fn update<R>(
         &self,
         cluster: &Cluster,
-        events: &Option<mpsc::Sender<ClusterEvent>>,
+        events: Option<&mpsc::Sender<ClusterEvent>>,
         f: impl FnOnce(&mut ClusterView, &mut Vec<ClusterEvent>) -> R,
     ) -> R {
         let mut out = Vec::new();
@@ -213,7 +213,9 @@ async fn run(
             None => match cluster.list(&root).await {
                 Ok((rev, kvs)) => {
                     shared
-                        .update(&cluster, &events, |v, out| v.resync(&keys, rev, &kvs, out))
+                        .update(&cluster, events.as_ref(), |v, out| {
+                            v.resync(&keys, rev, &kvs, out);
+                        })
                         .await;
                     shared.relists.fetch_add(1, Ordering::SeqCst);
                     rev
@@ -259,8 +261,8 @@ async fn run(
                             tracing::warn!("cluster: watch cancelled ({}); listing again", resp.cancel_reason());
                             break;
                         }
-                        let header_rev = resp.header().map(|h| h.revision());
-                        shared.update(&cluster, &events, |v, out| {
+                        let header_rev = resp.header().map(etcd_client::ResponseHeader::revision);
+                        shared.update(&cluster, events.as_ref(), |v, out| {
                             for ev in resp.events() {
                                 let Some(kv) = ev.kv().and_then(Kv::from_etcd) else { continue };
                                 match ev.event_type() {
@@ -284,7 +286,7 @@ async fn run(
                     }
                 },
                 _ = tick.tick() => {
-                    let mut expired = shared.update(&cluster, &events, |v, out| v.expire(cfg.grace, out)).await;
+                    let mut expired = shared.update(&cluster, events.as_ref(), |v, out| v.expire(cfg.grace, out)).await;
                     // Reaps that failed (etcd away) are retried once per grace period.
                     if last_reap.elapsed() >= cfg.grace {
                         last_reap = tokio::time::Instant::now();

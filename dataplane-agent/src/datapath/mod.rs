@@ -12,7 +12,10 @@
 
 mod bpf_links;
 mod gc;
+mod overlay;
 mod syscall;
+
+pub use overlay::{OverlayMaps, OverlayWant};
 
 pub use gc::{monotonic_ns, Gc};
 use std::{
@@ -100,7 +103,12 @@ impl Datapath {
         drop_incompatible_pins(&maps_dir)?;
         let mut loader = EbpfLoader::new();
         let mut paths = Vec::new();
-        for name in map_names::ALL.iter().copied().chain(["AYA_LOGS"]) {
+        for name in map_names::ALL
+            .iter()
+            .copied()
+            .chain(dataplane_common::overlay_map_names::ALL)
+            .chain(["AYA_LOGS"])
+        {
             paths.push((name, maps_dir.join(name)));
         }
         for (name, path) in &paths {
@@ -120,6 +128,7 @@ impl Datapath {
             prog_names::FROM_CONTAINER,
             prog_names::TO_CONTAINER,
             prog_names::FROM_UPLINK,
+            prog_names::FROM_OVERLAY,
         ] {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
@@ -485,6 +494,7 @@ pub fn remove_pins(root: &Path) -> Result<()> {
         }
     }
     let mut ours: Vec<&str> = map_names::ALL.to_vec();
+    ours.extend(dataplane_common::overlay_map_names::ALL);
     ours.push("AYA_LOGS");
     for name in ours {
         let _ = std::fs::remove_file(root.join("maps").join(name));

@@ -105,6 +105,7 @@ impl Engine {
         }
         let mut net_after = None;
         if let Some(net) = &net {
+            let ip = self.overlay_address(g, net, ip).await?;
             let (ep, n2) = Self::plan_endpoint(g, net, &c, ip)?;
             c.endpoints.push(ep);
             net_after = Some(n2);

@@ -77,10 +77,12 @@ impl Engine {
         g.dp.upsert_endpoint(endpoint_info(ep, Some(net), &link))?;
         endpoint_progs::attach(&mut g.dp, &ep.host_interface)?;
         g.ifindexes.insert(ep.host_interface.clone(), link.index);
+        self.overlay_publish(g, ns, ep).await?;
         Ok(())
     }
 
     pub(crate) async fn unplumb_endpoint(&self, g: &mut Inner, ep: &Endpoint) {
+        self.overlay_unpublish(g, ep).await;
         endpoint_progs::detach(&mut g.dp, &ep.host_interface);
         g.dp.remove_endpoint(ep.ip.octets());
         if let Some(idx) = g.ifindexes.remove(&ep.host_interface) {
@@ -118,6 +120,7 @@ impl Engine {
                 c.name
             )));
         }
+        let ip = self.overlay_address(g, &net, ip).await?;
         let (ep, net_after) = Self::plan_endpoint(g, &net, &c, ip)?;
         let ns = self.netns_path(&c.name);
         c.endpoints.push(ep.clone());

@@ -60,6 +60,10 @@ impl Engine {
                 nat_range.1
             );
         }
+        let overlay = match &cfg.cluster {
+            Some(o) => Some(overlay::Overlay::start(o, &host, uplink.as_ref(), &cfg.bpffs).await?),
+            None => None,
+        };
         let engine = Arc::new(Engine {
             inner: Mutex::new(Inner {
                 networks,
@@ -73,6 +77,7 @@ impl Engine {
                 reservations: Reservations::default(),
                 port_range,
                 fixed_links: BTreeSet::new(),
+                overlay,
             }),
             wake: tokio::sync::Notify::new(),
             cfg,
@@ -142,6 +147,7 @@ impl Engine {
         }
         kernel::delete_netns(&cfg.run_dir.join("host.netns"))?;
         kernel::delete_gateway_dev(&host).await?;
+        crate::vxlan::delete(&host).await?;
         // A bpffs the agent mounted at its root goes too (unmounting a
         // directory that is not a mount point fails harmlessly).
         let mounted_here = cfg

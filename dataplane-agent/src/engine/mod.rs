@@ -52,10 +52,13 @@ mod endpoints;
 mod lifecycle;
 mod link_policy;
 mod networks;
+mod overlay;
 mod published_ports;
 
 pub(crate) use self::{endpoints::*, link_policy::*, networks::*, published_ports::*};
 pub use endpoints::is_endpoint_ifname;
+pub(crate) use overlay::{node_key, withdraw as overlay_withdraw};
+pub use overlay::{ClusterOptions, NodeView};
 
 /// Agent settings (the daemon's flags).
 /// Agent settings (the daemon's flags).
@@ -74,6 +77,8 @@ pub struct AgentConfig {
     /// the system's cgroup2 mount).
     pub cgroup: Option<PathBuf>,
     pub xdp_mode: XdpModeChoice,
+    /// `--cluster-store` and friends: overlay networks (None: host-local only).
+    pub cluster: Option<ClusterOptions>,
 }
 
 /// How the XDP program is attached to the uplink.
@@ -120,6 +125,8 @@ pub(crate) struct Inner {
     /// Links of the uplink and socket programs made at start: (program,
     /// interface or `cgroup`).
     pub(crate) fixed_links: BTreeSet<(String, String)>,
+    /// The cluster and the VXLAN device (with `--cluster-store`).
+    pub(crate) overlay: Option<overlay::Overlay>,
 }
 
 /// Masquerade ports: above the host's ephemeral range when there is room.

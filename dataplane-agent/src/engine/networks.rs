@@ -17,9 +17,12 @@ impl Engine {
             return Err(bad(format!("network name {:?} is reserved", req.name)));
         }
         let driver = req.driver.clone().unwrap_or_else(|| "bridge".into());
+        if driver == "overlay" {
+            return self.create_overlay_network(req).await;
+        }
         if driver != "bridge" {
             return Err(bad(format!(
-                "unsupported driver {driver:?} (supported: bridge)"
+                "unsupported driver {driver:?} (supported: bridge, overlay)"
             )));
         }
         let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
@@ -118,6 +121,9 @@ impl Engine {
                 users.join(", ")
             )));
         }
+        if net.driver == "overlay" {
+            self.remove_overlay_network_in_cluster(g, name).await?;
+        }
         g.store.apply(Change {
             del_networks: vec![name],
             ..Default::default()
@@ -156,7 +162,7 @@ impl Engine {
         Ok(Self::network_view(&g, n))
     }
 
-    fn network_view(g: &Inner, n: &Network) -> NetworkView {
+    pub(super) fn network_view(g: &Inner, n: &Network) -> NetworkView {
         let mut members = Vec::new();
         let mut drops: BTreeMap<String, u64> = BTreeMap::new();
         for c in g.containers.values() {

@@ -20,6 +20,7 @@
 
 mod apply;
 mod observe;
+mod overlay;
 mod plan;
 
 use std::{
@@ -75,6 +76,8 @@ impl Engine {
         ])?;
         tokio::spawn(conn);
         let engine = Arc::clone(self);
+        tokio::spawn(async move { engine.spawn_overlay_events().await });
+        let engine = Arc::clone(self);
         tokio::spawn(async move {
             while events.next().await.is_some() {
                 engine.request_reconcile();
@@ -109,6 +112,12 @@ impl Engine {
         let g = &mut *g;
         if pass == Pass::Start {
             self.start_pass(g).await?;
+        }
+        match self.converge_overlay(g, pass).await {
+            Ok(0) => {}
+            Ok(n) => debug!(changes = n, "overlay reconciled"),
+            Err(e) if pass == Pass::Start => return Err(e),
+            Err(e) => warn!("overlay pass failed (retried): {e:#}"),
         }
         let ports = desired_ports(g, pass == Pass::Start);
         let obs = Observed::read(&g.host, &g.dp, &self.cfg.run_dir.join("netns")).await?;

@@ -229,9 +229,12 @@ pub fn plan(want: &Desired<'_>, obs: &Observed) -> Vec<Step> {
     }
     let mut stale_ips: Vec<[u8; 4]> = obs
         .endpoints
-        .keys()
-        .filter(|ip| !want_ips.contains(*ip))
-        .copied()
+        .iter()
+        // Remote endpoints (overlay) are synced from the cluster view.
+        .filter(|(ip, info)| {
+            !want_ips.contains(*ip) && info.flags & dataplane_common::EP_F_REMOTE == 0
+        })
+        .map(|(ip, _)| *ip)
         .collect();
     stale_ips.sort_unstable();
     steps.extend(stale_ips.into_iter().map(Step::RemoveEndpoint));

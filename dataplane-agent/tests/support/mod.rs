@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 use nix::sched::{setns, unshare, CloneFlags};
 
 /// A fresh network namespace with `lo` up.
-pub struct NetNs {
+pub(crate) struct NetNs {
     fd: OwnedFd,
 }
 
 impl NetNs {
-    pub fn new() -> NetNs {
+    pub(crate) fn new() -> NetNs {
         let fd = std::thread::spawn(|| {
             unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
             let status = Command::new("ip")
@@ -40,7 +40,7 @@ impl NetNs {
     }
 
     /// Runs `f` on a new thread inside the namespace and returns its result.
-    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+    pub(crate) fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         std::thread::scope(|s| {
             s.spawn(|| {
                 setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
@@ -52,7 +52,7 @@ impl NetNs {
     }
 
     /// Runs an async body in the namespace on a current-thread runtime.
-    pub fn block_on<F, Fut>(&self, f: F)
+    pub(crate) fn block_on<F, Fut>(&self, f: F)
     where
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = ()>,
@@ -62,24 +62,24 @@ impl NetNs {
                 .enable_all()
                 .build()
                 .expect("runtime")
-                .block_on(f())
-        })
+                .block_on(f());
+        });
     }
 }
 
 /// A real etcd server (Debian's etcd-server) in a namespace; killed and its
 /// data directory removed on drop.
-pub struct Etcd<'a> {
+pub(crate) struct Etcd<'a> {
     ns: &'a NetNs,
     dir: PathBuf,
     child: Option<Child>,
 }
 
-pub const ETCD_URL: &str = "http://127.0.0.1:2379";
-pub const ETCD_STORE: &str = "etcd://127.0.0.1:2379";
+pub(crate) const ETCD_URL: &str = "http://127.0.0.1:2379";
+pub(crate) const ETCD_STORE: &str = "etcd://127.0.0.1:2379";
 
 impl<'a> Etcd<'a> {
-    pub fn start(ns: &'a NetNs) -> Etcd<'a> {
+    pub(crate) fn start(ns: &'a NetNs) -> Etcd<'a> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "dp-etcd-{}-{}",
@@ -99,7 +99,7 @@ impl<'a> Etcd<'a> {
 
     /// Starts etcd (again) on the same data directory and waits until it
     /// accepts connections.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         assert!(self.child.is_none(), "etcd is running");
         let data = self.dir.join("data");
         let log = File::create(self.dir.join("etcd.log")).expect("etcd log");
@@ -135,14 +135,14 @@ impl<'a> Etcd<'a> {
     }
 
     /// Kills etcd (SIGKILL: an outage, not a clean shutdown).
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
     }
 }

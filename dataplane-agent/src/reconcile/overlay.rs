@@ -1,0 +1,253 @@
+//! The reconciler's overlay pass (only with `--cluster-store`): the VXLAN
+//! device and its program, the local networks of the cluster networks, one
+//! route per overlay subnet through the device, this node's endpoint
+//! records in etcd (re-published or withdrawn after an etcd outage or a
+//! crash) and the overlay maps, all from the current cluster view.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+
+use anyhow::Result;
+use dataplane_common::{
+    prog_names, EndpointInfo, OverlayConfig, OverlayNode, RemoteEndpoint, RemoteKey, EP_F_REMOTE,
+};
+use ipnet::Ipv4Net;
+use tracing::{info, warn};
+
+use super::Pass;
+use crate::{
+    datapath::OverlayWant,
+    engine::{node_key, overlay_withdraw, Engine, Inner},
+    kernel, model, vxlan,
+};
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut out {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+impl Engine {
+    /// One overlay pass; returns the number of changes made.
+    pub(super) async fn converge_overlay(&self, g: &mut Inner, pass: Pass) -> Result<usize> {
+        let Some(ov) = g.overlay.as_ref() else {
+            return Ok(0);
+        };
+        let (port, mtu) = (ov.port, ov.mtu);
+        let me = ov.node_name().to_string();
+        let watching = ov.watch.watching();
+        let view = ov.watch.snapshot();
+        let mut changes = 0;
+
+        // The device and its program (the plan re-attaches a lost link).
+        let ifindex = vxlan::ensure(&g.host, port, mtu).await?;
+        let link = (
+            prog_names::FROM_OVERLAY.to_string(),
+            vxlan::VXLAN_DEV.to_string(),
+        );
+        if pass == Pass::Start {
+            g.dp.attach(prog_names::FROM_OVERLAY, vxlan::VXLAN_DEV)?;
+        }
+        g.fixed_links.insert(link);
+
+        // Local networks of the cluster networks.
+        if view.synced {
+            for rec in view.networks().values() {
+                if !g.networks.contains_key(&rec.name) {
+                    match self.materialize(g, rec).await {
+                        Ok(()) => changes += 1,
+                        Err(e) => {
+                            warn!(network = %rec.name, "materialising the overlay network: {e:#}");
+                        }
+                    }
+                }
+            }
+            let used: BTreeSet<&str> = g
+                .containers
+                .values()
+                .flat_map(|c| c.endpoints.iter().map(|e| e.network.as_str()))
+                .collect();
+            let gone: Vec<model::Network> = g
+                .networks
+                .values()
+                .filter(|n| {
+                    n.driver == "overlay"
+                        && !view.networks().contains_key(&n.name)
+                        && !used.contains(n.name.as_str())
+                })
+                .cloned()
+                .collect();
+            for n in gone {
+                g.store.apply(crate::store::Change {
+                    del_networks: vec![&n.name],
+                    ..Default::default()
+                })?;
+                g.dp.remove_network(n.id);
+                if !g
+                    .networks
+                    .values()
+                    .any(|o| o.name != n.name && o.pool.gateway == n.pool.gateway)
+                {
+                    let _ = kernel::del_gateway(&g.host, n.pool.gateway).await;
+                }
+                g.networks.remove(&n.name);
+                if let Some(ov) = g.overlay.as_ref() {
+                    ov.cluster.forget_network(&n.name).await;
+                }
+                info!(network = %n.name, "overlay network removed from the cluster");
+                changes += 1;
+            }
+        }
+
+        // One route per overlay subnet (the stack's MTU check).
+        let want_routes: BTreeSet<Ipv4Net> = g
+            .networks
+            .values()
+            .filter(|n| n.driver == "overlay")
+            .map(|n| n.pool.subnet)
+            .collect();
+        let have_routes: BTreeSet<Ipv4Net> =
+            vxlan::routes(&g.host, ifindex).await?.into_iter().collect();
+        for s in want_routes.difference(&have_routes) {
+            vxlan::add_route(&g.host, ifindex, *s).await?;
+            changes += 1;
+        }
+        for s in have_routes.difference(&want_routes) {
+            vxlan::del_route(&g.host, ifindex, *s).await?;
+            changes += 1;
+        }
+
+        // This node's endpoint records in etcd.
+        let mut local: BTreeMap<(String, Ipv4Addr), (String, [u8; 6])> = BTreeMap::new();
+        for c in g.containers.values() {
+            for e in &c.endpoints {
+                if g.networks
+                    .get(&e.network)
+                    .is_some_and(|n| n.driver == "overlay")
+                {
+                    local.insert((e.network.clone(), e.ip), (c.name.clone(), e.mac));
+                }
+            }
+        }
+        if view.synced && watching {
+            if let Some(ov) = g.overlay.as_ref() {
+                for w in view.node_endpoints(&me) {
+                    let k = (w.record.network.clone(), w.record.ip);
+                    if !local.contains_key(&k) {
+                        info!(network = %k.0, ip = %k.1, "withdrawing a stale endpoint of this node");
+                        if let Err(e) = overlay_withdraw(ov, &k.0, k.1).await {
+                            warn!("withdrawing {}: {e}", k.1);
+                        }
+                        changes += 1;
+                    }
+                }
+                for ((net, ip), (container, mac)) in &local {
+                    if view.written_endpoint(net, *ip).is_none() {
+                        info!(network = %net, %ip, "publishing an endpoint of this node");
+                        let mac = model::fmt_mac(mac);
+                        if let Err(e) = ov.cluster.create_endpoint(net, *ip, &mac, container).await
+                        {
+                            warn!("publishing {ip}: {e}");
+                        }
+                        changes += 1;
+                    }
+                }
+            }
+        }
+
+        // Addresses allocated for endpoints that were never made go back.
+        if let Some(ov) = g.overlay.as_ref() {
+            for n in g.networks.values().filter(|n| n.driver == "overlay") {
+                let used: BTreeSet<Ipv4Addr> = local
+                    .keys()
+                    .filter(|(net, _)| *net == n.name)
+                    .map(|(_, ip)| *ip)
+                    .collect();
+                ov.cluster.sync_used(&n.name, &used).await;
+            }
+        }
+
+        // The maps.
+        let mut want = OverlayWant {
+            config: OverlayConfig {
+                vxlan_ifindex: ifindex,
+                mtu,
+            },
+            ..Default::default()
+        };
+        for (name, st) in view.nodes() {
+            if *name == me {
+                continue;
+            }
+            if let Some(r) = &st.record {
+                let key = node_key(name);
+                want.nodes.insert(
+                    key,
+                    OverlayNode {
+                        addr: r.address.octets(),
+                    },
+                );
+                want.peers.insert(r.address.octets(), key);
+            }
+        }
+        let mut vni_of: HashMap<&str, u32> = HashMap::new();
+        for rec in view.networks().values() {
+            if let Some(n) = g.networks.get(&rec.name).filter(|n| n.driver == "overlay") {
+                want.vnis.insert(rec.vni, n.id);
+                vni_of.insert(rec.name.as_str(), rec.vni);
+            }
+        }
+        for ep in view.endpoints() {
+            if ep.node == me {
+                continue;
+            }
+            let (Some(net), Some(vni), Some(mac)) = (
+                g.networks.get(&ep.network),
+                vni_of.get(ep.network.as_str()),
+                parse_mac(&ep.mac),
+            ) else {
+                continue;
+            };
+            let key = RemoteKey {
+                net_id: net.id,
+                ip: ep.ip.octets(),
+            };
+            let info = EndpointInfo {
+                ifindex: 0,
+                net_id: net.id,
+                ip: ep.ip.octets(),
+                mac,
+                host_mac: [0; 6],
+                flags: EP_F_REMOTE,
+                _pad: [0; 2],
+            };
+            let remote = RemoteEndpoint {
+                node: node_key(&ep.node),
+                vni: *vni,
+            };
+            want.remote.insert(key, (info, remote));
+        }
+        if let Some(ov) = g.overlay.as_mut() {
+            changes += ov.maps.sync(&want)?;
+        }
+        Ok(changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_parse() {
+        assert_eq!(
+            parse_mac("02:42:0a:5a:00:02"),
+            Some([2, 0x42, 10, 0x5a, 0, 2])
+        );
+        assert_eq!(parse_mac("02:42"), None);
+        assert_eq!(parse_mac("02:42:0a:5a:00:02:07"), None);
+    }
+}

@@ -1,0 +1,87 @@
+//! Overlay egress (used by `from_container`): a packet for an endpoint of a
+//! cluster network hosted on another node is encapsulated by the VXLAN
+//! device in external (collect_md) mode: the program sets the tunnel key
+//! (the network's VNI, the node's underlay address) and redirects the frame
+//! to that device. No bridge, FDB or per-container route is involved.
+//!
+//! The policy (same network, icc, links) was applied by the caller exactly
+//! as for a local peer: remote endpoints have `DP_ENDPOINTS` entries flagged
+//! `EP_F_REMOTE`.
+
+use aya_ebpf::{
+    bindings::{bpf_tunnel_key, BPF_F_ZERO_CSUM_TX, TC_ACT_OK},
+    helpers::{bpf_redirect, bpf_skb_set_tunnel_key},
+    programs::TcContext,
+};
+use dataplane_common::{DropReason, EndpointInfo, RemoteKey};
+
+use crate::{
+    forward,
+    maps::{DP_OV_CONFIG, DP_OV_NODES, DP_OV_REMOTE},
+    parse::{Ipv4, ETH_LEN},
+};
+
+/// TTL of the outer (underlay) IPv4 header.
+const UNDERLAY_TTL: u8 = 64;
+
+/// Send `ip` (from local endpoint `ep`) to the remote endpoint `peer`.
+#[inline(always)]
+pub fn to_remote(
+    ctx: &TcContext,
+    ep: &EndpointInfo,
+    peer: &EndpointInfo,
+    ip: &Ipv4,
+) -> Result<i32, DropReason> {
+    let key = RemoteKey {
+        net_id: peer.net_id,
+        ip: peer.ip,
+    };
+    // SAFETY: map lookup; the value (plain data) is copied out at once.
+    let Some(remote) = (unsafe { DP_OV_REMOTE.get(&key) }).copied() else {
+        return Err(DropReason::NoRoute);
+    };
+    // SAFETY: as above.
+    let Some(node) = (unsafe { DP_OV_NODES.get(remote.node) }).copied() else {
+        return Err(DropReason::NoRoute);
+    };
+    let Some(cfg) = DP_OV_CONFIG.get(0).copied() else {
+        return Err(DropReason::NoRoute);
+    };
+    if cfg.vxlan_ifindex == 0 {
+        return Err(DropReason::NoRoute);
+    }
+    // SAFETY: `skb` is this program's __sk_buff; a plain context read.
+    let gso_size = unsafe { (*ctx.skb.skb).gso_size };
+    if gso_size == 0 && ctx.len() > cfg.mtu + ETH_LEN as u32 {
+        if ip.dont_fragment {
+            // Too big for the underlay: the stack answers "fragmentation
+            // needed" (its route to the overlay subnet has the overlay MTU).
+            return Ok(TC_ACT_OK);
+        }
+        return Err(DropReason::UntranslatableFragment);
+    }
+    // SAFETY: bpf_tunnel_key is plain C data (integers and unions of
+    // integers): all zeroes is a valid value.
+    let mut tk: bpf_tunnel_key = unsafe { core::mem::zeroed() };
+    tk.tunnel_id = remote.vni;
+    tk.__bindgen_anon_1.remote_ipv4 = u32::from_be_bytes(node.addr);
+    tk.tunnel_ttl = UNDERLAY_TTL;
+    // SAFETY: the context is this program's skb and `tk` a stack struct of
+    // the size passed, which the helper only reads.
+    let rc = unsafe {
+        bpf_skb_set_tunnel_key(
+            ctx.skb.skb,
+            &mut tk,
+            core::mem::size_of::<bpf_tunnel_key>() as u32,
+            BPF_F_ZERO_CSUM_TX as u64,
+        )
+    };
+    if rc < 0 {
+        return Err(DropReason::NoRoute);
+    }
+    // The receiving node rewrites the MACs for its container; these name
+    // the two endpoints for anyone capturing on the VXLAN device.
+    forward::set_macs(ctx, &peer.mac, &ep.host_mac)?;
+    // SAFETY: a BPF helper taking plain integers.
+    Ok(unsafe { bpf_redirect(cfg.vxlan_ifindex, 0) as i32 })
+}
