@@ -35,7 +35,7 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use dataplane_common::{
     CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, LinkKey, PortTarget, CT_F_REPLY_DIR,
-    NAT_F_REPLIED, NET_F_INTERNAL, NET_F_NO_ICC,
+    NAT_F_REPLIED, NET_F_INTERNAL, NET_F_NO_ICC, NET_F_NO_MASQ,
 };
 
 use crate::{
@@ -214,7 +214,7 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> Result<i32, DropR
         }
         return Err(DropReason::NoRoute);
     }
-    routed(ctx, ep, &ip)
+    routed(ctx, ep, &ip, net.flags)
 }
 
 #[inline(always)]
@@ -346,7 +346,7 @@ fn hairpin(
     // Ports from the NAT range only: it is disjoint from the host's
     // ephemeral ports, which the host's own connections from the gateway use.
     let reply = |port: u16| FlowKey::new(t.ip, tnet.gateway, t.port, port, ip.proto);
-    let Some(nat_port) = nat::claim_port(cfg, None, |port| {
+    let Some(nat_port) = nat::claim_port(cfg, None, tnet.gateway, ip.proto, |port| {
         DP_CT
             .insert(&reply(port), &back, BPF_NOEXIST as u64)
             .is_ok()
@@ -403,7 +403,12 @@ fn translated(
 
 /// Destinations beyond the host: masquerade out of the uplink.
 #[inline(always)]
-fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> Result<i32, DropReason> {
+fn routed(
+    ctx: &TcContext,
+    ep: &EndpointInfo,
+    ip: &Ipv4,
+    net_flags: u32,
+) -> Result<i32, DropReason> {
     let Some((rc, f)) = forward::fib(ctx, ep.ifindex, ip) else {
         return Err(DropReason::NoRoute);
     };
@@ -418,6 +423,10 @@ fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> Result<i32, DropReas
     if rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH {
         // Unreachable, prohibited, needs fragmentation with DF: the stack
         // answers with the right ICMP error (it does not forward these).
+        return Ok(TC_ACT_OK);
+    }
+    if net_flags & NET_F_NO_MASQ != 0 {
+        // enable_ip_masquerade=false: the stack routes it untranslated.
         return Ok(TC_ACT_OK);
     }
     let Some(cfg) = maps::config() else {

@@ -112,15 +112,24 @@ impl Engine {
                 c.network_mode.describe()
             )));
         }
+        if let Some(ip) = ip {
+            super::containers::check_static_ip_allowed(&net, ip)?;
+        }
         if c.endpoints.iter().any(|e| e.network == network) {
             return Err(Error::Conflict(format!(
                 "container {} is already connected to network {network}",
                 c.name
             )));
         }
-        let (ep, net_after) = Self::plan_endpoint(g, &net, &c, ip)?;
+        let (mut ep, net_after) = Self::plan_endpoint(g, &net, &c, ip)?;
         let ns = self.netns_path(&c.name);
         c.endpoints.push(ep.clone());
+        // Docker's rule picks the endpoint of the default route anew: the new
+        // one may take it (its route replaces the old one when plumbed).
+        let moved = choose_default_route(&mut c.endpoints, &g.networks);
+        if let Some(last) = c.endpoints.last() {
+            ep.default_route = last.default_route;
+        }
         let res = async {
             self.plumb_endpoint(g, &ns, &ep).await?;
             g.store.apply(Change {
@@ -132,6 +141,9 @@ impl Engine {
         .await;
         if let Err(e) = res {
             self.unplumb_endpoint(g, &ep).await;
+            if moved {
+                self.restore_default_route(g, &c.name).await;
+            }
             return Err(e.into());
         }
         g.networks.insert(net_after.name.clone(), net_after);
@@ -166,18 +178,13 @@ impl Engine {
                 ))
             })?;
         let ep = c.endpoints.remove(pos);
-        // Like Docker, the default route moves to another endpoint whose
-        // network has a way out.
-        let successor = if ep.default_route {
-            c.endpoints
-                .iter()
-                .position(|e| g.networks.get(&e.network).is_some_and(|n| !n.internal))
+        // Like Docker, the default route moves to the endpoint its rule
+        // picks among those left.
+        let successor = if choose_default_route(&mut c.endpoints, &g.networks) {
+            c.endpoints.iter().position(|e| e.default_route)
         } else {
             None
         };
-        if let Some(i) = successor {
-            c.endpoints[i].default_route = true;
-        }
         g.store.apply(Change {
             put_containers: vec![&c],
             ..Default::default()
@@ -211,6 +218,47 @@ impl Engine {
         info!(container, network, "disconnected");
         Ok(())
     }
+}
+
+impl Engine {
+    /// Put the default route back on the endpoint the stored state says
+    /// carries it (after a failed connect moved it).
+    async fn restore_default_route(&self, g: &Inner, container: &str) {
+        let Some(e) = g
+            .containers
+            .get(container)
+            .and_then(|c| c.endpoints.iter().find(|e| e.default_route))
+        else {
+            return;
+        };
+        if let Err(err) =
+            kernel::set_default_route(&self.netns_path(container), &e.interface, e.gateway).await
+        {
+            warn!(container, "restoring the default route: {err:#}");
+        }
+    }
+}
+
+/// Docker's choice of the endpoint that carries a container's default route
+/// (libnetwork's gateway endpoint): endpoints ordered by priority (all equal
+/// here), then networks that are not internal first, then network name; the
+/// first one, if its network is not internal. Sets `default_route` on it
+/// alone; true when the choice changed.
+pub(crate) fn choose_default_route(
+    endpoints: &mut [Endpoint],
+    networks: &BTreeMap<String, Network>,
+) -> bool {
+    let before = endpoints.iter().position(|e| e.default_route);
+    let after = endpoints
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| networks.get(&e.network).is_some_and(|n| !n.internal))
+        .min_by(|(_, a), (_, b)| a.network.cmp(&b.network))
+        .map(|(i, _)| i);
+    for (i, e) in endpoints.iter_mut().enumerate() {
+        e.default_route = Some(i) == after;
+    }
+    before != after
 }
 
 pub(crate) fn endpoint_info(ep: &Endpoint, net_id: u32, link: &kernel::NetdevInfo) -> EndpointInfo {
