@@ -341,18 +341,19 @@ fn random_id() -> String {
 /// Longest container name: its namespace is a file named after it.
 const MAX_CONTAINER_NAME: usize = 200;
 
-/// Docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (two
-/// characters at least); Docker has no length limit, here the name of the
-/// namespace file sets one.
+/// Docker's rule for container names, `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, except
+/// that one character is accepted (existing setups and tests use such names;
+/// README "Differences from Docker"). Docker has no length limit; here the
+/// name of the namespace file sets one.
 fn validate_container_name(name: &str) -> ApiResult<()> {
     let mut bytes = name.bytes();
     let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric());
     let rest_ok = bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if first_ok && rest_ok && (2..=MAX_CONTAINER_NAME).contains(&name.len()) {
+    if first_ok && rest_ok && name.len() <= MAX_CONTAINER_NAME {
         return Ok(());
     }
     Err(bad(format!(
-        "invalid container name {name:?}: must match [a-zA-Z0-9][a-zA-Z0-9_.-]+ \
+        "invalid container name {name:?}: must match [a-zA-Z0-9][a-zA-Z0-9_.-]* \
          and be at most {MAX_CONTAINER_NAME} characters"
     )))
 }
@@ -394,7 +395,8 @@ mod tests {
     #[test]
     fn container_names_as_docker() {
         assert!(validate_container_name("ab").is_ok());
-        assert!(validate_container_name("a").is_err());
+        assert!(validate_container_name("a").is_ok());
+        assert!(validate_container_name("").is_err());
         assert!(validate_container_name(&"a".repeat(100)).is_ok());
         assert!(validate_container_name("_ab").is_err());
         assert!(validate_container_name("a b").is_err());

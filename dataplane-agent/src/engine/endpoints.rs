@@ -26,7 +26,9 @@ impl Engine {
                 net.pool.check_static(ip, &used)?;
                 ip
             }
-            None => net.pool.allocate(&used, net.last_ip)?,
+            // Docker hands out the lowest free address (a removed
+            // container's comes back).
+            None => net.pool.allocate(&used, None)?,
         };
         let taken: BTreeSet<&str> = c.endpoints.iter().map(|e| e.interface.as_str()).collect();
         // One more name than the container has endpoints: one is free.
