@@ -16,9 +16,24 @@ enum Want {
     Err(&'static str),
 }
 
+/// How Docker 20.10 compares on a row (checked by
+/// `validation_matches_a_real_dockerd` where dockerd is installed).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Docker {
+    /// Docker decides the same at create time.
+    Same,
+    /// Docker decides otherwise: a kept, documented difference (README
+    /// "Differences from Docker").
+    Differs,
+    /// Docker accepts `create` and refuses at `start`; we refuse at once.
+    AtStart,
+    /// A flag of ours Docker's CLI does not have (`--icc`, `--mtu`).
+    Own,
+}
+
 /// The table: each row is a CLI command and what Docker does with it.
 /// Rows run in order on one agent; earlier rows make the state later ones use.
-const TABLE: &[(&[&str], Want)] = &[
+const TABLE: &[(&[&str], Want, Docker)] = &[
     // -o / --opt on network create, as Docker users write them.
     (
         &[
@@ -33,6 +48,7 @@ const TABLE: &[(&[&str], Want)] = &[
             "optnet",
         ],
         Want::Ok,
+        Docker::Same,
     ),
     (
         &[
@@ -43,6 +59,7 @@ const TABLE: &[(&[&str], Want)] = &[
             "badopt",
         ],
         Want::Err("expected true or false"),
+        Docker::Same,
     ),
     (
         &[
@@ -54,36 +71,48 @@ const TABLE: &[(&[&str], Want)] = &[
             "badopt",
         ],
         Want::Err("disagree"),
+        Docker::Own,
     ),
     (
         &["network", "create", "-o", "bridge.name=x", "badopt"],
         Want::Err("unknown network option"),
+        Docker::Differs,
     ),
     // Predefined networks: Docker's messages.
     (
         &["network", "create", "host"],
         Want::Err("network with name host already exists"),
+        Docker::Same,
     ),
     (
         &["network", "create", "none"],
         Want::Err("network with name none already exists"),
+        Docker::Same,
     ),
     (
         &["network", "rm", "bridge"],
         Want::Err("bridge is a pre-defined network and cannot be removed"),
+        Docker::Same,
     ),
     (
         &["network", "rm", "host"],
         Want::Err("host is a pre-defined network and cannot be removed"),
+        Docker::Same,
     ),
-    (&["network", "inspect", "host"], Want::Ok),
-    (&["network", "inspect", "none"], Want::Ok),
+    (&["network", "inspect", "host"], Want::Ok, Docker::Same),
+    (
+        &["network", "connect", "host", "ab"],
+        Want::Err("container cannot be connected to host network"),
+        Docker::Same,
+    ),
+    (&["network", "inspect", "none"], Want::Ok, Docker::Same),
     // Container names: no 64-character cap.
     (
         &["container", "create", "_a"],
         Want::Err("invalid container name"),
+        Docker::Same,
     ),
-    (&["container", "create", "ab"], Want::Ok),
+    (&["container", "create", "ab"], Want::Ok, Docker::Same),
     (
         &[
             "container",
@@ -91,13 +120,15 @@ const TABLE: &[(&[&str], Want)] = &[
             "c0123456789012345678901234567890123456789012345678901234567890123456789",
         ],
         Want::Ok,
+        Docker::Same,
     ),
     // --ip only on networks with a user-configured subnet.
     (
         &["container", "create", "--ip", "172.17.0.50", "ipdefault"],
         Want::Err("user specified IP address is supported on user defined networks only"),
+        Docker::AtStart,
     ),
-    (&["network", "create", "auto"], Want::Ok),
+    (&["network", "create", "auto"], Want::Ok, Docker::Same),
     (
         &[
             "container",
@@ -109,6 +140,7 @@ const TABLE: &[(&[&str], Want)] = &[
             "ipauto",
         ],
         Want::Err("networks with user configured subnets"),
+        Docker::AtStart,
     ),
     (
         &[
@@ -121,6 +153,7 @@ const TABLE: &[(&[&str], Want)] = &[
             "ipuser",
         ],
         Want::Ok,
+        Docker::Same,
     ),
     // container:NAME conflicts, and joining a joiner.
     (
@@ -134,6 +167,7 @@ const TABLE: &[(&[&str], Want)] = &[
             "j1",
         ],
         Want::Err("conflicting options: hostname and the network mode"),
+        Docker::Same,
     ),
     (
         &[
@@ -146,35 +180,54 @@ const TABLE: &[(&[&str], Want)] = &[
             "j1",
         ],
         Want::Err("conflicting options: port exposing"),
+        Docker::Same,
     ),
     (
         &["container", "create", "--network", "container:ab", "j1"],
         Want::Ok,
+        Docker::Same,
     ),
     (
         &["container", "create", "--network", "container:j1", "j2"],
         Want::Ok,
+        Docker::Same,
     ),
     // -p forms Docker accepts.
-    (&["container", "create", "-p", ":80", "p1"], Want::Ok),
-    (&["container", "create", "-p", "0:81", "p2"], Want::Ok),
+    (
+        &["container", "create", "-p", ":80", "p1"],
+        Want::Ok,
+        Docker::Same,
+    ),
+    (
+        &["container", "create", "-p", "0:81", "p2"],
+        Want::Ok,
+        Docker::Same,
+    ),
     (
         &["container", "create", "-p", "8124:80/TCP", "p3"],
         Want::Ok,
+        Docker::Same,
     ),
     (
         &["container", "create", "-p", "8125:80/sctp", "p4"],
         Want::Err("publishing SCTP ports is not supported"),
+        Docker::Differs,
     ),
     (
         &["container", "create", "-p", "8126:80/icmp", "p4"],
         Want::Err("unknown protocol"),
+        Docker::Same,
     ),
     // Host ports of the masquerade range can be published.
-    (&["container", "create", "-p", "61234:80", "p5"], Want::Ok),
+    (
+        &["container", "create", "-p", "61234:80", "p5"],
+        Want::Ok,
+        Docker::Same,
+    ),
     (
         &["container", "create", "-p", "65535:80/udp", "p6"],
         Want::Ok,
+        Docker::Same,
     ),
     // -P with an explicit mapping of an exposed port: published once.
     (
@@ -191,6 +244,7 @@ const TABLE: &[(&[&str], Want)] = &[
             "pp",
         ],
         Want::Ok,
+        Docker::Same,
     ),
     // --ip-range without --gateway: gateway stays the subnet's first address.
     (
@@ -204,26 +258,31 @@ const TABLE: &[(&[&str], Want)] = &[
             "ranged",
         ],
         Want::Ok,
+        Docker::Same,
     ),
     // Several names at once.
     (
         &["network", "create", "--subnet", "10.93.0.0/24", "r1"],
         Want::Ok,
+        Docker::Same,
     ),
     (
         &["network", "create", "--subnet", "10.94.0.0/24", "r2"],
         Want::Ok,
+        Docker::Same,
     ),
-    (&["network", "rm", "r1", "r2"], Want::Ok),
-    (&["container", "rm", "p1", "p2"], Want::Ok),
+    (&["network", "rm", "r1", "r2"], Want::Ok, Docker::Same),
+    (&["container", "rm", "p1", "p2"], Want::Ok, Docker::Same),
     // Better than Docker (kept): refused at create time.
     (
         &["container", "create", "-p", "80:0", "bad1"],
         Want::Err("must be 1-65535"),
+        Docker::Differs,
     ),
     (
         &["network", "create", "--mtu", "20", "bad2"],
         Want::Err("MTU 20 out of range"),
+        Docker::Own,
     ),
     (
         &[
@@ -236,15 +295,17 @@ const TABLE: &[(&[&str], Want)] = &[
             "bad3",
         ],
         Want::Err("cannot publish ports with network mode host"),
+        Docker::Differs,
     ),
     (
         &["container", "rm", "ab"],
         Want::Err("share its network namespace"),
+        Docker::Differs,
     ),
 ];
 
 fn run_table(h: &Host) {
-    for (args, want) in TABLE {
+    for (args, want, _) in TABLE {
         let o = h.cli(args);
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         match want {
@@ -500,4 +561,181 @@ fn masquerade_off_leaves_the_container_address() {
     let seen = srv.lines();
     assert!(seen.contains(&ip), "un-NATed source {ip} in {seen:?}");
     assert!(seen.contains(&h.uplink_ip), "masqueraded {seen:?}");
+}
+
+/// A real dockerd in a network namespace of its own, with its files under a
+/// temporary directory; killed and cleaned up on drop.
+struct Dockerd {
+    netns: String,
+    dir: std::path::PathBuf,
+    sock: String,
+}
+
+const DOCKERD: &str = "/usr/sbin/dockerd";
+const BUSYBOX: &str = "/bin/busybox";
+
+impl Dockerd {
+    /// None when dockerd or a static busybox is not installed
+    /// (`cargo xtask setup` installs docker.io and busybox-static).
+    fn start() -> Option<Dockerd> {
+        use std::process::{Command, Stdio};
+        if !std::path::Path::new(DOCKERD).exists()
+            || !std::path::Path::new(BUSYBOX).exists()
+            || Command::new("docker").arg("--version").output().is_err()
+        {
+            return None;
+        }
+        let (pid, n) = dataplane_tests::unique();
+        let netns = format!("dpdk-{pid}-{n}");
+        let dir = std::env::temp_dir().join(&netns);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("docker.sock").display().to_string();
+        let d = Dockerd { netns, dir, sock };
+        dataplane_tests::sh_ok("ip", &["netns", "add", &d.netns]);
+        let ns = format!("--net=/run/netns/{}", d.netns);
+        let log = std::fs::File::create(d.dir.join("dockerd.log")).unwrap();
+        // The default bridge (docker0) lives in this namespace; no firewall.
+        Command::new("nsenter")
+            .args([ns.as_str(), DOCKERD])
+            .arg(format!("--data-root={}", d.dir.join("data").display()))
+            .arg(format!("--exec-root={}", d.dir.join("exec").display()))
+            .arg(format!("--host=unix://{}", d.sock))
+            .arg(format!("--pidfile={}", d.dir.join("pid").display()))
+            .args(["--iptables=false", "--ip6tables=false", "--ip-masq=false"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting dockerd");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !d.docker(&["version"]).status.success() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dockerd did not come up: {}",
+                std::fs::read_to_string(d.dir.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        // An image: a static busybox as /bin/sh.
+        let img = d.dir.join("img");
+        std::fs::create_dir_all(img.join("bin")).unwrap();
+        std::fs::copy(BUSYBOX, img.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", img.join("bin/sh")).unwrap();
+        let tar = d.dir.join("img.tar").display().to_string();
+        dataplane_tests::sh_ok("tar", &["-C", &img.display().to_string(), "-cf", &tar, "."]);
+        let o = d.docker(&["import", &tar, "dpbusy"]);
+        assert!(
+            o.status.success(),
+            "docker import: {}",
+            dataplane_tests::stderr(&o)
+        );
+        Some(d)
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        dataplane_tests::run(
+            std::process::Command::new("docker")
+                .arg("-H")
+                .arg(format!("unix://{}", self.sock))
+                .args(args),
+        )
+    }
+
+    /// Our CLI row as the docker command that means the same.
+    fn translate(args: &[&str]) -> Vec<String> {
+        match args {
+            ["container", "create", flags @ .., name] => {
+                let mut v: Vec<String> = vec!["create".into()];
+                v.extend(flags.iter().map(ToString::to_string));
+                v.extend(["--name".into(), (*name).to_string()]);
+                v.extend(["dpbusy".into(), "sh".into()]);
+                v
+            }
+            ["container", "rm", names @ ..] => std::iter::once("rm")
+                .chain(names.iter().copied())
+                .map(ToString::to_string)
+                .collect(),
+            _ => args.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: kill(2) on the pid dockerd wrote for itself.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+                for _ in 0..100 {
+                    // SAFETY: signal 0 only probes whether the process exists.
+                    if unsafe { libc::kill(pid, 0) } != 0 {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                // SAFETY: as above; it ignored SIGTERM for 10 s.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        // Anything dockerd left mounted under its directories.
+        let dir = self.dir.display().to_string();
+        if let Ok(m) = std::fs::read_to_string("/proc/self/mounts") {
+            let mut under: Vec<&str> = m
+                .lines()
+                .filter_map(|l| l.split(' ').nth(1))
+                .filter(|p| p.starts_with(&dir))
+                .collect();
+            under.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for p in under {
+                let _ = std::process::Command::new("umount")
+                    .args(["-l", p])
+                    .status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+    }
+}
+
+/// The table's rows that Docker decides at create time, against a real
+/// dockerd: the same accept or refuse. Skipped where dockerd is missing.
+#[test]
+fn validation_matches_a_real_dockerd() {
+    let Some(d) = Dockerd::start() else {
+        eprintln!("skipped: {DOCKERD} or {BUSYBOX} not installed (cargo xtask setup)");
+        return;
+    };
+    let mut mismatches = Vec::new();
+    let mut compared = 0;
+    for (args, want, docker) in TABLE {
+        let cmd = Dockerd::translate(args);
+        let refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let o = d.docker(&refs);
+        if *docker != Docker::Same {
+            continue;
+        }
+        compared += 1;
+        let ours_ok = matches!(want, Want::Ok);
+        if o.status.success() != ours_ok {
+            mismatches.push(format!(
+                "{args:?}: ours {}, docker {} ({})",
+                if ours_ok { "accepts" } else { "refuses" },
+                if o.status.success() {
+                    "accepts"
+                } else {
+                    "refuses"
+                },
+                dataplane_tests::stderr(&o).trim()
+            ));
+        }
+    }
+    assert!(compared > 20, "{compared} rows compared");
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }

@@ -95,6 +95,12 @@ impl Engine {
 
     pub async fn connect(&self, network: &str, req: ConnectRequest) -> ApiResult<ContainerView> {
         let ip = req.ip.as_deref().map(ipam::parse_ip).transpose()?;
+        if super::networks::PREDEFINED.contains(&network) {
+            // Docker's words.
+            return Err(bad(format!(
+                "container cannot be connected to {network} network"
+            )));
+        }
         let mut g = self.inner.lock().await;
         let g = &mut *g;
         let net = g
@@ -160,6 +166,11 @@ impl Engine {
     }
 
     pub async fn disconnect(&self, network: &str, container: &str) -> ApiResult<()> {
+        if super::networks::PREDEFINED.contains(&network) {
+            return Err(bad(format!(
+                "container cannot be disconnected from {network} network"
+            )));
+        }
         let mut g = self.inner.lock().await;
         let g = &mut *g;
         if !g.networks.contains_key(network) {
