@@ -295,6 +295,57 @@ pub fn is_endpoint_ifname(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn net(name: &str, internal: bool) -> (String, Network) {
+        let n = Network {
+            id: 1,
+            name: name.into(),
+            driver: "bridge".into(),
+            pool: Pool::new("10.9.0.0/24".parse().unwrap(), None, None).unwrap(),
+            mtu: 1500,
+            internal,
+            icc: true,
+            last_ip: None,
+            builtin: false,
+            user_subnet: true,
+            masquerade: true,
+            host_binding: None,
+        };
+        (name.into(), n)
+    }
+
+    fn ep(network: &str, default_route: bool) -> Endpoint {
+        Endpoint {
+            network: network.into(),
+            interface: "eth0".into(),
+            host_interface: "dp00000000".into(),
+            ip: Ipv4Addr::new(10, 9, 0, 2),
+            prefix_len: 24,
+            mac: [0; 6],
+            gateway: Ipv4Addr::new(10, 9, 0, 1),
+            mtu: 1500,
+            default_route,
+        }
+    }
+
+    #[test]
+    fn default_route_by_dockers_rule() {
+        let nets: BTreeMap<String, Network> =
+            [net("u1", false), net("aa", false), net("0int", true)]
+                .into_iter()
+                .collect();
+        let mut eps = vec![ep("u1", true), ep("aa", false)];
+        assert!(choose_default_route(&mut eps, &nets));
+        assert!(!eps[0].default_route && eps[1].default_route);
+        assert!(!choose_default_route(&mut eps, &nets));
+        // An internal network never takes it, whatever its name.
+        let mut eps = vec![ep("u1", true), ep("0int", false)];
+        assert!(!choose_default_route(&mut eps, &nets));
+        assert!(eps[0].default_route);
+        let mut eps = vec![ep("0int", false)];
+        assert!(!choose_default_route(&mut eps, &nets));
+        assert!(!eps[0].default_route);
+    }
+
     #[test]
     fn endpoint_names() {
         assert!(is_endpoint_ifname("dp0a1b2c3d"));

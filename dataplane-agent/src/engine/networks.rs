@@ -387,6 +387,52 @@ pub(crate) fn network_info(n: &Network) -> NetworkInfo {
 mod tests {
     use super::*;
 
+    fn req(opts: &[(&str, &str)]) -> NetworkCreate {
+        NetworkCreate {
+            name: "n".into(),
+            options: opts
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn docker_options() {
+        let o = net_options(&req(&[
+            (OPT_ICC, "false"),
+            (OPT_MTU, "1400"),
+            (OPT_MASQ, "false"),
+            (OPT_HOST_IP, "127.0.0.1"),
+            ("com.docker.network.bridge.name", "br0"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            o,
+            NetOptions {
+                icc: false,
+                mtu: 1400,
+                masquerade: false,
+                host_binding: Some(Ipv4Addr::LOCALHOST),
+            }
+        );
+        let d = net_options(&req(&[])).unwrap();
+        assert!(d.icc && d.masquerade && d.mtu == DEFAULT_MTU && d.host_binding.is_none());
+        assert!(net_options(&req(&[(OPT_MTU, "20")])).is_err());
+        assert!(net_options(&req(&[(OPT_MASQ, "maybe")])).is_err());
+        assert!(net_options(&req(&[(OPT_HOST_IP, "::1")])).is_err());
+        assert!(net_options(&req(&[("foo", "bar")])).is_err());
+        let mut r = req(&[(OPT_ICC, "false")]);
+        r.icc = Some(true);
+        assert!(net_options(&r)
+            .unwrap_err()
+            .to_string()
+            .contains("disagree"));
+        r.icc = Some(false);
+        assert!(!net_options(&r).unwrap().icc);
+    }
+
     #[test]
     fn default_pools_do_not_overlap_docker0() {
         let docker0: Ipv4Net = "172.17.0.0/16".parse().unwrap();
