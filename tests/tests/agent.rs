@@ -99,7 +99,8 @@ fn network_create_ls_inspect_rm() {
         "n1 not listed: {table}"
     );
     let ls = h.ls("network");
-    assert_eq!(names(&ls).len(), 2, "{ls}");
+    // bridge, n1 and the predefined host and none.
+    assert_eq!(names(&ls).len(), 4, "{ls}");
     let n = h.inspect_network("n1");
     assert_eq!(n["name"], "n1");
     assert_eq!(n["driver"], "bridge");
@@ -127,7 +128,7 @@ fn network_create_ls_inspect_rm() {
     let a = dataplane_tests::sh_ok("ip", &["-n", &h.host_ns, "-o", "-4", "addr"]);
     assert!(!a.contains("10.50.0.254/"), "gateway left behind: {a}");
     h.ok(&["network", "rm", "auto"]);
-    assert_eq!(names(&h.ls("network")), vec!["bridge".to_string()]);
+    assert_eq!(names(&h.ls("network")), vec!["bridge", "host", "none"]);
 }
 
 #[test]

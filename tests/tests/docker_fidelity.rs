@@ -388,6 +388,29 @@ fn cli_inputs_are_accepted_or_refused_as_docker() {
     assert_eq!(h.inspect_container("j2")["netns"], ab["netns"]);
     // --ip-range without --gateway.
     assert_eq!(h.inspect_network("ranged")["gateway"], "10.92.0.1");
+    // host_binding_ipv4: the default host address of -p on that network.
+    h.ok(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.bridge.host_binding_ipv4=127.0.0.1",
+        "--subnet",
+        "10.90.0.0/24",
+        "local",
+    ]);
+    h.ok(&[
+        "container",
+        "create",
+        "--network",
+        "local",
+        "-p",
+        "8131:80",
+        "lb",
+    ]);
+    assert_eq!(
+        h.inspect_container("lb")["ports"][0]["host_ip"],
+        "127.0.0.1"
+    );
     // disconnect --force is accepted.
     h.ok(&["network", "connect", "optnet", "ex"]);
     h.ok(&["network", "disconnect", "--force", "optnet", "ex"]);
