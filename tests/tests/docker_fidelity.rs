@@ -589,6 +589,8 @@ fn masquerade_off_leaves_the_container_address() {
 /// A real dockerd in a network namespace of its own, with its files under a
 /// temporary directory; killed and cleaned up on drop.
 struct Dockerd {
+    /// dockerd itself (nsenter execs it).
+    child: Option<std::process::Child>,
     netns: String,
     dir: std::path::PathBuf,
     sock: String,
@@ -614,12 +616,17 @@ impl Dockerd {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let sock = dir.join("docker.sock").display().to_string();
-        let d = Dockerd { netns, dir, sock };
+        let mut d = Dockerd {
+            child: None,
+            netns,
+            dir,
+            sock,
+        };
         dataplane_tests::sh_ok("ip", &["netns", "add", &d.netns]);
         let ns = format!("--net=/run/netns/{}", d.netns);
         let log = std::fs::File::create(d.dir.join("dockerd.log")).unwrap();
         // The default bridge (docker0) lives in this namespace; no firewall.
-        Command::new("nsenter")
+        let child = Command::new("nsenter")
             .args([ns.as_str(), DOCKERD])
             .arg(format!("--data-root={}", d.dir.join("data").display()))
             .arg(format!("--exec-root={}", d.dir.join("exec").display()))
@@ -631,7 +638,8 @@ impl Dockerd {
             .stderr(log)
             .spawn()
             .expect("starting dockerd");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        d.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
         while !d.docker(&["version"]).status.success() {
             assert!(
                 std::time::Instant::now() < deadline,
@@ -686,24 +694,20 @@ impl Dockerd {
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                // SAFETY: kill(2) on the pid dockerd wrote for itself.
+        if let Some(mut c) = self.child.take() {
+            if let Ok(pid) = i32::try_from(c.id()) {
+                // SAFETY: kill(2) on our own child (dockerd), not yet reaped.
                 unsafe {
                     libc::kill(pid, libc::SIGTERM);
                 }
-                for _ in 0..100 {
-                    // SAFETY: signal 0 only probes whether the process exists.
-                    if unsafe { libc::kill(pid, 0) } != 0 {
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                // SAFETY: as above; it ignored SIGTERM for 10 s.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
             }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while matches!(c.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            // It ignored SIGTERM for 10 s (a no-op if it exited).
+            let _ = c.kill();
+            let _ = c.wait();
         }
         // Anything dockerd left mounted under its directories.
         let dir = self.dir.display().to_string();
