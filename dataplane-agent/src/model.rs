@@ -32,6 +32,22 @@ pub struct Network {
     /// The default network cannot be removed.
     #[serde(default)]
     pub builtin: bool,
+    /// The subnet was given by the user (`--subnet`): only then may
+    /// containers ask for a static address (`--ip`), as in Docker.
+    #[serde(default)]
+    pub user_subnet: bool,
+    /// Masquerade traffic leaving the host
+    /// (`com.docker.network.bridge.enable_ip_masquerade`).
+    #[serde(default = "yes")]
+    pub masquerade: bool,
+    /// Default host address of ports published by containers on this network
+    /// (`com.docker.network.bridge.host_binding_ipv4`).
+    #[serde(default)]
+    pub host_binding: Option<Ipv4Addr>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How a container gets its network namespace, as Docker's `--network`.
@@ -149,6 +165,9 @@ pub struct NetworkCreate {
     pub internal: bool,
     #[serde(default)]
     pub icc: Option<bool>,
+    /// Driver options as Docker's `-o KEY=VALUE` (`com.docker.network.*`).
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -181,6 +200,9 @@ pub struct ConnectRequest {
     pub container: String,
     #[serde(default)]
     pub ip: Option<String>,
+    /// `disconnect --force` (accepted as Docker's; a disconnect never needs it here).
+    #[serde(default)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,12 +210,17 @@ pub struct NetworkView {
     pub id: u32,
     pub name: String,
     pub driver: String,
-    pub subnet: Ipv4Net,
-    pub gateway: Ipv4Addr,
+    /// None for the predefined `host` and `none` networks.
+    pub subnet: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
     pub ip_range: Option<Ipv4Net>,
     pub mtu: u32,
     pub internal: bool,
     pub icc: bool,
+    #[serde(default = "yes")]
+    pub masquerade: bool,
+    #[serde(default)]
+    pub host_binding_ipv4: Option<Ipv4Addr>,
     pub containers: Vec<NetworkMember>,
     /// Drops counted on this network's endpoints, by reason.
     #[serde(default)]
@@ -203,8 +230,9 @@ pub struct NetworkView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NetworkMember {
     pub container: String,
-    pub ip: Ipv4Addr,
-    pub mac: String,
+    /// None on `host` and `none`.
+    pub ip: Option<Ipv4Addr>,
+    pub mac: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

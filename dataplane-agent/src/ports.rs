@@ -1,6 +1,10 @@
 //! Published ports: Docker's `-p` syntax, and host-port reservations.
 //!
-//! `-p [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp]`
+//! `-p [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp|/sctp]`
+//!
+//! As Docker: an empty or zero host port (`-p :80`, `-p 0:80`) means a
+//! random one, protocols are case-insensitive, and `sctp` parses (publishing
+//! it is refused by the engine: the datapath translates TCP and UDP only).
 //!
 //! Reservations are real: the agent holds a bound socket per published host
 //! address, port and protocol (as Docker does), so no host process can take a
@@ -20,7 +24,7 @@ use crate::error::ErrorKind;
 /// refused. Each message is one line naming the offending value.
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
-    #[error("unknown protocol {0:?} (tcp or udp)")]
+    #[error("unknown protocol {0:?} (tcp, udp or sctp)")]
     UnknownProtocol(String),
     #[error("invalid {what} {input:?}: not a number")]
     NotANumber { what: &'static str, input: String },
@@ -71,6 +75,7 @@ impl PortError {
 pub enum Proto {
     Tcp,
     Udp,
+    Sctp,
 }
 
 impl Proto {
@@ -78,6 +83,7 @@ impl Proto {
         match self {
             Proto::Tcp => 6,
             Proto::Udp => 17,
+            Proto::Sctp => 132,
         }
     }
 
@@ -85,13 +91,16 @@ impl Proto {
         match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
         }
     }
 
+    /// `tcp`, `udp` or `sctp`, in any case (Docker lowercases it).
     pub fn parse(s: &str) -> Result<Proto, PortError> {
-        match s {
+        match s.to_ascii_lowercase().as_str() {
             "tcp" => Ok(Proto::Tcp),
             "udp" => Ok(Proto::Udp),
+            "sctp" => Ok(Proto::Sctp),
             _ => Err(PortError::UnknownProtocol(s.into())),
         }
     }
@@ -209,7 +218,7 @@ pub fn parse_spec(spec: &str) -> Result<PortSpec, PortError> {
     let parts: Vec<&str> = body.split(':').collect();
     let (host_ip, host, ctr) = match parts.as_slice() {
         [c] => (None, None, *c),
-        [h, c] => (None, Some(*h), *c),
+        [h, c] => (None, if h.is_empty() { None } else { Some(*h) }, *c),
         [ip, h, c] => {
             let ip: Ipv4Addr = ip
                 .parse()
@@ -224,7 +233,8 @@ pub fn parse_spec(spec: &str) -> Result<PortSpec, PortError> {
     let (c0, c1) = parse_range(ctr, "container port").map_err(|e| bad(&e))?;
     let container_ports: Vec<u16> = (c0..=c1).collect();
     let host_ports = match host {
-        None => HostPorts::Random,
+        // Docker: an empty or zero host port is a random one.
+        None | Some("0") => HostPorts::Random,
         Some(h) => {
             let (h0, h1) = parse_range(h, "host port").map_err(|e| bad(&e))?;
             let n_host = (h1 - h0) as usize + 1;
@@ -265,6 +275,7 @@ impl Reservations {
         let fd: OwnedFd = match proto {
             Proto::Tcp => bind_tcp(addr).map(OwnedFd::from),
             Proto::Udp => UdpSocket::bind(addr).map(OwnedFd::from),
+            Proto::Sctp => Err(std::io::Error::from(std::io::ErrorKind::Unsupported)),
         }
         .map_err(|source| {
             if source.kind() == std::io::ErrorKind::AddrInUse {
@@ -358,6 +369,16 @@ mod tests {
     }
 
     #[test]
+    fn docker_forms() {
+        assert_eq!(spec(":80").host_ports, HostPorts::Random);
+        assert_eq!(spec("0:80").host_ports, HostPorts::Random);
+        assert_eq!(spec("127.0.0.1:0:80").host_ports, HostPorts::Random);
+        assert_eq!(spec("80/TCP").proto, Proto::Tcp);
+        assert_eq!(spec("8080:80/Udp").proto, Proto::Udp);
+        assert_eq!(spec("80/sctp").proto, Proto::Sctp);
+    }
+
+    #[test]
     fn ranges() {
         let p = spec("8000-8002:80-82");
         assert_eq!(p.container_ports, vec![80, 81, 82]);
@@ -375,7 +396,7 @@ mod tests {
             "0",
             "65536",
             "abc",
-            "80/sctp",
+            "80/icmp",
             "8000-8001:80-82",
             "1.2.3:80:80",
             "a:b:c:d",
@@ -386,7 +407,7 @@ mod tests {
         ] {
             assert!(parse_spec(s).is_err(), "{s:?} should be rejected");
         }
-        assert!(parse_spec("80/sctp")
+        assert!(parse_spec("80/icmp")
             .unwrap_err()
             .to_string()
             .contains("unknown protocol"));
@@ -396,7 +417,7 @@ mod tests {
             .to_string()
             .contains("2 ports, container port range has 3"));
         assert_eq!(
-            parse_spec("80/sctp").unwrap_err().kind(),
+            parse_spec("80/icmp").unwrap_err().kind(),
             ErrorKind::InvalidArgument
         );
     }

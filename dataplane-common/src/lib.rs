@@ -148,6 +148,9 @@ pub struct EndpointInfo {
 pub const NET_F_INTERNAL: u32 = 1;
 /// Network flag: inter-container communication disabled (`--icc=false`).
 pub const NET_F_NO_ICC: u32 = 2;
+/// Network flag: no masquerade (`enable_ip_masquerade=false`): traffic to
+/// beyond the host leaves with the container's own address, routed by the stack.
+pub const NET_F_NO_MASQ: u32 = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -36,6 +36,7 @@ use aya_log_ebpf::warn;
 use dataplane_common::{
     CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, LinkKey, PortTarget, CT_F_REPLY_DIR,
     EP_F_NET_POLICY, EP_F_NO_ICC, EP_F_REMOTE, NAT_F_REPLIED, NET_F_INTERNAL, NET_F_NO_ICC,
+    NET_F_NO_MASQ,
 };
 
 use crate::{
@@ -216,7 +217,7 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> Result<i32, DropR
         }
         return Err(DropReason::NoRoute);
     }
-    routed(ctx, ep, &ip)
+    routed(ctx, ep, &ip, net.flags)
 }
 
 #[inline(always)]
@@ -359,7 +360,7 @@ fn hairpin(
     // Ports from the NAT range only: it is disjoint from the host's
     // ephemeral ports, which the host's own connections from the gateway use.
     let reply = |port: u16| FlowKey::new(t.ip, tnet.gateway, t.port, port, ip.proto);
-    let Some(nat_port) = nat::claim_port(cfg, None, |port| {
+    let Some(nat_port) = nat::claim_port(cfg, None, tnet.gateway, ip.proto, |port| {
         DP_CT
             .insert(&reply(port), &back, BPF_NOEXIST as u64)
             .is_ok()
@@ -413,7 +414,12 @@ fn translated(
 
 /// Destinations beyond the host: masquerade out of the uplink.
 #[inline(always)]
-fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> Result<i32, DropReason> {
+fn routed(
+    ctx: &TcContext,
+    ep: &EndpointInfo,
+    ip: &Ipv4,
+    net_flags: u32,
+) -> Result<i32, DropReason> {
     let Some((rc, f)) = forward::fib(ctx, ep.ifindex, ip) else {
         return Err(DropReason::NoRoute);
     };
@@ -428,6 +434,10 @@ fn routed(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv4) -> Result<i32, DropReas
     if rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH {
         // Unreachable, prohibited, needs fragmentation with DF: the stack
         // answers with the right ICMP error (it does not forward these).
+        return Ok(TC_ACT_OK);
+    }
+    if net_flags & NET_F_NO_MASQ != 0 {
+        // enable_ip_masquerade=false: the stack routes it untranslated.
         return Ok(TC_ACT_OK);
     }
     let Some(cfg) = maps::config() else {

@@ -10,7 +10,7 @@ use dataplane_common::{Config, FlowKey, NatEntry, NAT_F_CLOSING, NAT_F_REPLIED};
 
 use crate::{
     csum::{self, csum_replace2, csum_replace4},
-    maps::{DP_NAT_IN, DP_NAT_OUT},
+    maps::{self, DP_NAT_IN, DP_NAT_OUT},
     parse::{
         l4_csum_off, Ipv4, Pkt, ETH_LEN, IPPROTO_ICMP, IPPROTO_UDP, IP_CSUM_OFF, IP_DST_OFF,
         IP_SRC_OFF, IP_TTL_OFF,
@@ -163,7 +163,7 @@ pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
         last_seen_ns: now,
     };
     let rev = |port: u16| FlowKey::new(key.dst, cfg.uplink_ip, key.dport, port, key.proto);
-    let port = claim_port(cfg, None, |port| {
+    let port = claim_port(cfg, None, cfg.uplink_ip, key.proto, |port| {
         DP_NAT_IN
             .insert(&rev(port), &back, BPF_NOEXIST as u64)
             .is_ok()
@@ -183,17 +183,23 @@ pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
     unsafe { DP_NAT_OUT.get(key) }.copied()
 }
 
-/// Claim a translated source port: `first` if given, else (or if taken)
-/// ports of the masquerade range from a random offset. `claim` reserves a
-/// port (a `BPF_NOEXIST` insert of the reply key) and says whether it could.
+/// Claim a translated source port on `src`: `first` if given, else (or if
+/// taken) ports of the masquerade range from a random offset. A port
+/// published on `src` (`DP_PORTS`, exact or wildcard) is never claimed: the
+/// range is shared with published ports, as Docker lets any port be
+/// published. `claim` reserves a port (a `BPF_NOEXIST` insert of the reply
+/// key) and says whether it could.
 #[inline(always)]
 pub fn claim_port(
     cfg: &Config,
     first: Option<u16>,
+    src: [u8; 4],
+    proto: u8,
     mut claim: impl FnMut(u16) -> bool,
 ) -> Option<u16> {
+    let published = |port: u16| maps::port_lookup(src, port, proto).is_some();
     if let Some(p) = first {
-        if claim(p) {
+        if !published(p) && claim(p) {
             return Some(p);
         }
     }
@@ -210,7 +216,7 @@ pub fn claim_port(
     let seed = unsafe { bpf_get_prandom_u32() };
     for i in 0..NAT_TRIES {
         let port = (min + (seed.wrapping_add(i) % range)) as u16;
-        if claim(port) {
+        if !published(port) && claim(port) {
             return Some(port);
         }
     }

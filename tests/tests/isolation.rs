@@ -315,20 +315,13 @@ fn icc_and_cross_network_matrix() {
 
 #[test]
 fn link_on_icc_disabled_network() {
-    let h = Host::start();
-    h.ok(&[
-        "network",
-        "create",
-        "--icc=false",
-        "--subnet",
-        "10.83.0.0/24",
-        "lnk",
-    ]);
+    let h = Host::start_with(&["--icc=false"]);
+    // Links open ports on the default bridge only (as Docker).
     h.ok(&[
         "container",
         "create",
         "--network",
-        "lnk",
+        "bridge",
         "--expose",
         "5000",
         "--expose",
@@ -339,12 +332,12 @@ fn link_on_icc_disabled_network() {
         "container",
         "create",
         "--network",
-        "lnk",
+        "bridge",
         "--link",
         "s1:db",
         "s2",
     ]);
-    h.ok(&["container", "create", "--network", "lnk", "s3"]);
+    h.ok(&["container", "create", "--network", "bridge", "s3"]);
     let ip1 = h.ip_of("s1");
     let ip2 = h.ip_of("s2");
     let ip3 = h.ip_of("s3");
@@ -399,8 +392,12 @@ fn link_on_icc_disabled_network() {
         (P::Udp, 5003, vec![5001]),
         (P::Icmp, 0, vec![0]),
     ] {
-        let mut link_cases = vec![case("s2", "lnk", &ip1, s1_port)];
-        link_cases.extend(s2_ports.iter().map(|port| case("s1", "lnk", &ip2, *port)));
+        let mut link_cases = vec![case("s2", "bridge", &ip1, s1_port)];
+        link_cases.extend(
+            s2_ports
+                .iter()
+                .map(|port| case("s1", "bridge", &ip2, *port)),
+        );
         let icc_port = match p {
             P::Tcp => 5000,
             P::Udp => 5001,
@@ -414,8 +411,8 @@ fn link_on_icc_disabled_network() {
                     p,
                     "icc_disabled",
                     &[
-                        case("s3", "lnk", &ip1, icc_port),
-                        case("s1", "lnk", &ip3, icc_port),
+                        case("s3", "bridge", &ip1, icc_port),
+                        case("s1", "bridge", &ip3, icc_port),
                     ],
                 );
             });
@@ -433,10 +430,10 @@ fn link_on_icc_disabled_network() {
         "DP_LINKS after rm: {:?}",
         h.map_entries("DP_LINKS")
     );
-    h.ok(&["container", "create", "--network", "lnk", "s2"]);
+    h.ok(&["container", "create", "--network", "bridge", "s2"]);
     let new_ip2 = h.ip_of("s2");
     for (p, port) in [(P::Tcp, 5000), (P::Udp, 5001)] {
-        denied(&h, p, "icc_disabled", &[case("s2", "lnk", &ip1, port)]);
+        denied(&h, p, "icc_disabled", &[case("s2", "bridge", &ip1, port)]);
     }
     assert!(h.map_entries("DP_LINKS").is_empty());
     let seen = s1_srv[0].lines();
@@ -448,7 +445,7 @@ fn link_on_icc_disabled_network() {
         "container",
         "create",
         "--network",
-        "lnk",
+        "bridge",
         "--link",
         "s1",
         "s2",
@@ -730,20 +727,13 @@ fn sorted_links(h: &Host) -> Vec<String> {
 /// would compute.
 #[test]
 fn link_policy_follows_changes_without_restart() {
-    let mut h = Host::start();
-    h.ok(&[
-        "network",
-        "create",
-        "--icc=false",
-        "--subnet",
-        "10.87.0.0/24",
-        "lnk",
-    ]);
+    let mut h = Host::start_with(&["--icc=false"]);
+    // Links open ports on the default bridge only (as Docker).
     h.ok(&[
         "container",
         "create",
         "--network",
-        "lnk",
+        "bridge",
         "--expose",
         "5000",
         "s1",
@@ -752,7 +742,7 @@ fn link_policy_follows_changes_without_restart() {
         "container",
         "create",
         "--network",
-        "lnk",
+        "bridge",
         "--link",
         "s1",
         "s2",
@@ -760,19 +750,22 @@ fn link_policy_follows_changes_without_restart() {
     let ip2 = h.ip_of("s2");
 
     // The linked container leaves the network and comes back on a new IP.
-    h.ok(&["network", "disconnect", "lnk", "s1"]);
+    h.ok(&["network", "disconnect", "bridge", "s1"]);
     assert!(sorted_links(&h).is_empty(), "{:?}", sorted_links(&h));
-    h.ok(&["network", "connect", "--ip", "10.87.0.50", "lnk", "s1"]);
+    // A filler takes s1's old address (the lowest free), so s1 gets a new one.
+    h.ok(&["container", "create", "filler"]);
+    h.ok(&["network", "connect", "bridge", "s1"]);
+    let new1 = h.ip_of("s1");
     let links = h.map_entries("DP_LINKS");
     assert!(
         links.iter().any(|(k, _)| k["src"] == ip_bytes(&ip2)
-            && k["dst"] == ip_bytes("10.87.0.50")
+            && k["dst"] == ip_bytes(&new1)
             && k["port"].as_u64() == Some(5000)),
         "no DP_LINKS entry after network connect: {links:?}"
     );
     let _srv = servers(&h, "s1", &[5000], &[]);
     assert!(
-        h.tcp_ok(&Ns::c("s2"), "10.87.0.50", 5000),
+        h.tcp_ok(&Ns::c("s2"), &new1, 5000),
         "s2 -> reconnected s1:5000 denied"
     );
 
@@ -782,7 +775,7 @@ fn link_policy_follows_changes_without_restart() {
         "container",
         "create",
         "--network",
-        "lnk",
+        "bridge",
         "--expose",
         "5000",
         "s1",

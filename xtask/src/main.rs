@@ -296,7 +296,7 @@ const ESSENTIAL_PACKAGES: &[&str] = &[
 ];
 
 /// Packages used by the benchmarks and for debugging; missing ones only warn.
-const OPTIONAL_PACKAGES: &[&str] = &["tcpdump", "wrk", "sockperf"];
+const OPTIONAL_PACKAGES: &[&str] = &["tcpdump", "wrk", "sockperf", "docker.io", "busybox-static"];
 
 fn setup() -> Result<()> {
     apt_packages()?;

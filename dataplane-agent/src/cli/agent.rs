@@ -31,6 +31,10 @@ pub(crate) struct AgentArgs {
     /// Gateway/prefix of the default `bridge` network.
     #[arg(long, default_value = "172.17.0.1/16")]
     bip: String,
+    /// Inter-container communication on the default bridge (as dockerd's
+    /// --icc; applied when the default bridge is first created).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    icc: bool,
     /// Masquerade source ports, MIN-MAX (default: above the host's ephemeral range).
     #[arg(long, value_parser = parse_port_range)]
     nat_port_range: Option<(u16, u16)>,
@@ -119,6 +123,7 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
         bpffs: args.bpffs,
         uplink: args.uplink,
         bip: args.bip,
+        icc: args.icc,
         nat_port_range: args.nat_port_range,
         port_range: args.port_range,
         cgroup: args.cgroup,

@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 use dataplane_agent::{
     model::{ContainerCreate, ContainerView},
-    ports::PortMapping,
+    ports::{ExposedPort, PortMapping, Proto},
 };
 
 use super::{print_json, print_table, Ctx, Format};
@@ -23,7 +23,7 @@ pub(crate) enum ContainerCmd {
         ip: Option<String>,
         #[arg(long)]
         hostname: Option<String>,
-        /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp].
+        /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp|/sctp].
         #[arg(short = 'p', long = "publish", value_name = "SPEC")]
         publish: Vec<String>,
         /// Publish every exposed port on a random host port.
@@ -36,16 +36,23 @@ pub(crate) enum ContainerCmd {
         #[arg(long = "link", value_name = "NAME[:ALIAS]")]
         links: Vec<String>,
     },
-    /// Show a container's published ports.
-    Port { name: String },
+    /// Show a container's published ports (of one container port: PORT[/PROTO]).
+    Port {
+        name: String,
+        #[arg(value_name = "PORT[/PROTO]")]
+        port: Option<String>,
+    },
     /// List containers.
     #[command(alias = "list")]
     Ls,
     /// Show a container as JSON.
     Inspect { name: String },
-    /// Remove a container.
+    /// Remove one or more containers.
     #[command(alias = "remove")]
-    Rm { name: String },
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Run a command inside a container's network namespace.
     Exec {
         name: String,
@@ -95,27 +102,54 @@ pub(crate) fn execute(cmd: ContainerCmd, ctx: &Ctx) -> Result<()> {
             print_ls(&v);
             Ok(())
         }
-        ContainerCmd::Port { name } => {
+        ContainerCmd::Port { name, port } => {
             let v = inspect(ctx, &name)?;
-            if ctx.format == Format::Json {
-                return print_json(&v.ports);
+            let filter = port.as_deref().map(parse_port_filter).transpose()?;
+            let ports: Vec<&PortMapping> = v
+                .ports
+                .iter()
+                .filter(|m| {
+                    filter.is_none_or(|(p, proto)| m.container_port == p && m.proto == proto)
+                })
+                .collect();
+            if let (Some((p, proto)), true) = (filter, ports.is_empty()) {
+                bail!(
+                    "no public port '{p}/{}' published for {name}",
+                    proto.as_str()
+                );
             }
-            for m in &v.ports {
-                println!("{}", m.describe());
+            if ctx.format == Format::Json {
+                return print_json(&ports);
+            }
+            for m in ports {
+                if filter.is_some() {
+                    println!("{}:{}", m.host_ip, m.host_port);
+                } else {
+                    println!("{}", m.describe());
+                }
             }
             Ok(())
         }
         ContainerCmd::Inspect { name } => print_json(&inspect(ctx, &name)?),
-        ContainerCmd::Rm { name } => {
-            let path = format!("/v1/containers/{name}");
-            ctx.call(|c| async move { Ok(c.delete(&path).await?) })?;
-            println!("{name}");
-            Ok(())
-        }
+        ContainerCmd::Rm { names } => super::remove_each("containers", &names, ctx),
         // The runtime is gone once `inspect` returns: setns needs a
         // single-threaded process.
         ContainerCmd::Exec { name, cmd } => exec_in(&inspect(ctx, &name)?, &cmd),
     }
+}
+
+/// `PORT[/PROTO]` of `container port NAME PORT`.
+fn parse_port_filter(s: &str) -> Result<(u16, Proto)> {
+    let (p, proto) = match s.split_once('/') {
+        Some((p, proto)) => (p, Proto::parse(proto)?),
+        None => (s, Proto::Tcp),
+    };
+    let p: u16 = p
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| anyhow!("invalid port {s:?}: expected PORT[/PROTO]"))?;
+    Ok((p, proto))
 }
 
 fn inspect(ctx: &Ctx, name: &str) -> Result<ContainerView> {
@@ -154,17 +188,18 @@ fn print_ls(v: &[ContainerView]) {
                         .map(|e| format!("{}/{}", e.ip, e.prefix_len))
                         .collect::<Vec<_>>()
                         .join(","),
-                    ports_summary(&ct.ports),
+                    ports_summary(&ct.ports, &ct.expose),
                 ]
             })
             .collect::<Vec<_>>(),
     );
 }
 
-fn ports_summary(ports: &[PortMapping]) -> String {
-    let mut s: Vec<String> = ports
+/// Published ports, then exposed ports nothing publishes (`80/tcp`), as
+/// `docker ps`.
+fn ports_summary(ports: &[PortMapping], expose: &[ExposedPort]) -> String {
+    let mut all: Vec<String> = ports
         .iter()
-        .take(4)
         .map(|m| {
             format!(
                 "{}:{}->{}/{}",
@@ -175,8 +210,20 @@ fn ports_summary(ports: &[PortMapping]) -> String {
             )
         })
         .collect();
-    if ports.len() > 4 {
-        s.push(format!("(+{} more)", ports.len() - 4));
+    all.extend(
+        expose
+            .iter()
+            .filter(|e| {
+                !ports
+                    .iter()
+                    .any(|m| m.container_port == e.port && m.proto == e.proto)
+            })
+            .map(|e| format!("{}/{}", e.port, e.proto.as_str())),
+    );
+    let n = all.len();
+    let mut s: Vec<String> = all.into_iter().take(4).collect();
+    if n > 4 {
+        s.push(format!("(+{} more)", n - 4));
     }
     s.join(", ")
 }

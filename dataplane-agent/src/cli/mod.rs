@@ -110,6 +110,26 @@ impl Cli {
     }
 }
 
+/// `rm A B C`: remove each (`/v1/{what}/NAME`), printing the name of each
+/// removed and the error of each that failed, as Docker; fails if any did.
+pub(crate) fn remove_each(what: &str, names: &[String], ctx: &Ctx) -> Result<()> {
+    let mut first_err = None;
+    for name in names {
+        let path = format!("/v1/{what}/{name}");
+        match ctx.call(|c| async move { Ok(c.delete(&path).await?) }) {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                if first_err.is_some() {
+                    eprintln!("Error: {e:#}");
+                } else {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
 pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())

@@ -1,6 +1,6 @@
 //! `dataplane network ...`: create, ls, inspect, rm, connect, disconnect.
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use clap::Subcommand;
 use dataplane_agent::model::{ConnectRequest, ContainerView, NetworkCreate, NetworkView};
 
@@ -26,15 +26,21 @@ pub(crate) enum NetworkCmd {
         icc: Option<bool>,
         #[arg(long, short)]
         driver: Option<String>,
+        /// Driver option KEY=VALUE (Docker's `com.docker.network.*`).
+        #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
+        opt: Vec<String>,
     },
     /// List networks.
     #[command(alias = "list")]
     Ls,
     /// Show a network as JSON.
     Inspect { name: String },
-    /// Remove a network.
+    /// Remove one or more networks.
     #[command(alias = "remove")]
-    Rm { name: String },
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Connect a container to a network.
     Connect {
         network: String,
@@ -43,7 +49,13 @@ pub(crate) enum NetworkCmd {
         ip: Option<String>,
     },
     /// Disconnect a container from a network.
-    Disconnect { network: String, container: String },
+    Disconnect {
+        network: String,
+        container: String,
+        /// Accepted as Docker's (a disconnect here never needs it).
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
@@ -57,7 +69,16 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
             internal,
             icc,
             driver,
+            opt,
         } => {
+            let options = opt
+                .iter()
+                .map(|o| {
+                    o.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| anyhow!("invalid option {o:?}: expected KEY=VALUE"))
+                })
+                .collect::<Result<_>>()?;
             let req = NetworkCreate {
                 name,
                 driver,
@@ -67,6 +88,7 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
                 mtu,
                 internal,
                 icc,
+                options,
             };
             let v: NetworkView =
                 ctx.call(|c| async move { Ok(c.post("/v1/networks", &req).await?) })?;
@@ -92,27 +114,31 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
             let v: NetworkView = ctx.call(|c| async move { Ok(c.get(&path).await?) })?;
             print_json(&v)
         }
-        NetworkCmd::Rm { name } => {
-            let path = format!("/v1/networks/{name}");
-            ctx.call(|c| async move { Ok(c.delete(&path).await?) })?;
-            println!("{name}");
-            Ok(())
-        }
+        NetworkCmd::Rm { names } => super::remove_each("networks", &names, ctx),
         NetworkCmd::Connect {
             network,
             container,
             ip,
         } => {
             let path = format!("/v1/networks/{network}/connect");
-            let req = ConnectRequest { container, ip };
+            let req = ConnectRequest {
+                container,
+                ip,
+                force: false,
+            };
             let _: ContainerView = ctx.call(|c| async move { Ok(c.post(&path, &req).await?) })?;
             Ok(())
         }
-        NetworkCmd::Disconnect { network, container } => {
+        NetworkCmd::Disconnect {
+            network,
+            container,
+            force,
+        } => {
             let path = format!("/v1/networks/{network}/disconnect");
             let req = ConnectRequest {
                 container,
                 ip: None,
+                force,
             };
             let _: serde_json::Value =
                 ctx.call(|c| async move { Ok(c.post(&path, &req).await?) })?;
@@ -138,8 +164,8 @@ fn print_ls(v: &[NetworkView]) {
                 vec![
                     n.name.clone(),
                     n.driver.clone(),
-                    n.subnet.to_string(),
-                    n.gateway.to_string(),
+                    n.subnet.map_or_else(|| "-".into(), |s| s.to_string()),
+                    n.gateway.map_or_else(|| "-".into(), |g| g.to_string()),
                     n.mtu.to_string(),
                     n.internal.to_string(),
                     n.icc.to_string(),

@@ -6,12 +6,28 @@ use super::*;
 
 impl Engine {
     pub async fn create_container(&self, req: ContainerCreate) -> ApiResult<ContainerView> {
-        ipam::validate_name("container", &req.name)?;
+        validate_container_name(&req.name)?;
         if let Some(h) = &req.hostname {
             validate_hostname(h)?;
         }
-        let (mode, net_name) =
+        let (mut mode, net_name) =
             NetworkMode::parse(req.network.as_deref().unwrap_or(DEFAULT_NETWORK));
+        if matches!(mode, NetworkMode::Container(_)) {
+            // Docker's words.
+            if req.hostname.is_some() {
+                return Err(bad("conflicting options: hostname and the network mode"));
+            }
+            if !req.expose.is_empty() {
+                return Err(bad(
+                    "conflicting options: port exposing and the container type network mode",
+                ));
+            }
+            if !req.publish.is_empty() || req.publish_all {
+                return Err(bad(
+                    "conflicting options: port publishing and the container type network mode",
+                ));
+            }
+        }
         let ip = req.ip.as_deref().map(ipam::parse_ip).transpose()?;
         if ip.is_some() && mode != NetworkMode::Bridge {
             return Err(bad(format!(
@@ -55,10 +71,10 @@ impl Engine {
                 .containers
                 .get(target)
                 .ok_or_else(|| Error::NotFound(format!("container {target} not found")))?;
-            if let NetworkMode::Container(_) = t.network_mode {
-                return Err(bad(format!(
-                    "container {target} itself shares another container's namespace; join that one"
-                )));
+            // Joining B, which itself joined A, is joining A's namespace
+            // (as Docker): recorded as A's, whose namespace it is.
+            if let NetworkMode::Container(root) = &t.network_mode {
+                mode = NetworkMode::Container(root.clone());
             }
         }
         let net = match &net_name {
@@ -85,11 +101,21 @@ impl Engine {
                 )));
             }
         }
+        if let (Some(ip), Some(net)) = (ip, &net) {
+            check_static_ip_allowed(net, ip)?;
+        }
+        let id = random_id();
+        // Docker's default hostname: the short container id (own namespaces).
+        let hostname = match (&req.hostname, &mode) {
+            (Some(h), _) => Some(h.clone()),
+            (None, NetworkMode::Bridge | NetworkMode::None) => Some(id[..12].to_string()),
+            (None, _) => None,
+        };
         let mut c = Container {
-            id: random_id(),
+            id,
             name: req.name.clone(),
             network_mode: mode.clone(),
-            hostname: req.hostname.clone(),
+            hostname,
             endpoints: Vec::new(),
             ports: Vec::new(),
             expose: expose.iter().copied().collect(),
@@ -114,7 +140,16 @@ impl Engine {
         // on bad input. Released again if anything below fails.
         let mut wanted: Vec<ports::PortSpec> = specs;
         if req.publish_all {
-            for e in &expose {
+            // An exposed port an explicit -p already maps is published once
+            // (the explicit mapping wins), as Docker.
+            let mapped: BTreeSet<(u16, Proto)> = wanted
+                .iter()
+                .flat_map(|s| s.container_ports.iter().map(move |p| (*p, s.proto)))
+                .collect();
+            for e in expose
+                .iter()
+                .filter(|e| !mapped.contains(&(e.port, e.proto)))
+            {
                 wanted.push(ports::PortSpec {
                     host_ip: None,
                     proto: e.proto,
@@ -123,7 +158,11 @@ impl Engine {
                 });
             }
         }
-        c.ports = self.reserve_ports(g, &wanted).await?;
+        let default_ip = net
+            .as_ref()
+            .and_then(|n| n.host_binding)
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        c.ports = self.reserve_ports(g, &wanted, default_ip).await?;
 
         // Kernel.
         let ns = self.netns_path(&c.name);
@@ -279,7 +318,10 @@ impl Engine {
             id: c.id.clone(),
             name: c.name.clone(),
             network_mode: c.network_mode.describe(),
-            hostname: c.hostname.clone(),
+            hostname: match &c.network_mode {
+                NetworkMode::Container(t) => g.containers.get(t).and_then(|t| t.hostname.clone()),
+                _ => c.hostname.clone(),
+            },
             netns: netns.display().to_string(),
             endpoints,
             ports: c.ports.clone(),
@@ -295,6 +337,41 @@ fn random_id() -> String {
         let _ = write!(s, "{:016x}", rand::random::<u64>());
         s
     })
+}
+
+/// Longest container name: its namespace is a file named after it.
+const MAX_CONTAINER_NAME: usize = 200;
+
+/// Docker's rule for container names, `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, except
+/// that one character is accepted (existing setups and tests use such names;
+/// README "Differences from Docker"). Docker has no length limit; here the
+/// name of the namespace file sets one.
+fn validate_container_name(name: &str) -> ApiResult<()> {
+    let mut bytes = name.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric());
+    let rest_ok = bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if first_ok && rest_ok && name.len() <= MAX_CONTAINER_NAME {
+        return Ok(());
+    }
+    Err(bad(format!(
+        "invalid container name {name:?}: must match [a-zA-Z0-9][a-zA-Z0-9_.-]* \
+         and be at most {MAX_CONTAINER_NAME} characters"
+    )))
+}
+
+/// Docker grants `--ip` only on networks whose subnet the user configured.
+pub(crate) fn check_static_ip_allowed(net: &Network, ip: Ipv4Addr) -> ApiResult<()> {
+    if net.builtin {
+        return Err(bad(format!(
+            "--ip {ip}: user specified IP address is supported on user defined networks only"
+        )));
+    }
+    if !net.user_subnet {
+        return Err(bad(format!(
+            "--ip {ip}: user specified IP address is supported only when connecting to networks with user configured subnets"
+        )));
+    }
+    Ok(())
 }
 
 fn validate_hostname(h: &str) -> ApiResult<()> {
@@ -315,6 +392,16 @@ fn validate_hostname(h: &str) -> ApiResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_names_as_docker() {
+        assert!(validate_container_name("ab").is_ok());
+        assert!(validate_container_name("a").is_ok());
+        assert!(validate_container_name("").is_err());
+        assert!(validate_container_name(&"a".repeat(100)).is_ok());
+        assert!(validate_container_name("_ab").is_err());
+        assert!(validate_container_name("a b").is_err());
+    }
 
     #[test]
     fn hostnames() {

@@ -27,7 +27,9 @@ impl Engine {
                 net.pool.check_static(ip, &used)?;
                 ip
             }
-            None => net.pool.allocate(&used, net.last_ip)?,
+            // Docker hands out the lowest free address (a removed
+            // container's comes back).
+            None => net.pool.allocate(&used, None)?,
         };
         let taken: BTreeSet<&str> = c.endpoints.iter().map(|e| e.interface.as_str()).collect();
         // One more name than the container has endpoints: one is free.
@@ -95,6 +97,12 @@ impl Engine {
 
     pub async fn connect(&self, network: &str, req: ConnectRequest) -> ApiResult<ContainerView> {
         let ip = req.ip.as_deref().map(ipam::parse_ip).transpose()?;
+        if super::networks::PREDEFINED.contains(&network) {
+            // Docker's words.
+            return Err(bad(format!(
+                "container cannot be connected to {network} network"
+            )));
+        }
         let mut g = self.inner.lock().await;
         let g = &mut *g;
         let net = g
@@ -114,6 +122,9 @@ impl Engine {
                 c.network_mode.describe()
             )));
         }
+        if let Some(ip) = ip {
+            super::containers::check_static_ip_allowed(&net, ip)?;
+        }
         if c.endpoints.iter().any(|e| e.network == network) {
             return Err(Error::Conflict(format!(
                 "container {} is already connected to network {network}",
@@ -121,9 +132,15 @@ impl Engine {
             )));
         }
         let ip = self.overlay_address(g, &net, ip).await?;
-        let (ep, net_after) = Self::plan_endpoint(g, &net, &c, ip)?;
+        let (mut ep, net_after) = Self::plan_endpoint(g, &net, &c, ip)?;
         let ns = self.netns_path(&c.name);
         c.endpoints.push(ep.clone());
+        // Docker's rule picks the endpoint of the default route anew: the new
+        // one may take it (its route replaces the old one when plumbed).
+        let moved = choose_default_route(&mut c.endpoints, &g.networks);
+        if let Some(last) = c.endpoints.last() {
+            ep.default_route = last.default_route;
+        }
         let res = async {
             self.plumb_endpoint(g, &ns, &ep).await?;
             g.store.apply(Change {
@@ -135,6 +152,9 @@ impl Engine {
         .await;
         if let Err(e) = res {
             self.unplumb_endpoint(g, &ep).await;
+            if moved {
+                self.restore_default_route(g, &c.name).await;
+            }
             return Err(e.into());
         }
         g.networks.insert(net_after.name.clone(), net_after);
@@ -149,6 +169,11 @@ impl Engine {
     }
 
     pub async fn disconnect(&self, network: &str, container: &str) -> ApiResult<()> {
+        if super::networks::PREDEFINED.contains(&network) {
+            return Err(bad(format!(
+                "container cannot be disconnected from {network} network"
+            )));
+        }
         let mut g = self.inner.lock().await;
         let g = &mut *g;
         if !g.networks.contains_key(network) {
@@ -169,18 +194,13 @@ impl Engine {
                 ))
             })?;
         let ep = c.endpoints.remove(pos);
-        // Like Docker, the default route moves to another endpoint whose
-        // network has a way out.
-        let successor = if ep.default_route {
-            c.endpoints
-                .iter()
-                .position(|e| g.networks.get(&e.network).is_some_and(|n| !n.internal))
+        // Like Docker, the default route moves to the endpoint its rule
+        // picks among those left.
+        let successor = if choose_default_route(&mut c.endpoints, &g.networks) {
+            c.endpoints.iter().position(|e| e.default_route)
         } else {
             None
         };
-        if let Some(i) = successor {
-            c.endpoints[i].default_route = true;
-        }
         g.store.apply(Change {
             put_containers: vec![&c],
             ..Default::default()
@@ -216,6 +236,47 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Put the default route back on the endpoint the stored state says
+    /// carries it (after a failed connect moved it).
+    async fn restore_default_route(&self, g: &Inner, container: &str) {
+        let Some(e) = g
+            .containers
+            .get(container)
+            .and_then(|c| c.endpoints.iter().find(|e| e.default_route))
+        else {
+            return;
+        };
+        if let Err(err) =
+            kernel::set_default_route(&self.netns_path(container), &e.interface, e.gateway).await
+        {
+            warn!(container, "restoring the default route: {err:#}");
+        }
+    }
+}
+
+/// Docker's choice of the endpoint that carries a container's default route
+/// (libnetwork's gateway endpoint): endpoints ordered by priority (all equal
+/// here), then networks that are not internal first, then network name; the
+/// first one, if its network is not internal. Sets `default_route` on it
+/// alone; true when the choice changed.
+pub(crate) fn choose_default_route(
+    endpoints: &mut [Endpoint],
+    networks: &BTreeMap<String, Network>,
+) -> bool {
+    let before = endpoints.iter().position(|e| e.default_route);
+    let after = endpoints
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| networks.get(&e.network).is_some_and(|n| !n.internal))
+        .min_by(|(_, a), (_, b)| a.network.cmp(&b.network))
+        .map(|(i, _)| i);
+    for (i, e) in endpoints.iter_mut().enumerate() {
+        e.default_route = Some(i) == after;
+    }
+    before != after
+}
+
 /// The datapath's entry for `ep` on `net` (None: the network is gone, the
 /// entry has network 0 and no policy). The network's policy flags travel in
 /// the entry, so the container-to-container path needs no network lookup.
@@ -243,6 +304,57 @@ pub fn is_endpoint_ifname(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn net(name: &str, internal: bool) -> (String, Network) {
+        let n = Network {
+            id: 1,
+            name: name.into(),
+            driver: "bridge".into(),
+            pool: Pool::new("10.9.0.0/24".parse().unwrap(), None, None).unwrap(),
+            mtu: 1500,
+            internal,
+            icc: true,
+            last_ip: None,
+            builtin: false,
+            user_subnet: true,
+            masquerade: true,
+            host_binding: None,
+        };
+        (name.into(), n)
+    }
+
+    fn ep(network: &str, default_route: bool) -> Endpoint {
+        Endpoint {
+            network: network.into(),
+            interface: "eth0".into(),
+            host_interface: "dp00000000".into(),
+            ip: Ipv4Addr::new(10, 9, 0, 2),
+            prefix_len: 24,
+            mac: [0; 6],
+            gateway: Ipv4Addr::new(10, 9, 0, 1),
+            mtu: 1500,
+            default_route,
+        }
+    }
+
+    #[test]
+    fn default_route_by_dockers_rule() {
+        let nets: BTreeMap<String, Network> =
+            [net("u1", false), net("aa", false), net("0int", true)]
+                .into_iter()
+                .collect();
+        let mut eps = vec![ep("u1", true), ep("aa", false)];
+        assert!(choose_default_route(&mut eps, &nets));
+        assert!(!eps[0].default_route && eps[1].default_route);
+        assert!(!choose_default_route(&mut eps, &nets));
+        // An internal network never takes it, whatever its name.
+        let mut eps = vec![ep("u1", true), ep("0int", false)];
+        assert!(!choose_default_route(&mut eps, &nets));
+        assert!(eps[0].default_route);
+        let mut eps = vec![ep("0int", false)];
+        assert!(!choose_default_route(&mut eps, &nets));
+        assert!(!eps[0].default_route);
+    }
 
     #[test]
     fn endpoint_names() {

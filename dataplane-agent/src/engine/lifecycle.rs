@@ -99,12 +99,16 @@ impl Engine {
             return Ok(());
         }
         let (gw, subnet) = parse_bip(&self.cfg.bip)?;
-        self.create_network(NetworkCreate {
-            name: DEFAULT_NETWORK.into(),
-            subnet: Some(subnet.to_string()),
-            gateway: Some(gw.to_string()),
-            ..Default::default()
-        })
+        self.create_network_as(
+            NetworkCreate {
+                name: DEFAULT_NETWORK.into(),
+                subnet: Some(subnet.to_string()),
+                gateway: Some(gw.to_string()),
+                icc: Some(self.cfg.icc),
+                ..Default::default()
+            },
+            true,
+        )
         .await
         .map_err(|e| anyhow!("creating the default network: {e}"))?;
         let mut g = self.inner.lock().await;

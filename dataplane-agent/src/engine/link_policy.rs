@@ -4,9 +4,10 @@
 
 use super::*;
 
-/// DP_LINKS from the model: for every link, on every network the two share,
-/// the linked container's exposed ports (and the container ports it
-/// publishes) are open to the linking one.
+/// DP_LINKS from the model: for every link, on every default-bridge network
+/// the two share, the linked container's exposed ports (and the container
+/// ports it publishes) are open to the linking one. On user-defined networks
+/// a link is a name alias only and opens nothing (as Docker).
 pub(crate) fn link_policy_keys(
     containers: &BTreeMap<String, Container>,
     networks: &BTreeMap<String, Network>,
@@ -21,7 +22,7 @@ pub(crate) fn link_policy_keys(
                 t.expose.iter().map(|e| (e.port, e.proto)).collect();
             open.extend(t.ports.iter().map(|m| (m.container_port, m.proto)));
             // Links matter only where icc is off: elsewhere all is allowed.
-            let no_icc = |n: &str| networks.get(n).is_some_and(|n| !n.icc);
+            let no_icc = |n: &str| networks.get(n).is_some_and(|n| !n.icc && n.builtin);
             for a in c.endpoints.iter().filter(|a| no_icc(&a.network)) {
                 for b in t.endpoints.iter().filter(|b| b.network == a.network) {
                     let (src, dst) = (a.ip.octets(), b.ip.octets());

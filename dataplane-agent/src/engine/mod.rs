@@ -30,7 +30,7 @@ use std::{
 use anyhow::{anyhow, Context, Result};
 use dataplane_common::{
     Config, DropReason, EndpointInfo, LinkKey, NetworkInfo, PortKey, PortTarget, NET_F_INTERNAL,
-    NET_F_NO_ICC,
+    NET_F_NO_ICC, NET_F_NO_MASQ,
 };
 use ipnet::Ipv4Net;
 use rtnetlink::Handle;
@@ -69,6 +69,9 @@ pub struct AgentConfig {
     pub bpffs: PathBuf,
     pub uplink: Option<String>,
     pub bip: String,
+    /// Inter-container communication on the default bridge (dockerd's
+    /// `--icc`; applied when the default bridge is first made).
+    pub icc: bool,
     pub nat_port_range: Option<(u16, u16)>,
     /// Range random published host ports come from (default: the host's
     /// ephemeral port range, as Docker).

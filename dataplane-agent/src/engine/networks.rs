@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Network drivers `network create` accepts.
+pub(crate) const SUPPORTED_DRIVERS: &[&str] = &["bridge", "overlay"];
+
 /// Pools user-defined networks get a subnet from, in order (as Docker's defaults).
 fn default_pools() -> impl Iterator<Item = Ipv4Net> {
     let a = (18..=31).filter_map(|b| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16).ok());
@@ -10,23 +13,112 @@ fn default_pools() -> impl Iterator<Item = Ipv4Net> {
     a.chain(c)
 }
 
+/// Docker's predefined networks besides the default bridge.
+pub(crate) const PREDEFINED: [&str; 2] = ["host", "none"];
+
+/// Docker's bridge driver options (`-o KEY=VALUE`) this agent implements.
+pub(crate) const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
+pub(crate) const OPT_MTU: &str = "com.docker.network.driver.mtu";
+pub(crate) const OPT_MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
+pub(crate) const OPT_HOST_IP: &str = "com.docker.network.bridge.host_binding_ipv4";
+
+/// What a network's options (`-o`) and flags (`--icc`, `--mtu`) say.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct NetOptions {
+    pub icc: bool,
+    pub mtu: u32,
+    pub masquerade: bool,
+    pub host_binding: Option<Ipv4Addr>,
+}
+
+fn parse_bool_opt(key: &str, v: &str) -> ApiResult<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "t" => Ok(true),
+        "false" | "0" | "f" => Ok(false),
+        _ => Err(bad(format!("option {key}={v:?}: expected true or false"))),
+    }
+}
+
+/// Interpret `-o` options together with `--icc`/`--mtu` (which must agree
+/// with them when both are given). Other `com.docker.network.*` options are
+/// accepted and ignored, as Docker's bridge driver ignores options it does not
+/// know; any other key is refused.
+pub(crate) fn net_options(req: &NetworkCreate) -> ApiResult<NetOptions> {
+    let mut icc = req.icc;
+    let mut mtu = req.mtu;
+    let mut masquerade = true;
+    let mut host_binding = None;
+    for (k, v) in &req.options {
+        match k.as_str() {
+            OPT_ICC => {
+                let b = parse_bool_opt(k, v)?;
+                if icc.is_some_and(|i| i != b) {
+                    return Err(bad(format!("--icc and -o {k}={v} disagree")));
+                }
+                icc = Some(b);
+            }
+            OPT_MTU => {
+                let m: u32 = v
+                    .parse()
+                    .map_err(|_| bad(format!("option {k}={v:?}: not a number")))?;
+                if mtu.is_some_and(|x| x != m) {
+                    return Err(bad(format!("--mtu and -o {k}={v} disagree")));
+                }
+                mtu = Some(m);
+            }
+            OPT_MASQ => masquerade = parse_bool_opt(k, v)?,
+            OPT_HOST_IP => {
+                host_binding =
+                    Some(ipam::parse_ip(v).map_err(|e| bad(format!("option {k}: {e}")))?);
+            }
+            _ if k.starts_with("com.docker.network.") => {
+                warn!(option = %k, "network option not implemented; ignored");
+            }
+            _ => return Err(bad(format!("unknown network option {k:?}"))),
+        }
+    }
+    let mtu = mtu.unwrap_or(DEFAULT_MTU);
+    ipam::validate_mtu(mtu)?;
+    Ok(NetOptions {
+        icc: icc.unwrap_or(true),
+        mtu,
+        masquerade,
+        host_binding,
+    })
+}
+
 impl Engine {
     pub async fn create_network(&self, req: NetworkCreate) -> ApiResult<NetworkView> {
+        self.create_network_as(req, false).await
+    }
+
+    /// Create a network; `builtin` for the default bridge (made at start).
+    pub(crate) async fn create_network_as(
+        &self,
+        req: NetworkCreate,
+        builtin: bool,
+    ) -> ApiResult<NetworkView> {
         ipam::validate_name("network", &req.name)?;
-        if matches!(req.name.as_str(), "host" | "none") || req.name.starts_with("container:") {
+        if PREDEFINED.contains(&req.name.as_str()) {
+            return Err(Error::Conflict(format!(
+                "network with name {} already exists",
+                req.name
+            )));
+        }
+        if req.name.starts_with("container:") {
             return Err(bad(format!("network name {:?} is reserved", req.name)));
         }
         let driver = req.driver.clone().unwrap_or_else(|| "bridge".into());
         if driver == "overlay" {
             return self.create_overlay_network(req).await;
         }
-        if driver != "bridge" {
+        if !SUPPORTED_DRIVERS.contains(&driver.as_str()) {
             return Err(bad(format!(
-                "unsupported driver {driver:?} (supported: bridge, overlay)"
+                "unsupported driver {driver:?} (supported: {})",
+                SUPPORTED_DRIVERS.join(", ")
             )));
         }
-        let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
-        ipam::validate_mtu(mtu)?;
+        let opts = net_options(&req)?;
         let subnet = req.subnet.as_deref().map(ipam::parse_subnet).transpose()?;
         let gateway = req.gateway.as_deref().map(ipam::parse_ip).transpose()?;
         let range = req
@@ -42,7 +134,7 @@ impl Engine {
         let g = &mut *g;
         if g.networks.contains_key(&req.name) {
             return Err(Error::Conflict(format!(
-                "network {} already exists",
+                "network with name {} already exists",
                 req.name
             )));
         }
@@ -51,18 +143,45 @@ impl Engine {
             .values()
             .map(|n| (n.name.clone(), n.pool.subnet))
             .collect();
+        let user_subnet = subnet.is_some() && !builtin;
         let subnet = match subnet {
             Some(s) => {
                 Pool::check_overlap(s, others.iter().map(|(n, s)| (n.as_str(), *s)))?;
+                if !builtin {
+                    // Docker does not check this; a subnet over the host's own
+                    // addresses or routes takes the host off its network.
+                    let ours: Vec<Ipv4Net> = others.iter().map(|(_, s)| *s).collect();
+                    let host_nets = kernel::host_networks(&g.host).await?;
+                    if let Some(h) = host_nets.iter().find(|h| {
+                        (h.contains(&s) || s.contains(*h)) && !ours.iter().any(|o| o.contains(*h))
+                    }) {
+                        return Err(Error::Conflict(format!(
+                            "subnet {s} overlaps {h}, an address or route of this host"
+                        )));
+                    }
+                }
                 s
             }
             None => {
-                // Like Docker: never a pool the host already routes or uses.
+                // Like Docker: never a pool the host already routes or uses,
+                // and pools handed out in sequence (after the last one given
+                // to a network, wrapping around), not lowest-free.
                 let host_nets = kernel::host_networks(&g.host).await?;
-                default_pools().find(|s| {
-                    Pool::check_overlap(*s, others.iter().map(|(n, s)| (n.as_str(), *s))).is_ok()
-                        && !host_nets.iter().any(|h| h.contains(s) || s.contains(h))
-                })
+                let pools: Vec<Ipv4Net> = default_pools().collect();
+                let last = g
+                    .networks
+                    .values()
+                    .filter(|n| !n.user_subnet && !n.builtin)
+                    .max_by_key(|n| n.id)
+                    .and_then(|n| pools.iter().position(|p| *p == n.pool.subnet));
+                let start = last.map_or(0, |i| i + 1);
+                (0..pools.len())
+                    .map(|i| pools[(start + i) % pools.len()])
+                    .find(|s| {
+                        Pool::check_overlap(*s, others.iter().map(|(n, s)| (n.as_str(), *s)))
+                            .is_ok()
+                            && !host_nets.iter().any(|h| h.contains(s) || s.contains(h))
+                    })
             }
             .ok_or_else(|| bad("no free subnet left in the default pools; pass --subnet"))?,
         };
@@ -73,11 +192,14 @@ impl Engine {
             name: req.name.clone(),
             driver,
             pool,
-            mtu,
+            mtu: opts.mtu,
             internal: req.internal,
-            icc: req.icc.unwrap_or(true),
+            icc: opts.icc,
             last_ip: None,
-            builtin: false,
+            builtin,
+            user_subnet,
+            masquerade: opts.masquerade,
+            host_binding: opts.host_binding,
         };
         // Kernel, then store.
         kernel::add_gateway(&g.host, net.pool.gateway).await?;
@@ -101,13 +223,20 @@ impl Engine {
     pub async fn remove_network(&self, name: &str) -> ApiResult<()> {
         let mut g = self.inner.lock().await;
         let g = &mut *g;
+        if PREDEFINED.contains(&name) {
+            return Err(bad(format!(
+                "{name} is a pre-defined network and cannot be removed"
+            )));
+        }
         let net = g
             .networks
             .get(name)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("network {name} not found")))?;
         if net.builtin {
-            return Err(bad(format!("the default network {name} cannot be removed")));
+            return Err(bad(format!(
+                "{name} is a pre-defined network and cannot be removed"
+            )));
         }
         let users: Vec<String> = g
             .containers
@@ -147,19 +276,59 @@ impl Engine {
 
     pub async fn list_networks(&self) -> Vec<NetworkView> {
         let g = self.inner.lock().await;
-        g.networks
+        let mut v: Vec<NetworkView> = g
+            .networks
             .values()
             .map(|n| Self::network_view(&g, n))
-            .collect()
+            .collect();
+        v.extend(PREDEFINED.iter().map(|p| Self::predefined_view(&g, p)));
+        v
     }
 
     pub async fn inspect_network(&self, name: &str) -> ApiResult<NetworkView> {
         let g = self.inner.lock().await;
+        if PREDEFINED.contains(&name) {
+            return Ok(Self::predefined_view(&g, name));
+        }
         let n = g
             .networks
             .get(name)
             .ok_or_else(|| Error::NotFound(format!("network {name} not found")))?;
         Ok(Self::network_view(&g, n))
+    }
+
+    /// `host` or `none`: no subnet; its members are the containers in that
+    /// network mode.
+    fn predefined_view(g: &Inner, name: &str) -> NetworkView {
+        let (id, driver, mode) = if name == "host" {
+            (0, "host", NetworkMode::Host)
+        } else {
+            (0, "null", NetworkMode::None)
+        };
+        NetworkView {
+            id,
+            name: name.into(),
+            driver: driver.into(),
+            subnet: None,
+            gateway: None,
+            ip_range: None,
+            mtu: 0,
+            internal: false,
+            icc: false,
+            masquerade: false,
+            host_binding_ipv4: None,
+            containers: g
+                .containers
+                .values()
+                .filter(|c| c.network_mode == mode)
+                .map(|c| NetworkMember {
+                    container: c.name.clone(),
+                    ip: None,
+                    mac: None,
+                })
+                .collect(),
+            drops: BTreeMap::new(),
+        }
     }
 
     pub(super) fn network_view(g: &Inner, n: &Network) -> NetworkView {
@@ -169,8 +338,8 @@ impl Engine {
             for e in c.endpoints.iter().filter(|e| e.network == n.name) {
                 members.push(NetworkMember {
                     container: c.name.clone(),
-                    ip: e.ip,
-                    mac: fmt_mac(&e.mac),
+                    ip: Some(e.ip),
+                    mac: Some(fmt_mac(&e.mac)),
                 });
                 if let Some(s) = g
                     .ifindexes
@@ -187,12 +356,14 @@ impl Engine {
             id: n.id,
             name: n.name.clone(),
             driver: n.driver.clone(),
-            subnet: n.pool.subnet,
-            gateway: n.pool.gateway,
+            subnet: Some(n.pool.subnet),
+            gateway: Some(n.pool.gateway),
             ip_range: n.pool.range,
             mtu: n.mtu,
             internal: n.internal,
             icc: n.icc,
+            masquerade: n.masquerade,
+            host_binding_ipv4: n.host_binding,
             containers: members,
             drops,
         }
@@ -207,6 +378,9 @@ pub(crate) fn network_info(n: &Network) -> NetworkInfo {
     if !n.icc {
         flags |= NET_F_NO_ICC;
     }
+    if !n.masquerade {
+        flags |= NET_F_NO_MASQ;
+    }
     NetworkInfo {
         gateway: n.pool.gateway.octets(),
         subnet: n.pool.subnet.network().octets(),
@@ -218,6 +392,52 @@ pub(crate) fn network_info(n: &Network) -> NetworkInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn req(opts: &[(&str, &str)]) -> NetworkCreate {
+        NetworkCreate {
+            name: "n".into(),
+            options: opts
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn docker_options() {
+        let o = net_options(&req(&[
+            (OPT_ICC, "false"),
+            (OPT_MTU, "1400"),
+            (OPT_MASQ, "false"),
+            (OPT_HOST_IP, "127.0.0.1"),
+            ("com.docker.network.bridge.name", "br0"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            o,
+            NetOptions {
+                icc: false,
+                mtu: 1400,
+                masquerade: false,
+                host_binding: Some(Ipv4Addr::LOCALHOST),
+            }
+        );
+        let d = net_options(&req(&[])).unwrap();
+        assert!(d.icc && d.masquerade && d.mtu == DEFAULT_MTU && d.host_binding.is_none());
+        assert!(net_options(&req(&[(OPT_MTU, "20")])).is_err());
+        assert!(net_options(&req(&[(OPT_MASQ, "maybe")])).is_err());
+        assert!(net_options(&req(&[(OPT_HOST_IP, "::1")])).is_err());
+        assert!(net_options(&req(&[("foo", "bar")])).is_err());
+        let mut r = req(&[(OPT_ICC, "false")]);
+        r.icc = Some(true);
+        assert!(net_options(&r)
+            .unwrap_err()
+            .to_string()
+            .contains("disagree"));
+        r.icc = Some(false);
+        assert!(!net_options(&r).unwrap().icc);
+    }
 
     #[test]
     fn default_pools_do_not_overlap_docker0() {

@@ -295,6 +295,10 @@ impl Engine {
             icc: opt("icc") != Some("false"),
             last_ip: None,
             builtin: false,
+            // Overlay subnets are always given at create time.
+            user_subnet: true,
+            masquerade: opt("masquerade") != Some("false"),
+            host_binding: None,
         };
         kernel::add_gateway(&g.host, net.pool.gateway).await?;
         g.dp.upsert_network(net.id, network_info(&net))?;

@@ -4,12 +4,15 @@
 use super::*;
 
 impl Engine {
-    /// Choose and reserve host ports for `specs`. Nothing stays reserved if
-    /// any of them fails.
+    /// Choose and reserve host ports for `specs` (on `default_ip` where a
+    /// spec names no host address). Nothing stays reserved if any of them
+    /// fails. Any host port may be published, also one of the masquerade
+    /// range: the datapath never masquerades to a published port.
     pub(super) async fn reserve_ports(
         &self,
         g: &mut Inner,
         specs: &[ports::PortSpec],
+        default_ip: Ipv4Addr,
     ) -> ApiResult<Vec<PortMapping>> {
         if specs.is_empty() {
             return Ok(Vec::new());
@@ -29,7 +32,12 @@ impl Engine {
         }
         let res = (|| -> ApiResult<()> {
             for spec in specs {
-                let host_ip = spec.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+                if spec.proto == Proto::Sctp {
+                    return Err(bad(
+                        "publishing SCTP ports is not supported (the datapath translates TCP and UDP)",
+                    ));
+                }
+                let host_ip = spec.host_ip.unwrap_or(default_ip);
                 if !host_ip.is_unspecified()
                     && !host_ip.is_loopback()
                     && !host_ips.contains(&host_ip)
@@ -54,12 +62,6 @@ impl Engine {
                     let hport = match &spec.host_ports {
                         HostPorts::Exact(v) => {
                             let p = v[i];
-                            if (g.nat_range.0..=g.nat_range.1).contains(&p) {
-                                return Err(bad(format!(
-                                    "host port {p} is in the masquerade port range {}-{}",
-                                    g.nat_range.0, g.nat_range.1
-                                )));
-                            }
                             if let Some(owner) = taken(p, &published) {
                                 return Err(Error::Conflict(format!(
                                     "host port {host_ip}:{p}/{} is already published by {owner}",
@@ -86,9 +88,7 @@ impl Engine {
                                     )));
                                 };
                                 skip.insert(p);
-                                if taken(p, &published).is_some()
-                                    || (g.nat_range.0..=g.nat_range.1).contains(&p)
-                                {
+                                if taken(p, &published).is_some() {
                                     continue;
                                 }
                                 if g.reservations.reserve(host_ip, p, spec.proto).is_ok() {

@@ -289,6 +289,9 @@ mod tests {
             icc: true,
             last_ip: None,
             builtin: false,
+            user_subnet: true,
+            masquerade: true,
+            host_binding: None,
         }
     }
 

@@ -16,6 +16,9 @@ use super::rules::{DockerRules, Link, PortMap};
 use crate::{capture, capture_ok, check_interrupted, describe, mounts_under};
 
 pub(super) const UPLINK_HOST_IP: &str = "10.231.0.2";
+/// The dataplane network of the measured pair (icc on); the default bridge
+/// runs with icc off for the isolation setup.
+const BENCH_NET: &str = "bench-net";
 pub(super) const UPLINK_OUT_IP: &str = "10.231.0.1";
 pub(super) const BRIDGE: &str = "br-bench";
 pub(super) const BR_SUBNET: &str = "172.18.0.0/16";
@@ -447,12 +450,13 @@ impl World {
         .render()
     }
 
-    /// The dataplane's isolation setup: an `--icc=false` network, a server
+    /// The dataplane's isolation setup: the default bridge with icc off, a server
     /// container exposing the measured ports and a client created with
     /// `--link` to it.
     pub(super) fn setup_dataplane_isolation(&mut self) -> Result<()> {
-        let net = "bench-iso";
-        ok(self.dp().args(["network", "create", "--icc=false", net]))?;
+        // The default bridge, icc off (the agent runs with --icc=false):
+        // links open ports there only, as in Docker.
+        let net = "bridge";
         ok(self.dp().args([
             "container",
             "create",
@@ -611,6 +615,9 @@ impl World {
         let mut c = Command::new(&self.bin);
         c.arg("agent")
             .args(self.agent_dir_args(&h, &uplink))
+            // The default bridge is the isolation setup's (icc off + links);
+            // the measured pair uses a network of its own.
+            .arg("--icc=false")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -638,10 +645,15 @@ impl World {
             }
             thread::sleep(Duration::from_millis(100));
         }
-        ok(self.dp().args(["container", "create", "bench-c1"]))?;
+        ok(self.dp().args(["network", "create", BENCH_NET]))?;
+        ok(self
+            .dp()
+            .args(["container", "create", "--network", BENCH_NET, "bench-c1"]))?;
         ok(self.dp().args([
             "container",
             "create",
+            "--network",
+            BENCH_NET,
             "-p",
             &format!("{IPERF_PORT}:{IPERF_PORT}"),
             "-p",
@@ -678,9 +690,15 @@ impl World {
             format!("{SCALE_BASE}-{last}:{SCALE_BASE}-{last}")
         };
         let t = Instant::now();
-        ok(self
-            .dp()
-            .args(["container", "create", "-p", &spec, "bench-c3"]))?;
+        ok(self.dp().args([
+            "container",
+            "create",
+            "--network",
+            BENCH_NET,
+            "-p",
+            &spec,
+            "bench-c3",
+        ]))?;
         let dt = t.elapsed();
         self.scale_container = true;
         let (p3, _) = self.container("bench-c3")?;
