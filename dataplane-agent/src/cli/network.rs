@@ -41,6 +41,9 @@ pub(crate) enum NetworkCmd {
         container: String,
         #[arg(long)]
         ip: Option<String>,
+        /// A name of the container on this network (embedded DNS); repeatable.
+        #[arg(long = "alias", value_name = "NAME")]
+        aliases: Vec<String>,
     },
     /// Disconnect a container from a network.
     Disconnect { network: String, container: String },
@@ -102,9 +105,14 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
             network,
             container,
             ip,
+            aliases,
         } => {
             let path = format!("/v1/networks/{network}/connect");
-            let req = ConnectRequest { container, ip };
+            let req = ConnectRequest {
+                container,
+                ip,
+                aliases,
+            };
             let _: ContainerView = ctx.call(|c| async move { Ok(c.post(&path, &req).await?) })?;
             Ok(())
         }
@@ -113,6 +121,7 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
             let req = ConnectRequest {
                 container,
                 ip: None,
+                aliases: Vec::new(),
             };
             let _: serde_json::Value =
                 ctx.call(|c| async move { Ok(c.post(&path, &req).await?) })?;

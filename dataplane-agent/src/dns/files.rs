@@ -423,8 +423,13 @@ pub fn container_dir(run_dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Write `content` to `path` atomically (temporary file + rename): readers
-/// see the old or the new file, never a part.
+/// see the old or the new file, never a part. A file that already holds
+/// `content` is left alone (the engine rewrites every container's files
+/// after each change; most are unchanged).
 pub fn write_atomic(path: &Path, content: &str) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == content.as_bytes()) {
+        return Ok(());
+    }
     let dir = path
         .parent()
         .ok_or_else(|| anyhow!("{} has no directory", path.display()))?;

@@ -41,6 +41,8 @@ impl Engine {
             .iter()
             .map(|l| parse_legacy_link(l))
             .collect::<ApiResult<Vec<_>>>()?;
+        let dns = parse_dns_flags(&req, &mode)?;
+        validate_aliases(net_name.as_deref(), &req.network_aliases)?;
 
         let mut g = self.inner.lock().await;
         let g = &mut *g;
@@ -94,6 +96,7 @@ impl Engine {
             ports: Vec::new(),
             expose: expose.iter().copied().collect(),
             links,
+            dns,
         };
         if let Some(net) = &net {
             if net.internal && (!specs.is_empty() || (req.publish_all && !expose.is_empty())) {
@@ -105,7 +108,8 @@ impl Engine {
         }
         let mut net_after = None;
         if let Some(net) = &net {
-            let (ep, n2) = Self::plan_endpoint(g, net, &c, ip)?;
+            let (mut ep, n2) = Self::plan_endpoint(g, net, &c, ip)?;
+            ep.aliases.clone_from(&req.network_aliases);
             c.endpoints.push(ep);
             net_after = Some(n2);
         }
@@ -170,6 +174,7 @@ impl Engine {
         // The new container may be the target of existing links too.
         let links = link_policy_keys(&g.containers, &g.networks);
         after_commit("sync_link_policy", g.dp.sync_link_policy(&links));
+        self.sync_names(g).await;
         self.request_reconcile();
         info!(container = %c.name, mode = %mode.describe(), ports = c.ports.len(), "container created");
         Ok(self.container_view(g, &c))
@@ -212,6 +217,7 @@ impl Engine {
         g.containers.remove(name);
         let links = link_policy_keys(&g.containers, &g.networks);
         after_commit("sync_link_policy", g.dp.sync_link_policy(&links));
+        self.sync_names(g).await;
         self.request_reconcile();
         info!(container = %name, "container removed");
         Ok(())
@@ -258,6 +264,7 @@ impl Engine {
                 mac: fmt_mac(&e.mac),
                 gateway: e.gateway,
                 mtu: e.mtu,
+                aliases: e.aliases.clone(),
                 counters: g
                     .ifindexes
                     .get(&e.host_interface)
@@ -284,6 +291,13 @@ impl Engine {
             ports: c.ports.clone(),
             expose: c.expose.clone(),
             links: c.links.clone(),
+            dns: c.dns.clone(),
+            embedded_dns: c.network_mode == NetworkMode::Bridge
+                && c.endpoints.iter().any(|e| has_embedded_dns(&e.network)),
+            files_dir: {
+                let d = crate::dns::files::container_dir(&self.cfg.run_dir, &c.name);
+                d.is_dir().then(|| d.display().to_string())
+            },
         }
     }
 }

@@ -56,6 +56,7 @@ impl Engine {
             gateway: net.pool.gateway,
             mtu: net.mtu,
             default_route,
+            aliases: Vec::new(),
         };
         let mut n2 = net.clone();
         n2.last_ip = Some(ip);
@@ -93,6 +94,7 @@ impl Engine {
 
     pub async fn connect(&self, network: &str, req: ConnectRequest) -> ApiResult<ContainerView> {
         let ip = req.ip.as_deref().map(ipam::parse_ip).transpose()?;
+        validate_aliases(Some(network), &req.aliases)?;
         let mut g = self.inner.lock().await;
         let g = &mut *g;
         let net = g
@@ -118,7 +120,8 @@ impl Engine {
                 c.name
             )));
         }
-        let (ep, net_after) = Self::plan_endpoint(g, &net, &c, ip)?;
+        let (mut ep, net_after) = Self::plan_endpoint(g, &net, &c, ip)?;
+        ep.aliases.clone_from(&req.aliases);
         let ns = self.netns_path(&c.name);
         c.endpoints.push(ep.clone());
         let res = async {
@@ -140,6 +143,7 @@ impl Engine {
         after_commit("add_ports", g.dp.add_ports(&port_entries(&c)));
         let links = link_policy_keys(&g.containers, &g.networks);
         after_commit("sync_link_policy", g.dp.sync_link_policy(&links));
+        self.sync_names(g).await;
         self.request_reconcile();
         info!(container = %c.name, network, ip = %ep.ip, "connected");
         Ok(self.container_view(g, &c))
@@ -207,6 +211,7 @@ impl Engine {
         g.containers.insert(c.name.clone(), c);
         let links = link_policy_keys(&g.containers, &g.networks);
         after_commit("sync_link_policy", g.dp.sync_link_policy(&links));
+        self.sync_names(g).await;
         self.request_reconcile();
         info!(container, network, "disconnected");
         Ok(())
