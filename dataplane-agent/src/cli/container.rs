@@ -13,6 +13,10 @@ use dataplane_agent::{
 use super::{print_json, print_table, Ctx, Format};
 
 #[derive(Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing clap's derive fields gains nothing"
+)]
 pub(crate) enum ContainerCmd {
     /// Create a container (a network namespace with its endpoints).
     Create {

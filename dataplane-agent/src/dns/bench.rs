@@ -141,7 +141,7 @@ async fn client(
                     {
                         return io::Result::Ok(h.metadata.response_code);
                     }
-                    _ => continue,
+                    _ => {}
                 }
             }
         })

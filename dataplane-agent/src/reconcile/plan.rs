@@ -312,7 +312,7 @@ mod tests {
             ports: Vec::new(),
             expose: Vec::new(),
             links: Vec::new(),
-            dns: Default::default(),
+            dns: crate::dns::files::DnsConfig::default(),
         }
     }
 
