@@ -14,6 +14,7 @@ mod bpfstats;
 mod cost;
 mod cost_report;
 mod dns;
+mod dns_docker;
 mod measure;
 mod plot;
 mod progrun;
