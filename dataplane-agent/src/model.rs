@@ -10,6 +10,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    dns::files::DnsConfig,
     ipam::Pool,
     ports::{ExposedPort, PortMapping},
 };
@@ -104,6 +105,10 @@ pub struct Endpoint {
     pub mtu: u32,
     /// Whether the container's default route goes through this endpoint.
     pub default_route: bool,
+    /// `--network-alias` / `connect --alias`: more names of the container
+    /// on this network (embedded DNS).
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// Docker's legacy `--link NAME[:ALIAS]` (a policy: not a kernel link
@@ -131,6 +136,9 @@ pub struct Container {
     /// Links to other containers (`--link`).
     #[serde(default)]
     pub links: Vec<LegacyLink>,
+    /// `--dns`, `--dns-search`, `--dns-option`, `--add-host`.
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 /// Docker's MAC scheme: 02:42 followed by the IPv4 address.
@@ -193,6 +201,21 @@ pub struct ContainerCreate {
     /// (netdev) nor a bpf_link).
     #[serde(default)]
     pub links: Vec<String>,
+    /// `--network-alias` (on the container's network).
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
+    /// `--dns` servers.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// `--dns-search` domains.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    /// `--dns-option` options.
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    /// `--add-host NAME:ADDR`.
+    #[serde(default)]
+    pub add_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -203,6 +226,9 @@ pub struct ConnectRequest {
     /// `disconnect --force` (accepted as Docker's; a disconnect never needs it here).
     #[serde(default)]
     pub force: bool,
+    /// `--alias`: names of the container on this network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -245,6 +271,8 @@ pub struct EndpointView {
     pub mac: String,
     pub gateway: Ipv4Addr,
     pub mtu: u32,
+    #[serde(default)]
+    pub aliases: Vec<String>,
     pub counters: Option<CountersView>,
 }
 
@@ -271,6 +299,16 @@ pub struct ContainerView {
     pub expose: Vec<ExposedPort>,
     #[serde(default)]
     pub links: Vec<LegacyLink>,
+    /// The DNS flags as given.
+    #[serde(default)]
+    pub dns: DnsConfig,
+    /// Whether names are served by the embedded resolver (127.0.0.11).
+    #[serde(default)]
+    pub embedded_dns: bool,
+    /// Directory of its hosts, resolv.conf and hostname files (what
+    /// `container exec` mounts over /etc), if it has them.
+    #[serde(default)]
+    pub files_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -319,5 +357,8 @@ mod tests {
         assert_eq!(c.network_mode, NetworkMode::Bridge);
         assert_eq!(c.endpoints[0].interface, "eth0");
         assert_eq!(c.endpoints[0].host_interface, "dp0a1b2c3d");
+        // State from before embedded DNS: no aliases, no DNS flags.
+        assert!(c.endpoints[0].aliases.is_empty());
+        assert_eq!(c.dns, DnsConfig::default());
     }
 }

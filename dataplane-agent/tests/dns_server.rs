@@ -384,7 +384,7 @@ fn load_generator_counts_answers_for_local_and_forwarded_names() {
     ] {
         let load = Load {
             target: RESOLVER,
-            names: names.iter().map(|s| s.to_string()).collect(),
+            names: names.iter().map(std::string::ToString::to_string).collect(),
             clients: 4,
             duration: Duration::from_millis(700),
         };

@@ -49,6 +49,10 @@ pub(crate) struct AgentArgs {
     /// virtual devices such as veth), native or generic.
     #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
     xdp_mode: XdpModeArg,
+    /// The host's resolver settings: upstreams of the embedded DNS resolver
+    /// and the servers of containers on the default bridge.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
     /// Run inside this network namespace (entered with setns before anything starts).
     #[arg(long)]
     netns: Option<PathBuf>,
@@ -138,6 +142,7 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
             node_name: args.node_name,
             vxlan_port: args.vxlan_port,
         }),
+        resolv_conf: args.resolv_conf,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -187,9 +192,10 @@ async fn serve(cfg: AgentConfig, socket: &Path) -> Result<()> {
         }
         info!("shutting down; the datapath keeps forwarding");
     };
-    axum::serve(listener, api::router(engine))
+    axum::serve(listener, api::router(Arc::clone(&engine)))
         .with_graceful_shutdown(shutdown)
         .await?;
+    engine.stop_resolvers().await;
     let _ = std::fs::remove_file(socket);
     Ok(())
 }

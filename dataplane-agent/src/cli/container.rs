@@ -5,6 +5,7 @@ use std::ffi::CString;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 use dataplane_agent::{
+    dns::files::ExecMounts,
     model::{ContainerCreate, ContainerView},
     ports::{ExposedPort, PortMapping, Proto},
 };
@@ -12,6 +13,10 @@ use dataplane_agent::{
 use super::{print_json, print_table, Ctx, Format};
 
 #[derive(Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing clap's derive fields gains nothing"
+)]
 pub(crate) enum ContainerCmd {
     /// Create a container (a network namespace with its endpoints).
     Create {
@@ -35,6 +40,21 @@ pub(crate) enum ContainerCmd {
         /// Link to another container: NAME[:ALIAS].
         #[arg(long = "link", value_name = "NAME[:ALIAS]")]
         links: Vec<String>,
+        /// A name of the container on its network (embedded DNS); repeatable.
+        #[arg(long = "network-alias", alias = "net-alias", value_name = "NAME")]
+        network_aliases: Vec<String>,
+        /// Upstream DNS server for names that are not local; repeatable.
+        #[arg(long = "dns", value_name = "IP")]
+        dns: Vec<String>,
+        /// Search domain in the container's resolv.conf; repeatable.
+        #[arg(long = "dns-search", value_name = "DOMAIN")]
+        dns_search: Vec<String>,
+        /// resolv.conf option (e.g. ndots:2); repeatable.
+        #[arg(long = "dns-option", alias = "dns-opt", value_name = "OPTION")]
+        dns_options: Vec<String>,
+        /// Add a line to the container's /etc/hosts: NAME:IP (or NAME:host-gateway).
+        #[arg(long = "add-host", value_name = "NAME:IP")]
+        add_hosts: Vec<String>,
     },
     /// Show a container's published ports (of one container port: PORT[/PROTO]).
     Port {
@@ -72,6 +92,11 @@ pub(crate) fn execute(cmd: ContainerCmd, ctx: &Ctx) -> Result<()> {
             publish_all,
             expose,
             links,
+            network_aliases,
+            dns,
+            dns_search,
+            dns_options,
+            add_hosts,
         } => {
             let req = ContainerCreate {
                 name,
@@ -82,6 +107,11 @@ pub(crate) fn execute(cmd: ContainerCmd, ctx: &Ctx) -> Result<()> {
                 publish_all,
                 expose,
                 links,
+                network_aliases,
+                dns,
+                dns_search,
+                dns_options,
+                add_hosts,
             };
             let v: ContainerView =
                 ctx.call(|c| async move { Ok(c.post("/v1/containers", &req).await?) })?;
@@ -229,11 +259,21 @@ fn ports_summary(ports: &[PortMapping], expose: &[ExposedPort]) -> String {
 }
 
 /// Enter the container's network namespace (and a UTS namespace with its
-/// hostname, if it has one) and replace this process with `cmd`.
+/// hostname, if it has one), mount its hosts / resolv.conf / hostname over
+/// /etc in a private mount namespace, and replace this process with `cmd`.
 fn exec_in(c: &ContainerView, cmd: &[String]) -> Result<()> {
+    let mounts = c
+        .files_dir
+        .as_deref()
+        .map(|d| ExecMounts::prepare(std::path::Path::new(d)))
+        .transpose()?;
     let f = std::fs::File::open(&c.netns)
         .with_context(|| format!("opening the namespace of {} at {}", c.name, c.netns))?;
     nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
+    if let Some(m) = &mounts {
+        m.apply()
+            .context("mounting the container's resolver files")?;
+    }
     if let Some(h) = &c.hostname {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS).context("unshare(UTS)")?;
         nix::unistd::sethostname(h).context("sethostname")?;

@@ -47,6 +47,9 @@ pub(crate) enum NetworkCmd {
         container: String,
         #[arg(long)]
         ip: Option<String>,
+        /// A name of the container on this network (embedded DNS); repeatable.
+        #[arg(long = "alias", value_name = "NAME")]
+        aliases: Vec<String>,
     },
     /// Disconnect a container from a network.
     Disconnect {
@@ -119,12 +122,14 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
             network,
             container,
             ip,
+            aliases,
         } => {
             let path = format!("/v1/networks/{network}/connect");
             let req = ConnectRequest {
                 container,
                 ip,
                 force: false,
+                aliases,
             };
             let _: ContainerView = ctx.call(|c| async move { Ok(c.post(&path, &req).await?) })?;
             Ok(())
@@ -139,6 +144,7 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
                 container,
                 ip: None,
                 force,
+                aliases: Vec::new(),
             };
             let _: serde_json::Value =
                 ctx.call(|c| async move { Ok(c.post(&path, &req).await?) })?;

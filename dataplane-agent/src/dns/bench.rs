@@ -141,7 +141,7 @@ async fn client(
                     {
                         return io::Result::Ok(h.metadata.response_code);
                     }
-                    _ => continue,
+                    _ => {}
                 }
             }
         })
@@ -158,4 +158,43 @@ async fn client(
         }
     }
     Ok((lat, not_ok, timeouts))
+}
+
+/// [`run`] on a runtime of its own (for tools without one), from the
+/// caller's namespace.
+pub fn run_blocking(load: &Load) -> io::Result<LoadReport> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(None, load))
+}
+
+/// A stand-in upstream for the benchmarks' forwarded names: answers every
+/// A query on `sock` with `addr` (TTL 30), anything else with an empty
+/// NOERROR. Serves until the socket fails.
+pub fn serve_fixed(sock: &std::net::UdpSocket, addr: Ipv4Addr) -> io::Result<()> {
+    use hickory_proto::rr::{rdata::A, RData, Record};
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, peer) = sock.recv_from(&mut buf)?;
+        let Ok(q) = Message::from_vec(&buf[..n]) else {
+            continue;
+        };
+        let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+        r.metadata.recursion_desired = q.metadata.recursion_desired;
+        r.metadata.recursion_available = true;
+        r.add_queries(q.queries.iter().cloned());
+        for question in &q.queries {
+            if question.query_type() == RecordType::A {
+                r.add_answer(Record::from_rdata(
+                    question.name().clone(),
+                    30,
+                    RData::A(A(addr)),
+                ));
+            }
+        }
+        if let Ok(v) = r.to_vec() {
+            sock.send_to(&v, peer)?;
+        }
+    }
 }

@@ -7,6 +7,7 @@
 
 use std::{
     ffi::CString,
+    fmt::Write as _,
     io::Write,
     net::{IpAddr, Ipv4Addr},
     os::unix::ffi::OsStrExt,
@@ -246,7 +247,7 @@ pub fn parse_resolv_conf(text: &str) -> HostResolv {
                 }
             }
             // The last search/domain line wins, as in glibc.
-            Some("search") | Some("domain") => r.search = words.map(str::to_string).collect(),
+            Some("search" | "domain") => r.search = words.map(str::to_string).collect(),
             Some("options") => r.options.extend(words.map(str::to_string)),
             _ => {}
         }
@@ -302,15 +303,16 @@ pub fn resolv_conf_content(mode: ResolvMode, cfg: &DnsConfig, host: &HostResolv)
                 .iter()
                 .map(|u| u.addr.ip().to_string())
                 .collect();
-            out.push_str(&format!(
-                "# dataplane embedded DNS; other names go to: {}\n",
+            let _ = writeln!(
+                out,
+                "# dataplane embedded DNS; other names go to: {}",
                 if ups.is_empty() {
                     "(none)".to_string()
                 } else {
                     ups.join(" ")
                 }
-            ));
-            out.push_str(&format!("nameserver {RESOLVER_IP}\n"));
+            );
+            let _ = writeln!(out, "nameserver {RESOLVER_IP}");
             if !options.iter().any(|o| o.starts_with("ndots:")) {
                 options.push("ndots:0".into());
             }
@@ -333,7 +335,7 @@ pub fn resolv_conf_content(mode: ResolvMode, cfg: &DnsConfig, host: &HostResolv)
                     .collect();
             }
             for s in servers {
-                out.push_str(&format!("nameserver {s}\n"));
+                let _ = writeln!(out, "nameserver {s}");
             }
         }
     }
@@ -343,10 +345,10 @@ pub fn resolv_conf_content(mode: ResolvMode, cfg: &DnsConfig, host: &HostResolv)
         .filter(|s| *s != ".")
         .collect();
     if !search.is_empty() {
-        out.push_str(&format!("search {}\n", search.join(" ")));
+        let _ = writeln!(out, "search {}", search.join(" "));
     }
     if !options.is_empty() {
-        out.push_str(&format!("options {}\n", options.join(" ")));
+        let _ = writeln!(out, "options {}", options.join(" "));
     }
     out
 }
@@ -377,7 +379,7 @@ pub struct HostsSpec<'a> {
 pub fn hosts_content(spec: &HostsSpec<'_>) -> Result<String> {
     let mut out = String::from(DEFAULT_HOSTS);
     if let Some(ip) = spec.ip {
-        out.push_str(&format!("{ip}\t{}\n", spec.hostname));
+        let _ = writeln!(out, "{ip}\t{}", spec.hostname);
     }
     for h in spec.extra_hosts {
         let ip = match h.addr {
@@ -389,7 +391,7 @@ pub fn hosts_content(spec: &HostsSpec<'_>) -> Result<String> {
                 )
             })?),
         };
-        out.push_str(&format!("{ip}\t{}\n", h.name));
+        let _ = writeln!(out, "{ip}\t{}", h.name);
     }
     for l in spec.links {
         let short: String = l
@@ -403,7 +405,7 @@ pub fn hosts_content(spec: &HostsSpec<'_>) -> Result<String> {
                 names.push(n);
             }
         }
-        out.push_str(&format!("{}\t{}\n", l.ip, names.join(" ")));
+        let _ = writeln!(out, "{}\t{}", l.ip, names.join(" "));
     }
     Ok(out)
 }
@@ -423,8 +425,13 @@ pub fn container_dir(run_dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Write `content` to `path` atomically (temporary file + rename): readers
-/// see the old or the new file, never a part.
+/// see the old or the new file, never a part. A file that already holds
+/// `content` is left alone (the engine rewrites every container's files
+/// after each change; most are unchanged).
 pub fn write_atomic(path: &Path, content: &str) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == content.as_bytes()) {
+        return Ok(());
+    }
     let dir = path
         .parent()
         .ok_or_else(|| anyhow!("{} has no directory", path.display()))?;
@@ -436,7 +443,7 @@ pub fn write_atomic(path: &Path, content: &str) -> Result<()> {
     let mut f =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(content.as_bytes())
-        .and_then(|_| f.sync_all())
+        .and_then(|()| f.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))
 }
@@ -601,7 +608,11 @@ mod tests {
 
     #[test]
     fn dns_config_rejects_the_first_bad_flag() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let s = |v: &[&str]| {
+            v.iter()
+                .map(std::string::ToString::to_string)
+                .collect::<Vec<_>>()
+        };
         let cfg = DnsConfig::parse(
             &s(&["10.0.0.53"]),
             &s(&["corp.example"]),

@@ -31,9 +31,8 @@ pub enum Handled {
 /// Decide about `raw` from the container `asker`. Over UDP (`udp`) a
 /// local reply larger than the client accepts is truncated (TC).
 pub fn handle(zone: &Zone, asker: &str, raw: &[u8], udp: bool) -> Handled {
-    let query = match Message::from_vec(raw) {
-        Ok(m) => m,
-        Err(_) => return malformed(raw),
+    let Ok(query) = Message::from_vec(raw) else {
+        return malformed(raw);
     };
     if query.metadata.message_type != MessageType::Query {
         return Handled::Drop;
@@ -309,7 +308,10 @@ mod tests {
         let r = Message::from_vec(&fit_udp(v, udp_limit(&q))).unwrap();
         assert!(!r.metadata.truncation);
         assert_eq!(r.answers.len(), 40);
-        assert_eq!(r.edns.as_ref().map(|e| e.max_payload()), Some(EDNS_PAYLOAD));
+        assert_eq!(
+            r.edns.as_ref().map(hickory_proto::op::Edns::max_payload),
+            Some(EDNS_PAYLOAD)
+        );
     }
 
     #[test]

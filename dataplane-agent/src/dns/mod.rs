@@ -29,5 +29,5 @@ pub mod sock;
 pub mod zone;
 
 pub use forward::Upstream;
-pub use server::{DnsManager, RESOLVER_IP};
+pub use server::{DnsManager, Health, ResolverStatus, RESOLVER_IP};
 pub use zone::{Zone, ZoneContainer, ZoneEndpoint, ZoneHandle, ZoneLink};

@@ -64,7 +64,37 @@ impl Ctx {
 
 struct Resolver {
     netns: PathBuf,
+    /// (device, inode) of the namespace the sockets were opened in.
+    ns_id: (u64, u64),
+    upstreams: Vec<Upstream>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// (device, inode) of a namespace file: the namespace's identity.
+fn ns_identity(f: &File) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata()?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Why a running resolver no longer serves what it should.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Serving the namespace now bound at its path.
+    Serving,
+    /// A task ended (it should not): restart it.
+    Died,
+    /// The path now holds another namespace (recreated), or none.
+    Moved,
+}
+
+/// One running resolver, as [`DnsManager::status`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverStatus {
+    pub container: String,
+    pub netns: PathBuf,
+    pub upstreams: Vec<Upstream>,
+    pub health: Health,
 }
 
 impl Resolver {
@@ -157,6 +187,7 @@ impl DnsManager {
         let ns = Arc::new(
             File::open(netns).with_context(|| format!("opening netns {}", netns.display()))?,
         );
+        let ns_id = ns_identity(&ns).with_context(|| format!("fstat {}", netns.display()))?;
         let addr = self.addr();
         let ns2 = ns.clone();
         let (udp, tcp, fwd_sock) = tokio::task::spawn_blocking(move || {
@@ -175,7 +206,7 @@ impl DnsManager {
         let ctx = Arc::new(Ctx {
             container: container.to_string(),
             zone: self.zone.clone(),
-            upstreams,
+            upstreams: upstreams.clone(),
             fwd,
             host_fwd,
         });
@@ -190,6 +221,8 @@ impl DnsManager {
             container.to_string(),
             Resolver {
                 netns: netns.to_path_buf(),
+                ns_id,
+                upstreams,
                 tasks,
             },
         );
@@ -232,6 +265,36 @@ impl DnsManager {
             .map(|(c, r)| (c.clone(), r.netns.clone()))
             .collect();
         v.sort();
+        v
+    }
+}
+
+impl DnsManager {
+    /// Every running resolver with its upstreams and whether it still
+    /// serves its namespace (a task that ended, or a namespace recreated
+    /// under the same path, needs a restart): what the reconciler checks.
+    pub async fn status(&self) -> Vec<ResolverStatus> {
+        let resolvers = self.resolvers.lock().await;
+        let mut v: Vec<ResolverStatus> = resolvers
+            .iter()
+            .map(|(c, r)| {
+                let health = if r.tasks.iter().any(JoinHandle::is_finished) {
+                    Health::Died
+                } else {
+                    match File::open(&r.netns).and_then(|f| ns_identity(&f)) {
+                        Ok(id) if id == r.ns_id => Health::Serving,
+                        _ => Health::Moved,
+                    }
+                };
+                ResolverStatus {
+                    container: c.clone(),
+                    netns: r.netns.clone(),
+                    upstreams: r.upstreams.clone(),
+                    health,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.container.cmp(&b.container));
         v
     }
 }

@@ -227,7 +227,10 @@ mod tests {
         ZoneEndpoint {
             network: network.into(),
             ip: Ipv4Addr::from(ip),
-            aliases: aliases.iter().map(|s| s.to_string()).collect(),
+            aliases: aliases
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
         }
     }
 

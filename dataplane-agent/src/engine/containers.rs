@@ -57,6 +57,8 @@ impl Engine {
             .iter()
             .map(|l| parse_legacy_link(l))
             .collect::<ApiResult<Vec<_>>>()?;
+        let dns = parse_dns_flags(&req, &mode)?;
+        validate_aliases(net_name.as_deref(), &req.network_aliases)?;
 
         let mut g = self.inner.lock().await;
         let g = &mut *g;
@@ -120,6 +122,7 @@ impl Engine {
             ports: Vec::new(),
             expose: expose.iter().copied().collect(),
             links,
+            dns,
         };
         if let Some(net) = &net {
             if net.internal && (!specs.is_empty() || (req.publish_all && !expose.is_empty())) {
@@ -132,7 +135,8 @@ impl Engine {
         let mut net_after = None;
         if let Some(net) = &net {
             let ip = self.overlay_address(g, net, ip).await?;
-            let (ep, n2) = Self::plan_endpoint(g, net, &c, ip)?;
+            let (mut ep, n2) = Self::plan_endpoint(g, net, &c, ip)?;
+            ep.aliases.clone_from(&req.network_aliases);
             c.endpoints.push(ep);
             net_after = Some(n2);
         }
@@ -210,6 +214,7 @@ impl Engine {
         // The new container may be the target of existing links too.
         let links = link_policy_keys(&g.containers, &g.networks);
         after_commit("sync_link_policy", g.dp.sync_link_policy(&links));
+        self.sync_names(g).await;
         self.request_reconcile();
         info!(container = %c.name, mode = %mode.describe(), ports = c.ports.len(), "container created");
         Ok(self.container_view(g, &c))
@@ -252,6 +257,7 @@ impl Engine {
         g.containers.remove(name);
         let links = link_policy_keys(&g.containers, &g.networks);
         after_commit("sync_link_policy", g.dp.sync_link_policy(&links));
+        self.sync_names(g).await;
         self.request_reconcile();
         info!(container = %name, "container removed");
         Ok(())
@@ -298,6 +304,7 @@ impl Engine {
                 mac: fmt_mac(&e.mac),
                 gateway: e.gateway,
                 mtu: e.mtu,
+                aliases: e.aliases.clone(),
                 counters: g
                     .ifindexes
                     .get(&e.host_interface)
@@ -327,6 +334,13 @@ impl Engine {
             ports: c.ports.clone(),
             expose: c.expose.clone(),
             links: c.links.clone(),
+            dns: c.dns.clone(),
+            embedded_dns: c.network_mode == NetworkMode::Bridge
+                && c.endpoints.iter().any(|e| has_embedded_dns(&e.network)),
+            files_dir: {
+                let d = crate::dns::files::container_dir(&self.cfg.run_dir, &c.name);
+                d.is_dir().then(|| d.display().to_string())
+            },
         }
     }
 }

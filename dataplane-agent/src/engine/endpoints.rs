@@ -59,6 +59,7 @@ impl Engine {
             gateway: net.pool.gateway,
             mtu: net.mtu,
             default_route,
+            aliases: Vec::new(),
         };
         let mut n2 = net.clone();
         n2.last_ip = Some(ip);
@@ -103,6 +104,7 @@ impl Engine {
                 "container cannot be connected to {network} network"
             )));
         }
+        validate_aliases(Some(network), &req.aliases)?;
         let mut g = self.inner.lock().await;
         let g = &mut *g;
         let net = g
@@ -133,6 +135,7 @@ impl Engine {
         }
         let ip = self.overlay_address(g, &net, ip).await?;
         let (mut ep, net_after) = Self::plan_endpoint(g, &net, &c, ip)?;
+        ep.aliases.clone_from(&req.aliases);
         let ns = self.netns_path(&c.name);
         c.endpoints.push(ep.clone());
         // Docker's rule picks the endpoint of the default route anew: the new
@@ -163,6 +166,7 @@ impl Engine {
         after_commit("add_ports", g.dp.add_ports(&port_entries(&c)));
         let links = link_policy_keys(&g.containers, &g.networks);
         after_commit("sync_link_policy", g.dp.sync_link_policy(&links));
+        self.sync_names(g).await;
         self.request_reconcile();
         info!(container = %c.name, network, ip = %ep.ip, "connected");
         Ok(self.container_view(g, &c))
@@ -230,6 +234,7 @@ impl Engine {
         g.containers.insert(c.name.clone(), c);
         let links = link_policy_keys(&g.containers, &g.networks);
         after_commit("sync_link_policy", g.dp.sync_link_policy(&links));
+        self.sync_names(g).await;
         self.request_reconcile();
         info!(container, network, "disconnected");
         Ok(())

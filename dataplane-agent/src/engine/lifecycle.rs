@@ -81,6 +81,7 @@ impl Engine {
             }),
             wake: tokio::sync::Notify::new(),
             cfg,
+            dns: crate::dns::DnsManager::new(crate::dns::Zone::default().into_handle()),
         });
         engine.bootstrap().await?;
         engine.reconcile().await?;
@@ -150,6 +151,7 @@ impl Engine {
             }
         }
         kernel::delete_netns(&cfg.run_dir.join("host.netns"))?;
+        crate::dns::files::remove_dir(&cfg.run_dir.join("containers"))?;
         kernel::delete_gateway_dev(&host).await?;
         crate::vxlan::delete(&host).await?;
         // A bpffs the agent mounted at its root goes too (unmounting a

@@ -19,6 +19,7 @@
 //! | `endpoints.rs` | endpoint planning and plumbing, connect/disconnect |
 //! | `published_ports.rs` | published ports: reservations, `DP_PORTS` entries |
 //! | `link_policy.rs` | Docker's `--link` policy: `DP_LINKS` entries |
+//! | `names.rs` | names (embedded DNS): zone, resolver files, resolvers per namespace |
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -51,16 +52,16 @@ mod containers;
 mod endpoints;
 mod lifecycle;
 mod link_policy;
+mod names;
 mod networks;
 mod overlay;
 mod published_ports;
 
-pub(crate) use self::{endpoints::*, link_policy::*, networks::*, published_ports::*};
+pub(crate) use self::{endpoints::*, link_policy::*, names::*, networks::*, published_ports::*};
 pub use endpoints::is_endpoint_ifname;
 pub(crate) use overlay::{node_key, withdraw as overlay_withdraw};
 pub use overlay::{ClusterOptions, NodeView};
 
-/// Agent settings (the daemon's flags).
 /// Agent settings (the daemon's flags).
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -82,6 +83,10 @@ pub struct AgentConfig {
     pub xdp_mode: XdpModeChoice,
     /// `--cluster-store` and friends: overlay networks (None: host-local only).
     pub cluster: Option<ClusterOptions>,
+    /// The host's resolver settings (`--resolv-conf`, default
+    /// /etc/resolv.conf): upstreams of the embedded resolver, servers of
+    /// containers on the default bridge.
+    pub resolv_conf: PathBuf,
 }
 
 /// How the XDP program is attached to the uplink.
@@ -107,6 +112,8 @@ pub struct Engine {
     /// Wakes the reconciler ([`crate::reconcile`]).
     pub(crate) wake: tokio::sync::Notify,
     pub(crate) cfg: AgentConfig,
+    /// The resolvers on 127.0.0.11 ([`names`] drives them).
+    pub(crate) dns: crate::dns::DnsManager,
 }
 
 /// The engine's state: the desired state (networks, containers, persisted in

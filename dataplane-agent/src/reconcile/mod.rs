@@ -150,6 +150,9 @@ impl Engine {
         }
         let links = link_policy_keys(&g.containers, &g.networks);
         g.dp.sync_link_policy(&links)?;
+        // Names, resolver files and the resolvers (restarting any that died
+        // or whose namespace a step above recreated).
+        self.sync_names(g).await;
         tracing::trace!(
             steps = steps.len(),
             elapsed_us = started.elapsed().as_micros(),

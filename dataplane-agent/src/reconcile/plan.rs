@@ -312,10 +312,12 @@ mod tests {
                 gateway: net.pool.gateway,
                 mtu: 1500,
                 default_route: true,
+                aliases: Vec::new(),
             }],
             ports: Vec::new(),
             expose: Vec::new(),
             links: Vec::new(),
+            dns: crate::dns::files::DnsConfig::default(),
         }
     }
 

@@ -9,7 +9,7 @@
 //!   10.77.0.1/24 to `u`.
 //! - `u`: the upstream namespace: a fake upstream on 10.77.0.2:53.
 
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test file uses a part of the helpers")]
 
 use std::{
     collections::HashMap,
@@ -37,7 +37,7 @@ use nix::sched::{setns, CloneFlags};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-pub fn sh(cmd: &str, args: &[&str]) {
+pub(crate) fn sh(cmd: &str, args: &[&str]) {
     let out = Command::new(cmd).args(args).output().unwrap();
     assert!(
         out.status.success(),
@@ -47,12 +47,12 @@ pub fn sh(cmd: &str, args: &[&str]) {
 }
 
 /// A named network namespace (`ip netns add`), deleted on drop.
-pub struct Netns {
-    pub name: String,
+pub(crate) struct Netns {
+    pub(crate) name: String,
 }
 
 impl Netns {
-    pub fn new(tag: &str) -> Netns {
+    pub(crate) fn new(tag: &str) -> Netns {
         let name = format!(
             "dpdns{}x{}{tag}",
             std::process::id(),
@@ -64,15 +64,15 @@ impl Netns {
         ns
     }
 
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         PathBuf::from("/run/netns").join(&self.name)
     }
 
-    pub fn file(&self) -> File {
+    pub(crate) fn file(&self) -> File {
         File::open(self.path()).unwrap()
     }
 
-    pub fn ip(&self, args: &[&str]) {
+    pub(crate) fn ip(&self, args: &[&str]) {
         let mut a = vec!["-n", self.name.as_str()];
         a.extend_from_slice(args);
         sh("ip", &a);
@@ -88,34 +88,37 @@ impl Drop for Netns {
 }
 
 /// What the fake upstreams were asked: (lowercase name, over TCP).
-pub type Log = Arc<Mutex<Vec<(String, bool)>>>;
+pub(crate) type Log = Arc<Mutex<Vec<(String, bool)>>>;
 
-pub struct World {
-    pub h: Netns,
-    pub c: Netns,
-    pub u: Netns,
-    pub rt: tokio::runtime::Runtime,
-    pub mgr: Arc<DnsManager>,
-    pub log: Log,
-    pub host_log: Log,
+pub(crate) struct World {
+    pub(crate) h: Netns,
+    pub(crate) c: Netns,
+    pub(crate) u: Netns,
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) mgr: Arc<DnsManager>,
+    pub(crate) log: Log,
+    pub(crate) host_log: Log,
 }
 
-pub const UPSTREAM: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
-pub const HOST_UPSTREAM: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 53);
-pub const EXAMPLE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-pub const HOSTONLY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
+pub(crate) const UPSTREAM: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+pub(crate) const HOST_UPSTREAM: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 53);
+pub(crate) const EXAMPLE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+pub(crate) const HOSTONLY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
 
 fn ep(network: &str, ip: Ipv4Addr, aliases: &[&str]) -> ZoneEndpoint {
     ZoneEndpoint {
         network: network.into(),
         ip,
-        aliases: aliases.iter().map(|s| s.to_string()).collect(),
+        aliases: aliases
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect(),
     }
 }
 
 /// client on front+back (link db:database), web/web2 (alias pool) on front,
 /// db on back, other on elsewhere, 40 containers with alias `big` on front.
-pub fn sample_containers() -> Vec<ZoneContainer> {
+pub(crate) fn sample_containers() -> Vec<ZoneContainer> {
     let c = |name: &str, id: &str, endpoints| ZoneContainer {
         name: name.into(),
         id: id.into(),
@@ -168,7 +171,7 @@ pub fn sample_containers() -> Vec<ZoneContainer> {
 }
 
 impl World {
-    pub fn new() -> World {
+    pub(crate) fn new() -> World {
         let (h, c, u) = (Netns::new("h"), Netns::new("c"), Netns::new("u"));
         c.ip(&[
             "link", "add", "c0", "type", "veth", "peer", "name", "u0", "netns", &u.name,
@@ -219,24 +222,24 @@ impl World {
     }
 
     /// Run `f` as a task of the runtime (on its threads, in `h`).
-    pub fn on<T: Send + 'static>(
+    pub(crate) fn on<T: Send + 'static>(
         &self,
         f: impl std::future::Future<Output = T> + Send + 'static,
     ) -> T {
         self.rt.block_on(self.rt.spawn(f)).unwrap()
     }
 
-    pub fn start(&self, upstreams: Vec<Upstream>) {
+    pub(crate) fn start(&self, upstreams: Vec<Upstream>) {
         let (mgr, path) = (self.mgr.clone(), self.c.path());
         self.on(async move { mgr.start("client", &path, upstreams).await })
             .unwrap();
     }
 
-    pub fn start_default(&self) {
+    pub(crate) fn start_default(&self) {
         self.start(vec![Upstream::new(UPSTREAM.into())]);
     }
 
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let mgr = self.mgr.clone();
         self.on(async move { mgr.stop("client").await });
     }
@@ -278,7 +281,7 @@ impl World {
         });
     }
 
-    pub fn logged(&self, name: &str) -> Vec<bool> {
+    pub(crate) fn logged(&self, name: &str) -> Vec<bool> {
         self.log
             .lock()
             .unwrap()
@@ -329,7 +332,7 @@ fn upstream_answer(
     Some(v)
 }
 
-pub fn ask(name: &str, t: RecordType, edns: Option<u16>) -> Message {
+pub(crate) fn ask(name: &str, t: RecordType, edns: Option<u16>) -> Message {
     let mut m = Message::query();
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
@@ -349,16 +352,20 @@ fn check(q: &Message, raw: &[u8]) -> Message {
     r
 }
 
-pub const RESOLVER: SocketAddr =
+pub(crate) const RESOLVER: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11)), 53);
 
 /// Query the resolver over UDP from inside `ns`; returns the reply and its size.
-pub fn udp_query(ns: &Netns, q: &Message) -> std::io::Result<(Message, usize)> {
+pub(crate) fn udp_query(ns: &Netns, q: &Message) -> std::io::Result<(Message, usize)> {
     udp_query_within(ns, q, Duration::from_secs(5))
 }
 
 /// [`udp_query`] with a reply timeout.
-pub fn udp_query_within(ns: &Netns, q: &Message, t: Duration) -> std::io::Result<(Message, usize)> {
+pub(crate) fn udp_query_within(
+    ns: &Netns,
+    q: &Message,
+    t: Duration,
+) -> std::io::Result<(Message, usize)> {
     let s: UdpSocket = in_netns(&ns.file(), || UdpSocket::bind("127.0.0.1:0"))?;
     s.set_read_timeout(Some(t))?;
     s.connect(RESOLVER)?;
@@ -367,7 +374,7 @@ pub fn udp_query_within(ns: &Netns, q: &Message, t: Duration) -> std::io::Result
     // SO_RCVTIMEO makes recv return EINTR on any signal, even with SA_RESTART.
     let n = loop {
         match s.recv(&mut buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             r => break r?,
         }
     };
@@ -375,7 +382,7 @@ pub fn udp_query_within(ns: &Netns, q: &Message, t: Duration) -> std::io::Result
 }
 
 /// Query the resolver over TCP from inside `ns`.
-pub fn tcp_query(ns: &Netns, q: &Message) -> std::io::Result<Message> {
+pub(crate) fn tcp_query(ns: &Netns, q: &Message) -> std::io::Result<Message> {
     let mut s: TcpStream = in_netns(&ns.file(), || TcpStream::connect(RESOLVER))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     let body = q.to_vec().unwrap();
@@ -389,7 +396,7 @@ pub fn tcp_query(ns: &Netns, q: &Message) -> std::io::Result<Message> {
     Ok(check(q, &buf))
 }
 
-pub fn a_records(m: &Message) -> Vec<Ipv4Addr> {
+pub(crate) fn a_records(m: &Message) -> Vec<Ipv4Addr> {
     m.answers
         .iter()
         .filter_map(|r| match &r.data {
@@ -399,7 +406,7 @@ pub fn a_records(m: &Message) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-pub fn sorted(mut v: Vec<Ipv4Addr>) -> Vec<Ipv4Addr> {
+pub(crate) fn sorted(mut v: Vec<Ipv4Addr>) -> Vec<Ipv4Addr> {
     v.sort();
     v
 }

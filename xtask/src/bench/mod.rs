@@ -7,11 +7,14 @@
 //! accounting), `cost` (per-packet cost of the eBPF programs: BPF statistics
 //! under load via `bpfstats`, the BPF_PROG_TEST_RUN micro-benchmark in
 //! `progrun`/`progrun_pkt`), `report`, `cost_report`, `targets` and
-//! `plot` (statistics, Markdown, JSON, SVG).
+//! `plot` (statistics, Markdown, JSON, SVG), `dns` (the embedded resolver's
+//! qps and latency, its own `dns.md`/`dns.json`).
 
 mod bpfstats;
 mod cost;
 mod cost_report;
+mod dns;
+mod dns_docker;
 mod measure;
 mod plot;
 mod progrun;
@@ -187,6 +190,7 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
     let obj = cost::agent_object(opts.release, &world.tmp)?;
     let res = measure_all(&mut world, &plan, &mut env, &fl).and_then(|s| {
         env.cost = Some(cost::measure(&mut world, &plan, &obj)?);
+        dns::measure(&mut world, &plan, opts.release, &out_dir)?;
         Ok(s)
     });
     if res.is_err() {

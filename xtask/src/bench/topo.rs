@@ -570,7 +570,7 @@ impl World {
         .into())
     }
 
-    fn dp(&self) -> Command {
+    pub(super) fn dp(&self) -> Command {
         let mut c = Command::new(&self.bin);
         c.env("DATAPLANE_SOCKET", self.tmp.join("dataplane.sock"))
             .env("NO_COLOR", "1");
@@ -595,7 +595,7 @@ impl World {
     }
 
     /// Container `name`: (netns path, IP).
-    fn container(&self, name: &str) -> Result<(String, String)> {
+    pub(super) fn container(&self, name: &str) -> Result<(String, String)> {
         let s = ok(self.dp().args(["container", "inspect", name]))?;
         let v: serde_json::Value = serde_json::from_str(&s)?;
         let netns = v["netns"]
