@@ -48,6 +48,14 @@ pub(crate) struct AgentArgs {
     /// Run inside this network namespace (entered with setns before anything starts).
     #[arg(long)]
     netns: Option<PathBuf>,
+    /// Serve the Docker network plugin (NetworkDriver and IpamDriver) under
+    /// this driver name: `docker network create -d NAME --ipam-driver NAME`.
+    #[arg(long, value_name = "NAME")]
+    docker_plugin: Option<String>,
+    /// Where the plugin's socket `NAME.sock` goes (dockerd discovers
+    /// /run/docker/plugins).
+    #[arg(long, default_value = dataplane_agent::docker::DEFAULT_PLUGIN_DIR, requires = "docker_plugin")]
+    docker_plugin_dir: PathBuf,
     /// Remove every kernel object the agent made, then exit.
     #[arg(long)]
     cleanup: bool,
@@ -128,10 +136,14 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
             Ok(())
         });
     }
-    rt.block_on(serve(cfg, socket))
+    if let Some(name) = &args.docker_plugin {
+        dataplane_agent::docker::validate_plugin_name(name)?;
+    }
+    let docker = args.docker_plugin.map(|n| (n, args.docker_plugin_dir));
+    rt.block_on(serve(cfg, socket, docker))
 }
 
-async fn serve(cfg: AgentConfig, socket: &Path) -> Result<()> {
+async fn serve(cfg: AgentConfig, socket: &Path, docker: Option<(String, PathBuf)>) -> Result<()> {
     let engine = Engine::start(cfg).await?;
     engine.spawn_flow_gc()?;
     engine.spawn_reconciler()?;
@@ -144,6 +156,14 @@ async fn serve(cfg: AgentConfig, socket: &Path) -> Result<()> {
     let _ = std::fs::remove_file(socket);
     let listener = tokio::net::UnixListener::bind(socket)
         .with_context(|| format!("binding {}", socket.display()))?;
+    let docker_sock = match &docker {
+        Some((name, dir)) => Some(dataplane_agent::docker::serve(
+            Arc::clone(&engine),
+            name,
+            dir,
+        )?),
+        None => None,
+    };
     info!(socket = %socket.display(), "agent ready");
 
     let refresh = Arc::clone(&engine);
@@ -168,5 +188,8 @@ async fn serve(cfg: AgentConfig, socket: &Path) -> Result<()> {
         .with_graceful_shutdown(shutdown)
         .await?;
     let _ = std::fs::remove_file(socket);
+    if let Some(s) = docker_sock {
+        let _ = std::fs::remove_file(s);
+    }
     Ok(())
 }

@@ -19,6 +19,7 @@
 //! | `endpoints.rs` | endpoint planning and plumbing, connect/disconnect |
 //! | `published_ports.rs` | published ports: reservations, `DP_PORTS` entries |
 //! | `link_policy.rs` | Docker's `--link` policy: `DP_LINKS` entries |
+//! | `external.rs` | endpoints in namespaces the agent does not own (Docker's sandboxes) |
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -49,6 +50,7 @@ use crate::{
 
 mod containers;
 mod endpoints;
+mod external;
 mod lifecycle;
 mod link_policy;
 mod networks;
@@ -56,6 +58,7 @@ mod published_ports;
 
 pub(crate) use self::{endpoints::*, link_policy::*, networks::*, published_ports::*};
 pub use endpoints::is_endpoint_ifname;
+pub use external::JoinInfo;
 
 /// Agent settings (the daemon's flags).
 /// Agent settings (the daemon's flags).

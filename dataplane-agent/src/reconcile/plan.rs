@@ -70,6 +70,9 @@ pub enum Step {
     },
     AddPorts(Vec<(PortKey, PortTarget)>),
     RemovePorts(Vec<PortKey>),
+    /// A joined external endpoint (Docker sandbox) whose veth is gone: its
+    /// sandbox died while the agent or dockerd was down. Removed.
+    CollectExternal(String),
 }
 
 impl fmt::Display for Step {
@@ -110,6 +113,9 @@ impl fmt::Display for Step {
             Step::AddPorts(v) => write!(f, "write {} published ports to DP_PORTS", v.len()),
             Step::RemovePorts(v) => {
                 write!(f, "remove {} stale published ports from DP_PORTS", v.len())
+            }
+            Step::CollectExternal(c) => {
+                write!(f, "remove external endpoint {c}: its sandbox is gone")
             }
         }
     }
@@ -154,6 +160,23 @@ pub fn plan(want: &Desired<'_>, obs: &Observed) -> Vec<Step> {
             if netns_lost {
                 steps.push(Step::CreateNetns(c.name.clone()));
             }
+        }
+        match &c.network_mode {
+            // Created, not joined: only an address so far (and its veth
+            // must not be taken for a leftover while a join makes it).
+            NetworkMode::External(sandbox) if sandbox.is_empty() => {
+                want_veths.extend(c.endpoints.iter().map(|e| e.host_interface.clone()));
+                continue;
+            }
+            NetworkMode::External(_)
+                if c.endpoints
+                    .iter()
+                    .any(|e| !obs.netdevs.contains_key(&e.host_interface)) =>
+            {
+                steps.push(Step::CollectExternal(c.name.clone()));
+                continue;
+            }
+            _ => {}
         }
         for ep in &c.endpoints {
             want_ips.insert(ep.ip.octets());
