@@ -22,6 +22,9 @@ use std::{
 /// BPF_PROG_TEST_RUN fixtures (for the `prog_run*` tests).
 pub mod prog_run;
 
+/// A private dockerd (for the Docker plugin tests).
+pub mod docker;
+
 use serde_json::Value;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
