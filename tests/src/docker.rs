@@ -12,7 +12,7 @@
 //!   every container die with it (nothing outlives the test).
 //!
 //! The image is `docker import`ed from Debian's busybox-static (nothing is
-//! pulled).
+//! pulled). Its `wget -T` crashes (busybox 1.35): the tests use `timeout`.
 
 use std::{
     path::{Path, PathBuf},
@@ -26,16 +26,26 @@ use crate::{run_timeout, stderr, stdout, Host};
 /// The busybox image the tests run.
 pub const IMAGE: &str = "dpbusybox:1";
 const BUSYBOX: &str = "/bin/busybox";
-const DOCKERD: &str = "/usr/bin/dockerd";
+const DOCKERD: &str = "/usr/sbin/dockerd";
 
 /// Applets linked in the image.
 const APPLETS: &[&str] = &[
     "sh", "httpd", "wget", "sleep", "cat", "ip", "nslookup", "hostname", "nc", "echo", "ping",
-    "ls", "true",
+    "ls", "true", "timeout",
 ];
 
 /// A CGI script answering the client's address (`/cgi-bin/addr`).
 const ADDR_CGI: &str = "#!/bin/sh\necho Content-Type: text/plain\necho\necho \"$REMOTE_ADDR\"\n";
+
+/// The client address the CGI answered (busybox httpd reports IPv4 clients
+/// as IPv4-mapped IPv6, `[::ffff:a.b.c.d]`).
+pub fn client_addr(body: &str) -> String {
+    body.trim()
+        .trim_start_matches('[')
+        .trim_start_matches("::ffff:")
+        .trim_end_matches(']')
+        .to_string()
+}
 
 /// Why the Docker tests cannot run here, if they cannot.
 pub fn unavailable() -> Option<String> {

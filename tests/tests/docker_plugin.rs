@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use dataplane_tests::{
-    docker::{Dockerd, IMAGE},
+    docker::{client_addr, Dockerd, IMAGE},
     ip_bytes, python, require_docker, stdout, wait_until, Host, Ns, TCP_STREAM_CLIENT,
 };
 use serde_json::Value;
@@ -37,7 +37,7 @@ fn http_get(h: &Host, ns: &Ns, url: &str) -> Option<String> {
     let script = "import sys, urllib.request\n\
                   print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())";
     let o = h.run_in(ns, &[python(), "-c", script, url]);
-    o.status.success().then(|| stdout(&o).trim().to_string())
+    o.status.success().then(|| client_addr(&stdout(&o)))
 }
 
 fn httpd(d: &Dockerd, name: &str, network: &str, extra: &[&str]) -> String {
@@ -119,18 +119,19 @@ fn docker_run_publishes_ports_resolves_names_and_isolates() {
     assert!(ls.contains("0.0.0.0:8080->80/tcp"), "{ls}");
 
     // By name through Docker's embedded DNS, on our datapath.
-    let peer = d.ok(&[
+    let peer = client_addr(&d.ok(&[
         "run",
         "--rm",
+        "--init",
         "--network",
         "web",
         IMAGE,
+        "timeout",
+        "5",
         "wget",
         "-qO-",
-        "-T",
-        "5",
         "http://api/cgi-bin/addr",
-    ]);
+    ]));
     assert!(peer.starts_with("10.80.0."), "api saw {peer:?}");
 
     // A taken host port, in Docker's words; nothing of the failed
@@ -162,6 +163,7 @@ fn docker_run_publishes_ports_resolves_names_and_isolates() {
     let addr = d.ok(&[
         "run",
         "--rm",
+        "--init",
         "--network",
         "web",
         "--ip",
@@ -188,13 +190,14 @@ fn docker_run_publishes_ports_resolves_names_and_isolates() {
     let o = d.docker(&[
         "run",
         "--rm",
+        "--init",
         "--network",
         "other",
         IMAGE,
+        "timeout",
+        "3",
         "wget",
         "-qO-",
-        "-T",
-        "3",
         &format!("http://{api_ip}/cgi-bin/addr"),
     ]);
     assert!(!o.status.success(), "crossed networks: {}", stdout(&o));
@@ -277,12 +280,13 @@ fn docker_internal_network_mtu_and_connect_disconnect() {
     let out = d.ok(&[
         "run",
         "--rm",
+        "--init",
         "--network",
         "back",
         IMAGE,
         "sh",
         "-c",
-        "ip link show eth0; ip route; wget -qO- -T 5 http://db/cgi-bin/addr",
+        "ip link show eth0; ip route; timeout 5 wget -qO- http://db/cgi-bin/addr",
     ]);
     assert!(out.contains("mtu 1400"), "{out}");
     assert!(
@@ -297,6 +301,7 @@ fn docker_internal_network_mtu_and_connect_disconnect() {
     let o = d.docker(&[
         "run",
         "--rm",
+        "--init",
         "--network",
         "back",
         IMAGE,
@@ -325,10 +330,10 @@ fn docker_internal_network_mtu_and_connect_disconnect() {
         .docker(&[
             "exec",
             "app",
+            "timeout",
+            "2",
             "wget",
             "-qO-",
-            "-T",
-            "2",
             "http://db/cgi-bin/addr"
         ])
         .status
@@ -338,10 +343,10 @@ fn docker_internal_network_mtu_and_connect_disconnect() {
     let seen = d.ok(&[
         "exec",
         "app",
+        "timeout",
+        "5",
         "wget",
         "-qO-",
-        "-T",
-        "5",
         "http://db/cgi-bin/addr",
     ]);
     assert_eq!(seen, app_back);
@@ -353,10 +358,10 @@ fn docker_internal_network_mtu_and_connect_disconnect() {
         .docker(&[
             "exec",
             "app",
+            "timeout",
+            "2",
             "wget",
             "-qO-",
-            "-T",
-            "2",
             "http://db/cgi-bin/addr"
         ])
         .status
@@ -435,6 +440,7 @@ fn docker_containers_survive_agent_and_dockerd_restarts() {
     let hi = d.ok(&[
         "run",
         "--rm",
+        "--init",
         "--network",
         "web",
         IMAGE,

@@ -183,14 +183,14 @@ fn parse<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, Error> {
     serde_json::from_slice(t).map_err(|e| Error::invalid(format!("malformed request: {e}")))
 }
 
-/// The answer: the body, or `{"Err": "<one line>"}` (HTTP 200 either way:
-/// libnetwork reads `Err`).
+/// The answer: the body, or `{"Err": "<one line>", "Error": ...}` (HTTP 200
+/// either way: libnetwork's driver API reads `Err`, its IPAM API `Error`).
 fn reply<T: Serialize>(r: Result<T, Error>) -> Response {
     let body = match r {
         Ok(v) => serde_json::to_value(v).unwrap_or_else(|e| json!({"Err": e.to_string()})),
         Err(e) => {
             debug!("docker plugin: {e}");
-            json!({ "Err": e.to_string() })
+            json!({ "Err": e.to_string(), "Error": e.to_string() })
         }
     };
     (
