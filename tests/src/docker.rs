@@ -135,6 +135,11 @@ impl Dockerd {
             .open(self.dir.join("dockerd.log"))
             .unwrap();
         let _ = std::fs::remove_file(&self.sock);
+        // Left by a SIGKILL: they name PIDs of the dead namespace, which
+        // the new one reuses (dockerd would refuse to start, or wait for a
+        // containerd that is not there).
+        let _ = std::fs::remove_file(self.dir.join("docker.pid"));
+        let _ = std::fs::remove_file(self.dir.join("exec/containerd/containerd.pid"));
         let child = Command::new("nsenter")
             .arg(format!("--net={}", self.netns))
             .args([
