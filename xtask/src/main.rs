@@ -393,7 +393,10 @@ fn apt_packages() -> Result<()> {
     let made_policy = install.contains(&"docker.io") && !policy.exists();
     if made_policy {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::write(policy, "#!/bin/sh\n# cargo xtask setup: no service starts\nexit 101\n")?;
+        std::fs::write(
+            policy,
+            "#!/bin/sh\n# cargo xtask setup: no service starts\nexit 101\n",
+        )?;
         std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))?;
     }
     let res = run(Command::new("apt-get")

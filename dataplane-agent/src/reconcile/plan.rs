@@ -385,6 +385,39 @@ mod tests {
     }
 
     #[test]
+    fn external_endpoints_are_never_recreated_but_collected() {
+        let net = network();
+        let mut c = container(&net);
+        c.network_mode = NetworkMode::External("/var/run/docker/netns/x".into());
+        let mut obs = converged(&net, &c);
+        obs.netns_files.clear();
+        let nets = BTreeMap::from([(net.name.clone(), net.clone())]);
+        let ctrs = BTreeMap::from([(c.name.clone(), c.clone())]);
+        // Joined, veth in place: like the agent's own (no namespace wanted).
+        assert_eq!(plan(&desired(&nets, &ctrs), &obs), Vec::new());
+        // Its veth died with the sandbox: collected, not recreated.
+        let mut gone = obs.clone();
+        gone.netdevs.clear();
+        let steps = plan(&desired(&nets, &ctrs), &gone);
+        assert_eq!(steps[0], Step::CollectExternal(c.name.clone()), "{steps:?}");
+        assert!(!steps
+            .iter()
+            .any(|s| matches!(s, Step::CreateEndpoint { .. })));
+        // Created, not joined: nothing to do, and a veth being joined is
+        // not a leftover.
+        c.network_mode = NetworkMode::External(String::new());
+        let ctrs = BTreeMap::from([(c.name.clone(), c.clone())]);
+        let mut bare = Observed::default();
+        bare.addresses.insert(net.pool.gateway);
+        bare.networks.insert(net.id, network_info(&net));
+        bare.netdevs.insert(
+            c.endpoints[0].host_interface.clone(),
+            obs.netdevs[&c.endpoints[0].host_interface].clone(),
+        );
+        assert_eq!(plan(&desired(&nets, &ctrs), &bare), Vec::new());
+    }
+
+    #[test]
     fn tampering_is_planned_back() {
         let net = network();
         let c = container(&net);
