@@ -161,7 +161,7 @@ impl Dockerd {
             .spawn()
             .expect("starting dockerd");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             if self.sock.exists() && self.docker(&["version"]).status.success() {
                 return;
@@ -216,7 +216,7 @@ impl Dockerd {
             .arg(format!("unix://{}", self.sock.display()))
             .args(args)
             .stdin(Stdio::null());
-        run_timeout(&mut c, Duration::from_secs(60))
+        run_timeout(&mut c, Duration::from_mins(1))
     }
 
     /// `docker ARGS`, asserted to succeed; its stdout, trimmed.

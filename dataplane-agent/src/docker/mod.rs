@@ -22,6 +22,7 @@ pub mod ipam;
 pub mod protocol;
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
@@ -234,7 +235,7 @@ async fn request_pool(State(p): P, body: Bytes) -> Response {
         Ok(RequestPoolResponse {
             pool_id: id,
             pool: subnet.to_string(),
-            data: Default::default(),
+            data: BTreeMap::default(),
         })
     }
     .await;
@@ -263,7 +264,7 @@ async fn request_address(State(p): P, body: Bytes) -> Response {
             .request_address(&req.pool_id, &req.address, gateway)?;
         Ok(RequestAddressResponse {
             address: a.to_string(),
-            data: Default::default(),
+            data: BTreeMap::default(),
         })
     })();
     reply(r)
