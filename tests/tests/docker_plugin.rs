@@ -243,6 +243,25 @@ fn docker_run_publishes_ports_resolves_names_and_isolates() {
         h.map_entries("DP_PORTS"),
         external_endpoints(&h)
     );
+    // -P: a random host port from the agent's range, shown by the agent.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pub",
+        "--network",
+        "web",
+        "--expose",
+        "90/udp",
+        "-P",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    let ls = h.ok(&["container", "ls"]);
+    assert!(ls.contains("->90/udp"), "{ls}");
+    assert_eq!(h.map_entries("DP_PORTS").len(), 1);
+    d.ok(&["rm", "-f", "pub"]);
     d.ok(&["network", "rm", "web", "other"]);
     let nets = h.ls("network");
     assert_eq!(nets.as_array().unwrap().len(), 1, "{nets}");
