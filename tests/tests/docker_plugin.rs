@@ -134,6 +134,23 @@ fn docker_run_publishes_ports_resolves_names_and_isolates() {
     ]));
     assert!(peer.starts_with("10.80.0."), "api saw {peer:?}");
 
+    // Hairpin: a container of the network through the host's published port
+    // (its source becomes the network's gateway, as with Docker's NAT).
+    let hairpin = client_addr(&d.ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "--network",
+        "web",
+        IMAGE,
+        "timeout",
+        "5",
+        "wget",
+        "-qO-",
+        &format!("http://{}:8080/cgi-bin/addr", h.uplink_ip),
+    ]));
+    assert_eq!(hairpin, "10.80.0.1");
+
     // A taken host port, in Docker's words; nothing of the failed
     // container stays in the datapath.
     let ports_before = h.map_entries("DP_PORTS").len();
