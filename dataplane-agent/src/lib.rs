@@ -9,11 +9,13 @@
 //! - `store`: desired state in redb.
 //! - `dns`: the embedded resolver (127.0.0.11) and the containers' resolver files.
 //! - `api`, `client`: HTTP/JSON over a Unix socket.
+//! - `docker`: the Docker network plugin (libnetwork remote NetworkDriver and IpamDriver).
 pub mod api;
 pub mod client;
 pub mod cluster;
 pub mod datapath;
 pub mod dns;
+pub mod docker;
 pub mod endpoint_progs;
 pub mod engine;
 pub mod error;

@@ -63,6 +63,11 @@ pub enum NetworkMode {
     None,
     /// Shares another container's namespace.
     Container(String),
+    /// A namespace the agent does not own (a Docker sandbox): the value is
+    /// its path (Docker's sandbox key) once joined, empty before. The agent
+    /// creates the veth in the host namespace and Docker moves the container
+    /// side; see `engine/external.rs`.
+    External(String),
 }
 
 impl NetworkMode {
@@ -84,6 +89,7 @@ impl NetworkMode {
             NetworkMode::Host => "host".into(),
             NetworkMode::None => "none".into(),
             NetworkMode::Container(n) => format!("container:{n}"),
+            NetworkMode::External(_) => "external".into(),
         }
     }
 }

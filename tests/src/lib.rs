@@ -22,6 +22,8 @@ use std::{
 /// BPF_PROG_TEST_RUN fixtures (for the `prog_run*` tests).
 pub mod prog_run;
 
+/// A private dockerd (for the Docker plugin tests).
+pub mod docker;
 /// Simulated multi-host clusters (overlay tests).
 pub mod multihost;
 

@@ -293,6 +293,10 @@ const ESSENTIAL_PACKAGES: &[&str] = &[
     "etcd-client",
     // dig: the embedded DNS tests query the resolver with an independent client.
     "bind9-dnsutils",
+    // The Docker plugin tests run a private dockerd (20.10; pulls in
+    // containerd, runc, tini) with an image made from busybox-static.
+    "docker.io",
+    "busybox-static",
 ];
 
 /// Packages used by the benchmarks and for debugging; missing ones only warn.
@@ -378,10 +382,26 @@ fn apt_packages() -> Result<()> {
         return Ok(());
     }
     println!("installing: {}", install.join(" "));
-    run(Command::new("apt-get")
+    // The package would start dockerd in the root namespace (docker0,
+    // iptables rules): the tests run their own. policy-rc.d keeps it down.
+    let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
+    let made_policy = install.contains(&"docker.io") && !policy.exists();
+    if made_policy {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(
+            policy,
+            "#!/bin/sh\n# cargo xtask setup: no service starts\nexit 101\n",
+        )?;
+        std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let res = run(Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y"])
-        .args(&install))?;
+        .args(&install));
+    if made_policy {
+        let _ = std::fs::remove_file(policy);
+    }
+    res?;
     Ok(())
 }
 

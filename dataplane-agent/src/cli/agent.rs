@@ -68,6 +68,14 @@ pub(crate) struct AgentArgs {
     /// UDP port of the VXLAN device.
     #[arg(long, default_value_t = dataplane_agent::cluster::DEFAULT_VXLAN_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     vxlan_port: u16,
+    /// Serve the Docker network plugin (NetworkDriver and IpamDriver) under
+    /// this driver name: `docker network create -d NAME --ipam-driver NAME`.
+    #[arg(long, value_name = "NAME")]
+    docker_plugin: Option<String>,
+    /// Where the plugin's socket `NAME.sock` goes (dockerd discovers
+    /// /run/docker/plugins).
+    #[arg(long, default_value = dataplane_agent::docker::DEFAULT_PLUGIN_DIR, requires = "docker_plugin")]
+    docker_plugin_dir: PathBuf,
     /// Remove every kernel object the agent made, then exit.
     #[arg(long)]
     cleanup: bool,
@@ -156,10 +164,14 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
             Ok(())
         });
     }
-    rt.block_on(serve(cfg, socket))
+    if let Some(name) = &args.docker_plugin {
+        dataplane_agent::docker::validate_plugin_name(name)?;
+    }
+    let docker = args.docker_plugin.map(|n| (n, args.docker_plugin_dir));
+    rt.block_on(serve(cfg, socket, docker))
 }
 
-async fn serve(cfg: AgentConfig, socket: &Path) -> Result<()> {
+async fn serve(cfg: AgentConfig, socket: &Path, docker: Option<(String, PathBuf)>) -> Result<()> {
     let engine = Engine::start(cfg).await?;
     engine.spawn_flow_gc()?;
     engine.spawn_reconciler()?;
@@ -172,6 +184,14 @@ async fn serve(cfg: AgentConfig, socket: &Path) -> Result<()> {
     let _ = std::fs::remove_file(socket);
     let listener = tokio::net::UnixListener::bind(socket)
         .with_context(|| format!("binding {}", socket.display()))?;
+    let docker_sock = match &docker {
+        Some((name, dir)) => Some(dataplane_agent::docker::serve(
+            Arc::clone(&engine),
+            name,
+            dir,
+        )?),
+        None => None,
+    };
     info!(socket = %socket.display(), "agent ready");
 
     let refresh = Arc::clone(&engine);
@@ -197,5 +217,8 @@ async fn serve(cfg: AgentConfig, socket: &Path) -> Result<()> {
         .await?;
     engine.stop_resolvers().await;
     let _ = std::fs::remove_file(socket);
+    if let Some(s) = docker_sock {
+        let _ = std::fs::remove_file(s);
+    }
     Ok(())
 }

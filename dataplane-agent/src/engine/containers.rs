@@ -291,6 +291,8 @@ impl Engine {
                 Some(tc) => (self.netns_path(t), tc.endpoints.clone()),
                 None => (self.netns_path(t), Vec::new()),
             },
+            // Docker's sandbox (empty until joined).
+            NetworkMode::External(sandbox) => (PathBuf::from(sandbox), c.endpoints.clone()),
             _ => (self.netns_path(&c.name), c.endpoints.clone()),
         };
         let endpoints = eps

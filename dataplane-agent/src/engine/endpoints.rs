@@ -339,6 +339,7 @@ mod tests {
             gateway: Ipv4Addr::new(10, 9, 0, 1),
             mtu: 1500,
             default_route,
+            aliases: Vec::new(),
         }
     }
 

@@ -20,6 +20,7 @@
 //! | `published_ports.rs` | published ports: reservations, `DP_PORTS` entries |
 //! | `link_policy.rs` | Docker's `--link` policy: `DP_LINKS` entries |
 //! | `names.rs` | names (embedded DNS): zone, resolver files, resolvers per namespace |
+//! | `external.rs` | endpoints in namespaces the agent does not own (Docker's sandboxes) |
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -50,6 +51,7 @@ use crate::{
 
 mod containers;
 mod endpoints;
+mod external;
 mod lifecycle;
 mod link_policy;
 mod names;
@@ -59,6 +61,7 @@ mod published_ports;
 
 pub(crate) use self::{endpoints::*, link_policy::*, names::*, networks::*, published_ports::*};
 pub use endpoints::is_endpoint_ifname;
+pub use external::JoinInfo;
 pub(crate) use overlay::{node_key, withdraw as overlay_withdraw};
 pub use overlay::{ClusterOptions, NodeView};
 

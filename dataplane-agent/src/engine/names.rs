@@ -38,7 +38,8 @@ pub(crate) fn has_embedded_dns(network: &str) -> bool {
 /// `container:NAME`); `None` for the host's namespace.
 fn namespace_owner<'a>(g: &'a Inner, c: &'a Container) -> Option<&'a Container> {
     match &c.network_mode {
-        NetworkMode::Host => None,
+        // Docker's sandboxes have Docker's own resolver and files.
+        NetworkMode::Host | NetworkMode::External(_) => None,
         NetworkMode::Container(t) => g
             .containers
             .get(t)

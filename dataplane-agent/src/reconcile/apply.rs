@@ -74,6 +74,7 @@ impl Engine {
             Step::Detach { prog, ifname } => g.dp.detach(prog, ifname),
             Step::AddPorts(entries) => g.dp.add_ports(entries)?,
             Step::RemovePorts(keys) => g.dp.remove_ports(keys)?,
+            Step::CollectExternal(name) => self.drop_external(g, name).await?,
         }
         Ok(())
     }

@@ -70,6 +70,9 @@ pub enum Step {
     },
     AddPorts(Vec<(PortKey, PortTarget)>),
     RemovePorts(Vec<PortKey>),
+    /// A joined external endpoint (Docker sandbox) whose veth is gone: its
+    /// sandbox died while the agent or dockerd was down. Removed.
+    CollectExternal(String),
 }
 
 impl fmt::Display for Step {
@@ -110,6 +113,9 @@ impl fmt::Display for Step {
             Step::AddPorts(v) => write!(f, "write {} published ports to DP_PORTS", v.len()),
             Step::RemovePorts(v) => {
                 write!(f, "remove {} stale published ports from DP_PORTS", v.len())
+            }
+            Step::CollectExternal(c) => {
+                write!(f, "remove external endpoint {c}: its sandbox is gone")
             }
         }
     }
@@ -154,6 +160,23 @@ pub fn plan(want: &Desired<'_>, obs: &Observed) -> Vec<Step> {
             if netns_lost {
                 steps.push(Step::CreateNetns(c.name.clone()));
             }
+        }
+        match &c.network_mode {
+            // Created, not joined: only an address so far (and its veth
+            // must not be taken for a leftover while a join makes it).
+            NetworkMode::External(sandbox) if sandbox.is_empty() => {
+                want_veths.extend(c.endpoints.iter().map(|e| e.host_interface.clone()));
+                continue;
+            }
+            NetworkMode::External(_)
+                if c.endpoints
+                    .iter()
+                    .any(|e| !obs.netdevs.contains_key(&e.host_interface)) =>
+            {
+                steps.push(Step::CollectExternal(c.name.clone()));
+                continue;
+            }
+            _ => {}
         }
         for ep in &c.endpoints {
             want_ips.insert(ep.ip.octets());
@@ -366,6 +389,39 @@ mod tests {
         let nets = BTreeMap::from([(net.name.clone(), net)]);
         let ctrs = BTreeMap::from([(c.name.clone(), c)]);
         assert_eq!(plan(&desired(&nets, &ctrs), &obs), Vec::new());
+    }
+
+    #[test]
+    fn external_endpoints_are_never_recreated_but_collected() {
+        let net = network();
+        let mut c = container(&net);
+        c.network_mode = NetworkMode::External("/var/run/docker/netns/x".into());
+        let mut obs = converged(&net, &c);
+        obs.netns_files.clear();
+        let nets = BTreeMap::from([(net.name.clone(), net.clone())]);
+        let ctrs = BTreeMap::from([(c.name.clone(), c.clone())]);
+        // Joined, veth in place: like the agent's own (no namespace wanted).
+        assert_eq!(plan(&desired(&nets, &ctrs), &obs), Vec::new());
+        // Its veth died with the sandbox: collected, not recreated.
+        let mut gone = obs.clone();
+        gone.netdevs.clear();
+        let steps = plan(&desired(&nets, &ctrs), &gone);
+        assert_eq!(steps[0], Step::CollectExternal(c.name.clone()), "{steps:?}");
+        assert!(!steps
+            .iter()
+            .any(|s| matches!(s, Step::CreateEndpoint { .. })));
+        // Created, not joined: nothing to do, and a veth being joined is
+        // not a leftover.
+        c.network_mode = NetworkMode::External(String::new());
+        let ctrs = BTreeMap::from([(c.name.clone(), c.clone())]);
+        let mut bare = Observed::default();
+        bare.addresses.insert(net.pool.gateway);
+        bare.networks.insert(net.id, network_info(&net));
+        bare.netdevs.insert(
+            c.endpoints[0].host_interface.clone(),
+            obs.netdevs[&c.endpoints[0].host_interface].clone(),
+        );
+        assert_eq!(plan(&desired(&nets, &ctrs), &bare), Vec::new());
     }
 
     #[test]
