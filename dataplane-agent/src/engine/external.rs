@@ -79,7 +79,7 @@ impl Engine {
             ports: Vec::new(),
             expose: Vec::new(),
             links: Vec::new(),
-            dns: Default::default(),
+            dns: crate::dns::files::DnsConfig::default(),
         };
         let (mut ep, net_after) = Self::plan_endpoint(g, &net, &c, Some(ip))?;
         ep.interface = external_peer_name(&ep.host_interface);

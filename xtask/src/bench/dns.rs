@@ -9,6 +9,7 @@
 //! installed; without it the column is skipped with a note. Writes `dns.md`
 //! and `dns.json` next to the main report.
 
+use std::fmt::Write as _;
 use std::{fs, path::Path, path::PathBuf, time::Duration};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -105,7 +106,7 @@ fn median(mut v: Vec<Run>) -> Run {
 }
 
 /// Measure the section; the dataplane topology must be set up.
-pub fn measure(w: &mut World, plan: &Plan, release: bool, out_dir: &Path) -> Result<()> {
+pub(super) fn measure(w: &mut World, plan: &Plan, release: bool, out_dir: &Path) -> Result<()> {
     println!("==> names (DNS)");
     let helper = build_helper(release)?;
     let (secs, clients) = match plan.level {
@@ -246,22 +247,26 @@ fn report(v: &Value) -> String {
         None => "not measured",
     };
     let mut s = String::from("## Names (DNS)\n\n");
-    s.push_str(&format!(
+    let _ = write!(
+        s,
         "Closed-loop UDP clients ({}) against 127.0.0.11 in a container, {} s per run, median of {} runs, interleaved.\n\n",
         v["clients"], v["seconds"], v["repetitions"]
-    ));
+    );
     s.push_str("| name | dataplane | Docker |\n|---|---|---|\n");
-    s.push_str(&format!(
-        "| local (`{LOCAL_NAME}`) | {} | {} |\n",
+    let _ = writeln!(
+        s,
+        "| local (`{LOCAL_NAME}`) | {} | {} |",
         cell(&v["dataplane"]["local"]),
         cell(&v["docker"]["local"])
-    ));
-    s.push_str(&format!(
+    );
+    let _ = write!(
+        s,
         "| forwarded (`{FORWARDED_NAME}`) | {} | — |\n\n",
         cell(&v["dataplane"]["forwarded"])
-    ));
-    s.push_str(&format!(
-        "{}. Local qps / Docker's: {}. Target {}: qps {}, p99 {}.{}\n",
+    );
+    let _ = writeln!(
+        s,
+        "{}. Local qps / Docker's: {}. Target {}: qps {}, p99 {}.{}",
         v["docker_note"].as_str().unwrap_or(""),
         v["local_qps_ratio"]
             .as_f64()
@@ -274,7 +279,7 @@ fn report(v: &Value) -> String {
         } else {
             " Debug build of the agent and the load generator (use --release for figures)."
         }
-    ));
+    );
     s
 }
 
@@ -283,7 +288,7 @@ impl World {
     fn dp_cli(&self, args: &[&str]) -> Result<String> {
         let mut c = self.dp();
         c.args(args);
-        let out = capture(&mut c, Duration::from_secs(60))?;
+        let out = capture(&mut c, Duration::from_mins(1))?;
         if !out.status.success() {
             return Err(anyhow!(
                 "`{}` failed: {}",

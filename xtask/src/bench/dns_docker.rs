@@ -25,7 +25,7 @@ const NETWORK: &str = "dnsbench";
 const SUBNET: &str = "10.238.0.0/24";
 
 /// A private dockerd with two containers on a user-defined network.
-pub struct Docker {
+pub(super) struct Docker {
     dir: PathBuf,
     dockerd: Option<Child>,
     /// netns path of the client container (`/proc/PID/ns/net`).
@@ -41,7 +41,7 @@ fn busybox() -> Option<PathBuf> {
 }
 
 /// Whether a baseline can run here; otherwise why not.
-pub fn available() -> Result<(), String> {
+pub(super) fn available() -> Result<(), String> {
     let has = |t: &str| {
         Command::new("sh")
             .args(["-c", &format!("command -v {t}")])
@@ -65,7 +65,7 @@ impl Docker {
         c.arg("-H")
             .arg(format!("unix://{}", self.dir.join("docker.sock").display()))
             .args(args);
-        let out = capture(&mut c, Duration::from_secs(120))?;
+        let out = capture(&mut c, Duration::from_mins(2))?;
         if !out.status.success() {
             bail!(
                 "`{}` failed: {}",
@@ -78,7 +78,7 @@ impl Docker {
 
     /// Start dockerd in a namespace of the run and the two containers
     /// (`target_name` and a client).
-    pub fn start(w: &mut World, target_name: &str) -> Result<Docker> {
+    pub(super) fn start(w: &mut World, target_name: &str) -> Result<Docker> {
         let ns = w.add_ns("dkr")?;
         let dir = w.tmp.join("docker");
         let rootfs = dir.join("rootfs");
@@ -128,7 +128,7 @@ impl Docker {
             client_ns: String::new(),
             version: String::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             if let Ok(v) = d.cli(&["version", "--format", "{{.Server.Version}}"]) {
                 d.version = v;
@@ -163,7 +163,7 @@ impl Docker {
     }
 
     /// Remove the containers, stop dockerd, remove its directories.
-    pub fn stop(&mut self) {
+    pub(super) fn stop(&mut self) {
         let Some(mut child) = self.dockerd.take() else {
             return;
         };
