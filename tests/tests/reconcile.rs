@@ -167,9 +167,17 @@ fn stray_namespace_mounts_and_veths_are_collected_foreign_ones_kept() {
     let h = Host::start();
     two_containers(&h, "10.96.0.0/24");
     let stray = h.run_dir().join("netns").join("stray");
-    std::fs::write(&stray, b"").unwrap();
     let s = stray.display().to_string();
-    sh_ok("unshare", &[&format!("--net={s}"), "true"]);
+    // The agent may collect the empty file before `unshare` mounts on it
+    // (that is the point of the test): try again until the mount is made.
+    let mounted = (0..10).any(|_| {
+        std::fs::write(&stray, b"").unwrap();
+        std::process::Command::new("unshare")
+            .args([&format!("--net={s}"), "true"])
+            .status()
+            .is_ok_and(|st| st.success())
+    });
+    assert!(mounted, "could not mount a stray namespace at {s}");
     // A veth with the agent's naming, and a foreign one.
     let n = h.next();
     let mine = format!("dp{:08x}", 0xdead_0000u32 + n);
