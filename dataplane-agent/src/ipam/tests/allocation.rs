@@ -1,27 +1,7 @@
 //! Unit tests of IPAM: allocation, static addresses, capacity, names, MTUs, messages.
 use super::super::*;
-
-fn net(s: &str) -> Ipv4Net {
-    s.parse().unwrap()
-}
-
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
-
-fn set(ips: &[&str]) -> BTreeSet<Ipv4Addr> {
-    ips.iter().map(|s| ip(s)).collect()
-}
-
-fn pool(subnet: &str, range: Option<&str>, gw: Option<&str>) -> Pool {
-    Pool::new(net(subnet), range.map(net), gw.map(ip)).unwrap()
-}
-
-fn assert_one_line(e: &impl fmt::Display) {
-    let s = e.to_string();
-    assert!(!s.is_empty());
-    assert!(!s.contains('\n'), "multi-line message: {s}");
-}
+// The fixtures of the parent test module.
+use super::{assert_one_line, ip, net, pool, set};
 
 // ---------- allocation ----------
 
