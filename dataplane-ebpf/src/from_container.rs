@@ -35,8 +35,7 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use dataplane_common::{
     CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, LinkKey, PortTarget, CT_F_REPLY_DIR,
-    EP_F_NET_POLICY, EP_F_NO_ICC, EP_F_REMOTE, NAT_F_REPLIED, NET_F_INTERNAL, NET_F_NO_ICC,
-    NET_F_NO_MASQ,
+    EP_F_REMOTE, NAT_F_REPLIED, NET_F_INTERNAL, NET_F_NO_MASQ,
 };
 
 use crate::{
@@ -249,16 +248,7 @@ fn to_endpoint(
     if peer.net_id != ep.net_id {
         return Err(DropReason::CrossNetwork);
     }
-    let no_icc = if ep.flags & EP_F_NET_POLICY != 0 {
-        // The network's policy travels in the endpoint's own entry.
-        ep.flags & EP_F_NO_ICC != 0
-    } else {
-        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
-        let Some(net) = (unsafe { DP_NETWORKS.get(ep.net_id) }) else {
-            return Err(DropReason::UnknownInterface);
-        };
-        net.flags & NET_F_NO_ICC != 0
-    };
+    let no_icc = maps::icc_disabled(ep)?;
     // Link policy only on icc=false networks (and never for a container
     // talking to itself).
     if no_icc && peer.ifindex != ep.ifindex {

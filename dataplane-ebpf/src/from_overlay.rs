@@ -22,11 +22,11 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use dataplane_common::{DropReason, EndpointKey, RemoteKey, EP_F_REMOTE, NET_F_NO_ICC};
+use dataplane_common::{DropReason, EndpointKey, RemoteKey, EP_F_REMOTE};
 
 use crate::{
     forward,
-    maps::{self, DP_ENDPOINTS, DP_NETWORKS, DP_OV_PEERS, DP_OV_REMOTE, DP_OV_VNIS},
+    maps::{self, DP_ENDPOINTS, DP_OV_PEERS, DP_OV_REMOTE, DP_OV_VNIS},
     parse::{self, ETH_LEN, ETH_P_IP},
 };
 
@@ -107,11 +107,8 @@ fn try_from_overlay(ctx: &TcContext) -> Result<i32, DropReason> {
     if peer.net_id != net_id {
         return Err(DropReason::CrossNetwork);
     }
-    // SAFETY: map lookup; the value (plain data) is read at once.
-    let Some(net) = (unsafe { DP_NETWORKS.get(net_id) }) else {
-        return Err(DropReason::UnknownInterface);
-    };
-    if net.flags & NET_F_NO_ICC != 0 {
+    // The receiver's entry carries its network's policy (same network).
+    if maps::icc_disabled(&peer)? {
         return Err(DropReason::IccDisabled);
     }
     forward::deliver(ctx, &peer)

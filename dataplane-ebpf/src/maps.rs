@@ -8,8 +8,8 @@ use aya_ebpf::{
 use dataplane_common::{
     Config, CtEntry, DropReason, EndpointInfo, EndpointKey, EndpointStats, FlowKey, HostInfo,
     LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget, SockKey, SockOrig, DROP_REASONS,
-    EP_STATS_SLOTS, MAX_ENDPOINTS, MAX_HOST_IPS, MAX_LINKS, MAX_NAT_FLOWS, MAX_NETWORKS,
-    MAX_POLICY_FLOWS, MAX_PORTS, MAX_SOCK_NAT,
+    EP_F_NET_POLICY, EP_F_NO_ICC, EP_STATS_SLOTS, MAX_ENDPOINTS, MAX_HOST_IPS, MAX_LINKS,
+    MAX_NAT_FLOWS, MAX_NETWORKS, MAX_POLICY_FLOWS, MAX_PORTS, MAX_SOCK_NAT, NET_F_NO_ICC,
 };
 
 /// Container endpoints on this host, by IPv4 address.
@@ -211,3 +211,18 @@ pub static DP_OV_VNIS: HashMap<u32, u32, { MAX_NETWORKS as usize }> = HashMap::n
 /// The VXLAN device and the overlay MTU (slot 0).
 #[btf_map]
 pub static DP_OV_CONFIG: Array<dataplane_common::OverlayConfig, 1> = Array::new();
+
+/// Whether `ep`'s network has inter-container communication off: from the
+/// policy flags in the endpoint's own entry (no lookup), or from
+/// `DP_NETWORKS` for an entry written without them (an older agent).
+#[inline(always)]
+pub fn icc_disabled(ep: &EndpointInfo) -> Result<bool, DropReason> {
+    if ep.flags & EP_F_NET_POLICY != 0 {
+        return Ok(ep.flags & EP_F_NO_ICC != 0);
+    }
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+    match unsafe { DP_NETWORKS.get(ep.net_id) } {
+        Some(net) => Ok(net.flags & NET_F_NO_ICC != 0),
+        None => Err(DropReason::UnknownInterface),
+    }
+}
