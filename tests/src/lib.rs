@@ -931,6 +931,19 @@ impl Host {
         h
     }
 
+    /// The namespaces of a test world without an agent (start one with
+    /// [`Host::start_agent_with`]).
+    pub fn new_namespaces_only() -> Host {
+        let mut h = Host::new();
+        h.setup_namespaces();
+        h
+    }
+
+    /// The agent's directory flags (`--netns`, `--state-dir`, ...).
+    pub fn agent_args(&self) -> Vec<String> {
+        self.agent_dir_args()
+    }
+
     /// Like [`Host::start_agent`], with extra agent flags.
     pub fn start_agent_with(&mut self, extra_agent_args: &[&str]) {
         assert!(self.agent.is_none(), "agent already running");

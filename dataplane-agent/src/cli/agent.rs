@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use dataplane_agent::{
     api,
-    engine::{AgentConfig, ClusterOptions, Engine, XdpModeChoice},
+    engine::{AddressPool, AgentConfig, ClusterOptions, DaemonDefaults, Engine, XdpModeChoice},
 };
 use tracing::info;
 
@@ -35,6 +35,36 @@ pub(crate) struct AgentArgs {
     /// --icc; applied when the default bridge is first created).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     icc: bool,
+    /// MTU of the default network (as dockerd's --mtu).
+    #[arg(long, default_value_t = dataplane_agent::model::DEFAULT_MTU)]
+    mtu: u32,
+    /// The default network hands out addresses from this sub-range of
+    /// --bip only (as dockerd's --fixed-cidr).
+    #[arg(long, value_name = "CIDR")]
+    fixed_cidr: Option<ipnet::Ipv4Net>,
+    /// Masquerade the default network's traffic leaving the host (as
+    /// dockerd's --ip-masq).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    ip_masq: bool,
+    /// Host address of ports published without one (as dockerd's --ip).
+    #[arg(long, value_name = "IP", default_value_t = std::net::Ipv4Addr::UNSPECIFIED)]
+    ip: std::net::Ipv4Addr,
+    /// DNS server of containers that give none (repeatable; dockerd's --dns).
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
+    /// DNS search domain of containers that give none (repeatable).
+    #[arg(long, value_name = "DOMAIN")]
+    dns_search: Vec<String>,
+    /// Where automatic subnets come from: base=CIDR,size=PREFIX (repeatable;
+    /// replaces the defaults, as dockerd's --default-address-pool).
+    #[arg(long, value_name = "base=CIDR,size=N")]
+    default_address_pool: Vec<String>,
+    /// Not supported: there is no Linux bridge (refused with the reason).
+    #[arg(short = 'b', long, hide = true, value_name = "BRIDGE")]
+    bridge: Option<String>,
+    /// Not supported: there are no iptables rules (refused with the reason).
+    #[arg(long, hide = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    iptables: Option<String>,
     /// Masquerade source ports, MIN-MAX (default: above the host's ephemeral range).
     #[arg(long, value_parser = parse_port_range)]
     nat_port_range: Option<(u16, u16)>,
@@ -91,6 +121,21 @@ enum XdpModeArg {
     Generic,
 }
 
+/// dockerd's flags that have no meaning here: refuse them, saying why.
+fn refuse_docker_only_flags(args: &AgentArgs) -> Result<()> {
+    if args.bridge.is_some() {
+        anyhow::bail!(
+            "-b/--bridge is not supported: dataplane attaches containers with veth pairs steered by eBPF, without a Linux bridge (see README: Differences from Docker)"
+        );
+    }
+    if args.iptables.is_some() {
+        anyhow::bail!(
+            "--iptables is not supported: dataplane writes no iptables rules, its datapath is eBPF (see README: Differences from Docker)"
+        );
+    }
+    Ok(())
+}
+
 fn parse_port_range(s: &str) -> Result<(u16, u16), dataplane_agent::ports::PortError> {
     dataplane_agent::ports::parse_port_range(s)
 }
@@ -129,6 +174,26 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
     }
     init_tracing();
     raise_nofile_limit();
+    refuse_docker_only_flags(&args)?;
+    let defaults = DaemonDefaults {
+        mtu: args.mtu,
+        fixed_cidr: args.fixed_cidr,
+        ip_masq: args.ip_masq,
+        bind_ip: args.ip,
+        dns: args.dns,
+        dns_search: args.dns_search,
+        address_pools: if args.default_address_pool.is_empty() {
+            DaemonDefaults::default().address_pools
+        } else {
+            args.default_address_pool
+                .iter()
+                .map(|p| AddressPool::parse(p))
+                .collect::<Result<_>>()?
+        },
+    };
+    if !args.cleanup {
+        defaults.validate(&args.bip)?;
+    }
     let cfg = AgentConfig {
         state_dir: args.state_dir,
         run_dir: args.run_dir,
@@ -151,6 +216,7 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
             vxlan_port: args.vxlan_port,
         }),
         resolv_conf: args.resolv_conf,
+        defaults,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

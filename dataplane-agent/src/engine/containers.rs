@@ -5,8 +5,9 @@
 use super::*;
 
 impl Engine {
-    pub async fn create_container(&self, req: ContainerCreate) -> ApiResult<ContainerView> {
+    pub async fn create_container(&self, mut req: ContainerCreate) -> ApiResult<ContainerView> {
         validate_container_name(&req.name)?;
+        self.cfg.defaults.apply_to(&mut req);
         if let Some(h) = &req.hostname {
             validate_hostname(h)?;
         }
@@ -162,10 +163,7 @@ impl Engine {
                 });
             }
         }
-        let default_ip = net
-            .as_ref()
-            .and_then(|n| n.host_binding)
-            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let default_ip = self.default_host_ip(net.as_ref());
         c.ports = self.reserve_ports(g, &wanted, default_ip).await?;
 
         // Kernel.

@@ -205,12 +205,8 @@ impl Engine {
         );
         release_ports(g, &old);
         let res = async {
-            let default_ip = c
-                .endpoints
-                .first()
-                .and_then(|e| g.networks.get(&e.network))
-                .and_then(|n| n.host_binding)
-                .unwrap_or(Ipv4Addr::UNSPECIFIED);
+            let default_ip =
+                self.default_host_ip(c.endpoints.first().and_then(|e| g.networks.get(&e.network)));
             let new = self.reserve_ports(g, specs, default_ip).await?;
             c.ports = new;
             g.store.apply(Change {

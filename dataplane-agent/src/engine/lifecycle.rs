@@ -88,30 +88,43 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Create the default network on first start.
+    /// Create the default network on first start, and re-create it when the
+    /// daemon's flags for it (`--bip`, `--icc`, `--mtu`, `--fixed-cidr`,
+    /// `--ip-masq`) changed and no container uses it (with containers on it,
+    /// it keeps its settings until they are gone, and a warning says so).
     async fn bootstrap(&self) -> Result<()> {
-        let exists = self
-            .inner
-            .lock()
-            .await
-            .networks
-            .contains_key(DEFAULT_NETWORK);
-        if exists {
-            return Ok(());
+        let want = self
+            .cfg
+            .defaults
+            .default_network_request(&self.cfg.bip, self.cfg.icc)?;
+        {
+            let mut g = self.inner.lock().await;
+            let g = &mut *g;
+            if let Some(n) = g.networks.get(DEFAULT_NETWORK) {
+                if daemon_options::default_network_matches(n, &want) {
+                    return Ok(());
+                }
+                let users = g
+                    .containers
+                    .values()
+                    .filter(|c| c.endpoints.iter().any(|e| e.network == DEFAULT_NETWORK))
+                    .count();
+                if users > 0 {
+                    warn!(
+                        containers = users,
+                        "the default network's flags changed; it keeps its old settings until its containers are removed"
+                    );
+                    return Ok(());
+                }
+                info!("the default network's flags changed: re-creating it");
+                self.remove_network_locked(g, DEFAULT_NETWORK, true)
+                    .await
+                    .map_err(|e| anyhow!("re-creating the default network: {e}"))?;
+            }
         }
-        let (gw, subnet) = parse_bip(&self.cfg.bip)?;
-        self.create_network_as(
-            NetworkCreate {
-                name: DEFAULT_NETWORK.into(),
-                subnet: Some(subnet.to_string()),
-                gateway: Some(gw.to_string()),
-                icc: Some(self.cfg.icc),
-                ..Default::default()
-            },
-            true,
-        )
-        .await
-        .map_err(|e| anyhow!("creating the default network: {e}"))?;
+        self.create_network_as(want, true)
+            .await
+            .map_err(|e| anyhow!("creating the default network: {e}"))?;
         let mut g = self.inner.lock().await;
         if let Some(n) = g.networks.get_mut(DEFAULT_NETWORK) {
             n.builtin = true;

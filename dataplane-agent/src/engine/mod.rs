@@ -29,7 +29,7 @@ use std::{
     sync::Arc,
 };
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use dataplane_common::{
     Config, DropReason, EndpointInfo, LinkKey, NetworkInfo, PortKey, PortTarget, NET_F_INTERNAL,
     NET_F_NO_ICC, NET_F_NO_MASQ,
@@ -50,6 +50,7 @@ use crate::{
 };
 
 mod containers;
+mod daemon_options;
 mod endpoints;
 mod external;
 mod lifecycle;
@@ -60,6 +61,7 @@ mod overlay;
 mod published_ports;
 
 pub(crate) use self::{endpoints::*, link_policy::*, names::*, networks::*, published_ports::*};
+pub use daemon_options::{AddressPool, DaemonDefaults};
 pub use endpoints::is_endpoint_ifname;
 pub use external::JoinInfo;
 pub(crate) use overlay::{node_key, withdraw as overlay_withdraw};
@@ -90,6 +92,9 @@ pub struct AgentConfig {
     /// /etc/resolv.conf): upstreams of the embedded resolver, servers of
     /// containers on the default bridge.
     pub resolv_conf: PathBuf,
+    /// Daemon-wide defaults (`--mtu`, `--fixed-cidr`, `--ip-masq`, `--ip`,
+    /// `--dns`, `--dns-search`, `--default-address-pool`).
+    pub defaults: DaemonDefaults,
 }
 
 /// How the XDP program is attached to the uplink.

@@ -6,13 +6,6 @@ use super::*;
 /// Network drivers `network create` accepts.
 pub(crate) const SUPPORTED_DRIVERS: &[&str] = &["bridge", "overlay"];
 
-/// Pools user-defined networks get a subnet from, in order (as Docker's defaults).
-fn default_pools() -> impl Iterator<Item = Ipv4Net> {
-    let a = (18..=31).filter_map(|b| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16).ok());
-    let c = (0..16).filter_map(|i| Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20).ok());
-    a.chain(c)
-}
-
 /// Docker's predefined networks besides the default bridge.
 pub(crate) const PREDEFINED: [&str; 2] = ["host", "none"];
 
@@ -167,7 +160,7 @@ impl Engine {
                 // and pools handed out in sequence (after the last one given
                 // to a network, wrapping around), not lowest-free.
                 let host_nets = kernel::host_networks(&g.host).await?;
-                let pools: Vec<Ipv4Net> = default_pools().collect();
+                let pools: Vec<Ipv4Net> = self.cfg.defaults.pool_subnets();
                 let last = g
                     .networks
                     .values()
@@ -183,7 +176,9 @@ impl Engine {
                             && !host_nets.iter().any(|h| h.contains(s) || s.contains(h))
                     })
             }
-            .ok_or_else(|| bad("no free subnet left in the default pools; pass --subnet"))?,
+            .ok_or_else(|| {
+                bad("no free subnet left in the default address pools; pass --subnet")
+            })?,
         };
         let pool = Pool::new(subnet, range, gateway)?;
         let id = g.networks.values().map(|n| n.id).max().unwrap_or(0) + 1;
@@ -222,7 +217,17 @@ impl Engine {
 
     pub async fn remove_network(&self, name: &str) -> ApiResult<()> {
         let mut g = self.inner.lock().await;
-        let g = &mut *g;
+        self.remove_network_locked(&mut g, name, false).await
+    }
+
+    /// Remove a network with the engine's lock held; `builtin_too` lets the
+    /// start-up re-create the default network.
+    pub(crate) async fn remove_network_locked(
+        &self,
+        g: &mut Inner,
+        name: &str,
+        builtin_too: bool,
+    ) -> ApiResult<()> {
         if PREDEFINED.contains(&name) {
             return Err(bad(format!(
                 "{name} is a pre-defined network and cannot be removed"
@@ -233,7 +238,7 @@ impl Engine {
             .get(name)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("network {name} not found")))?;
-        if net.builtin {
+        if net.builtin && !builtin_too {
             return Err(bad(format!(
                 "{name} is a pre-defined network and cannot be removed"
             )));
@@ -437,11 +442,5 @@ mod tests {
             .contains("disagree"));
         r.icc = Some(false);
         assert!(!net_options(&r).unwrap().icc);
-    }
-
-    #[test]
-    fn default_pools_do_not_overlap_docker0() {
-        let docker0: Ipv4Net = "172.17.0.0/16".parse().unwrap();
-        assert!(default_pools().all(|p| !p.contains(&docker0.network())));
     }
 }
