@@ -21,7 +21,7 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{delete, get, post},
     Json, Router,
 };
 use serde_json::json;
@@ -29,7 +29,7 @@ use serde_json::json;
 use crate::{
     engine::Engine,
     error::{Error, ErrorKind},
-    model::{ConnectRequest, ContainerCreate, NetworkCreate},
+    model::{ConnectRequest, ContainerCreate, NetworkCreate, P2pCreate},
 };
 
 impl IntoResponse for Error {
@@ -115,6 +115,21 @@ pub fn router(engine: Arc<Engine>) -> Router {
             })
             .delete(|State(e): E, Path(n): Path<String>| async move {
                 e.remove_container(&n).await?;
+                R::Ok(Json(json!({})))
+            }),
+        )
+        .route(
+            "/v1/p2p",
+            get(|State(e): E| async move { Json(e.list_p2p().await) }).post(
+                |State(e): E, Json(req): Json<P2pCreate>| async move {
+                    R::Ok(Json(e.create_p2p(req).await?))
+                },
+            ),
+        )
+        .route(
+            "/v1/p2p/{name}",
+            delete(|State(e): E, Path(n): Path<String>| async move {
+                e.remove_p2p(&n).await?;
                 R::Ok(Json(json!({})))
             }),
         )

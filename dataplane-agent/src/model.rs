@@ -305,6 +305,9 @@ pub struct ContainerView {
     pub expose: Vec<ExposedPort>,
     #[serde(default)]
     pub links: Vec<LegacyLink>,
+    /// Point-to-point links this container is an end of.
+    #[serde(default)]
+    pub p2p: Vec<P2pView>,
     /// The DNS flags as given.
     #[serde(default)]
     pub dns: DnsConfig,
@@ -366,5 +369,75 @@ mod tests {
         // State from before embedded DNS: no aliases, no DNS flags.
         assert!(c.endpoints[0].aliases.is_empty());
         assert_eq!(c.dns, DnsConfig::default());
+    }
+}
+
+/// A point-to-point link (`dataplane p2p create A B`): its own veth pair
+/// between two containers' namespaces, or a container's and the host's, with
+/// a /32 address and a host route to the peer on each end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct P2pLink {
+    pub id: u32,
+    pub name: String,
+    /// A container name or `host`.
+    pub a: String,
+    pub b: String,
+    pub a_ip: Ipv4Addr,
+    pub b_ip: Ipv4Addr,
+}
+
+/// The `host` end of a point-to-point link.
+pub const P2P_HOST: &str = "host";
+
+impl P2pLink {
+    /// The interface name on end `end` (`a` or `b`): `p2p<id>` in a
+    /// container, `dpp<id>` on the host.
+    pub fn ifname(&self, end: &str) -> String {
+        if end == P2P_HOST {
+            format!("dpp{}", self.id)
+        } else {
+            format!("p2p{}", self.id)
+        }
+    }
+}
+
+/// `p2p create` request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct P2pCreate {
+    /// Default: `A-B`.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub a: String,
+    pub b: String,
+    /// A's address (`--ip`) and B's (`--peer-ip`): both or neither.
+    #[serde(default)]
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub peer_ip: Option<String>,
+}
+
+/// A point-to-point link as shown by `p2p ls` and `container inspect`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct P2pView {
+    pub name: String,
+    pub a: String,
+    pub a_interface: String,
+    pub a_ip: Ipv4Addr,
+    pub b: String,
+    pub b_interface: String,
+    pub b_ip: Ipv4Addr,
+}
+
+impl From<&P2pLink> for P2pView {
+    fn from(l: &P2pLink) -> Self {
+        P2pView {
+            name: l.name.clone(),
+            a_interface: l.ifname(&l.a),
+            b_interface: l.ifname(&l.b),
+            a: l.a.clone(),
+            b: l.b.clone(),
+            a_ip: l.a_ip,
+            b_ip: l.b_ip,
+        }
     }
 }

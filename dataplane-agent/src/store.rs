@@ -9,10 +9,11 @@ use std::{collections::BTreeMap, path::Path};
 use anyhow::{Context, Result};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::model::{Container, Network};
+use crate::model::{Container, Network, P2pLink};
 
 const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
 const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
+const P2P: TableDefinition<&str, &[u8]> = TableDefinition::new("p2p");
 
 pub struct Store {
     db: Database,
@@ -25,6 +26,8 @@ pub struct Change<'a> {
     pub del_networks: Vec<&'a str>,
     pub put_containers: Vec<&'a Container>,
     pub del_containers: Vec<&'a str>,
+    pub put_p2p: Vec<&'a P2pLink>,
+    pub del_p2p: Vec<&'a str>,
 }
 
 impl Store {
@@ -35,6 +38,7 @@ impl Store {
         let tx = db.begin_write()?;
         tx.open_table(NETWORKS)?;
         tx.open_table(CONTAINERS)?;
+        tx.open_table(P2P)?;
         tx.commit()?;
         Ok(Store { db })
     }
@@ -58,6 +62,19 @@ impl Store {
         Ok((networks, containers))
     }
 
+    /// The point-to-point links, by name.
+    pub fn load_p2p(&self) -> Result<BTreeMap<String, P2pLink>> {
+        let tx = self.db.begin_read()?;
+        let mut out = BTreeMap::new();
+        for row in tx.open_table(P2P)?.iter()? {
+            let (k, v) = row?;
+            let l: P2pLink = serde_json::from_slice(v.value())
+                .with_context(|| format!("decoding p2p record {}", k.value()))?;
+            out.insert(k.value().to_string(), l);
+        }
+        Ok(out)
+    }
+
     pub fn apply(&self, change: Change<'_>) -> Result<()> {
         let tx = self.db.begin_write()?;
         {
@@ -74,6 +91,15 @@ impl Store {
             }
             for c in change.del_containers {
                 ctrs.remove(c)?;
+            }
+            if !change.put_p2p.is_empty() || !change.del_p2p.is_empty() {
+                let mut links = tx.open_table(P2P)?;
+                for l in change.put_p2p {
+                    links.insert(l.name.as_str(), serde_json::to_vec(l)?.as_slice())?;
+                }
+                for l in change.del_p2p {
+                    links.remove(l)?;
+                }
             }
         }
         tx.commit().context("committing state change")?;

@@ -7,6 +7,7 @@
 //! | `network.rs` | `dataplane network ...` |
 //! | `container.rs` | `dataplane container ...` |
 //! | `node.rs` | `dataplane node ls` (cluster nodes) |
+//! | `p2p.rs` | `dataplane p2p create|ls|rm` (point-to-point links) |
 //! | `info.rs` | `dataplane info`, `dataplane drops` |
 //!
 //! Errors are printed as one line `Error: <message>`; the exit code is that
@@ -18,6 +19,7 @@ pub(crate) mod container;
 pub(crate) mod info;
 pub(crate) mod network;
 pub(crate) mod node;
+pub(crate) mod p2p;
 
 use std::{future::Future, path::PathBuf};
 
@@ -66,6 +68,9 @@ enum Cmd {
     /// Cluster nodes (agents started with --cluster-store).
     #[command(subcommand)]
     Node(node::NodeCmd),
+    /// Point-to-point links between containers (or a container and the host).
+    #[command(subcommand)]
+    P2p(p2p::P2pCmd),
     /// Show the agent's settings.
     Info,
     /// Show the datapath's drop counters by reason (all endpoints and the uplink).
@@ -104,6 +109,7 @@ impl Cli {
             Cmd::Network(c) => network::execute(c, &ctx),
             Cmd::Container(c) => container::execute(c, &ctx),
             Cmd::Node(c) => node::execute(&c, &ctx),
+            Cmd::P2p(c) => p2p::execute(c, &ctx),
             Cmd::Info => info::execute_info(&ctx),
             Cmd::Drops => info::execute_drops(&ctx),
         }

@@ -238,6 +238,16 @@ impl Engine {
                 sharers.join(", ")
             )));
         }
+        let links: Vec<String> = Self::p2p_views_of(g, name)
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        if !links.is_empty() {
+            return Err(Error::Conflict(format!(
+                "container {name} is an end of p2p links {}: remove them first (dataplane p2p rm)",
+                links.join(", ")
+            )));
+        }
         g.store.apply(Change {
             del_containers: vec![name],
             ..Default::default()
@@ -334,6 +344,7 @@ impl Engine {
             ports: c.ports.clone(),
             expose: c.expose.clone(),
             links: c.links.clone(),
+            p2p: Self::p2p_views_of(g, &c.name),
             dns: c.dns.clone(),
             embedded_dns: c.network_mode == NetworkMode::Bridge
                 && c.endpoints.iter().any(|e| has_embedded_dns(&e.network)),

@@ -42,6 +42,7 @@ impl Engine {
         mount_bpffs(&cfg.bpffs)?;
         let store = Store::open(&cfg.state_dir.join("state.redb"))?;
         let (networks, containers) = store.load()?;
+        let p2p = store.load_p2p()?;
         let host = kernel::host_handle()?;
         kernel::bind_own_netns(&cfg.run_dir.join("host.netns"))?;
         let mut dp = Datapath::load(&cfg.bpffs)?;
@@ -78,6 +79,7 @@ impl Engine {
                 port_range,
                 fixed_links: BTreeSet::new(),
                 overlay,
+                p2p,
             }),
             wake: tokio::sync::Notify::new(),
             cfg,

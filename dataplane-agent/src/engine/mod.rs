@@ -58,6 +58,7 @@ mod link_policy;
 mod names;
 mod networks;
 mod overlay;
+mod p2p;
 mod published_ports;
 
 pub(crate) use self::{endpoints::*, link_policy::*, names::*, networks::*, published_ports::*};
@@ -66,6 +67,7 @@ pub use endpoints::is_endpoint_ifname;
 pub use external::JoinInfo;
 pub(crate) use overlay::{node_key, withdraw as overlay_withdraw};
 pub use overlay::{ClusterOptions, NodeView};
+pub(crate) use p2p::p2p_host_ifname_id;
 
 /// Agent settings (the daemon's flags).
 #[derive(Debug, Clone)]
@@ -145,6 +147,8 @@ pub(crate) struct Inner {
     pub(crate) fixed_links: BTreeSet<(String, String)>,
     /// The cluster and the VXLAN device (with `--cluster-store`).
     pub(crate) overlay: Option<overlay::Overlay>,
+    /// Point-to-point links, by name (persisted).
+    pub(crate) p2p: BTreeMap<String, crate::model::P2pLink>,
 }
 
 /// Masquerade ports: above the host's ephemeral range when there is room.

@@ -21,6 +21,7 @@
 mod apply;
 mod observe;
 mod overlay;
+mod p2p;
 mod plan;
 
 use std::{
@@ -147,6 +148,11 @@ impl Engine {
             if let Err(e) = self.apply(g, s).await {
                 warn!("{s} failed (retried at the next pass): {e:#}");
             }
+        }
+        match self.converge_p2p(g).await {
+            Ok(0) => {}
+            Ok(n) => debug!(changes = n, "p2p links reconciled"),
+            Err(e) => warn!("p2p pass failed (retried): {e:#}"),
         }
         let links = link_policy_keys(&g.containers, &g.networks);
         g.dp.sync_link_policy(&links)?;
