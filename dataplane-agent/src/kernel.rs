@@ -135,19 +135,37 @@ pub async fn host_routes32(h: &Handle) -> Result<HashMap<Ipv4Addr, u32>> {
 }
 
 /// The host's /32 route to a container through its host-side veth.
+/// The host's traffic to the container leaves from the gateway address, so
+/// that replies come back through the datapath; on a `lan` network the
+/// gateway is the LAN's router, not an address of the host (the kernel
+/// refuses it as a source), and the host's own LAN address is used.
 pub async fn add_host_route(host: &Handle, ep: &Endpoint, host_ifindex: u32) -> Result<()> {
-    let r = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(ep.ip, 32)
-        .output_interface(host_ifindex)
-        .scope(RouteScope::Link)
-        .pref_source(ep.gateway)
-        .build();
-    host.route()
-        .add(r)
+    let route = |src: Option<Ipv4Addr>| {
+        let b = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(ep.ip, 32)
+            .output_interface(host_ifindex)
+            .scope(RouteScope::Link);
+        match src {
+            Some(s) => b.pref_source(s).build(),
+            None => b.build(),
+        }
+    };
+    match host
+        .route()
+        .add(route(Some(ep.gateway)))
         .replace()
         .execute()
         .await
-        .with_context(|| format!("adding host route to {}", ep.ip))
+    {
+        Err(e) if is_errno(&e, Errno::EINVAL) => host
+            .route()
+            .add(route(None))
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("adding host route to {}", ep.ip)),
+        r => r.with_context(|| format!("adding host route to {}", ep.ip)),
+    }
 }
 
 /// A netlink handle in the namespace bound at `path`. The socket is created on
@@ -534,6 +552,29 @@ pub async fn host_networks(h: &Handle) -> Result<Vec<ipnet::Ipv4Net>> {
         }
     }
     Ok(out)
+}
+
+/// The IPv4 addresses of one interface, with their prefix length.
+pub async fn interface_addresses(h: &Handle, index: u32) -> Result<Vec<ipnet::Ipv4Net>> {
+    let addrs: Vec<_> = h
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await?;
+    Ok(addrs
+        .iter()
+        .filter(|a| a.header.index == index)
+        .flat_map(|a| {
+            a.attributes.iter().filter_map(|x| match x {
+                AddressAttribute::Local(IpAddr::V4(ip)) => {
+                    ipnet::Ipv4Net::new(*ip, a.header.prefix_len).ok()
+                }
+                _ => None,
+            })
+        })
+        .collect())
 }
 
 /// Every IPv4 address of the host namespace.

@@ -45,6 +45,9 @@ pub struct Network {
     /// (`com.docker.network.bridge.host_binding_ipv4`).
     #[serde(default)]
     pub host_binding: Option<Ipv4Addr>,
+    /// Driver `lan`: the host interface on whose LAN the containers live.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 fn yes() -> bool {
@@ -182,6 +185,9 @@ pub struct NetworkCreate {
     /// Driver options as Docker's `-o KEY=VALUE` (`com.docker.network.*`).
     #[serde(default)]
     pub options: std::collections::BTreeMap<String, String>,
+    /// Driver `lan`: the parent interface (`--parent`).
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -253,6 +259,9 @@ pub struct NetworkView {
     pub masquerade: bool,
     #[serde(default)]
     pub host_binding_ipv4: Option<Ipv4Addr>,
+    /// Driver `lan`: the parent interface.
+    #[serde(default)]
+    pub parent: Option<String>,
     pub containers: Vec<NetworkMember>,
     /// Drops counted on this network's endpoints, by reason.
     #[serde(default)]

@@ -113,10 +113,17 @@ pub const EP_F_INTERNAL: u16 = 4;
 /// Endpoint flag: its network has `--icc=false` (with `EP_F_NET_POLICY`).
 pub const EP_F_NO_ICC: u16 = 8;
 
+/// Endpoint flag: its network is a `lan` network (addresses of the host's
+/// LAN, reached from the parent interface without translation).
+pub const EP_F_LAN: u16 = 16;
+
 /// The `EndpointInfo::flags` that carry a network's `NET_F_*` flags.
 #[inline(always)]
 pub const fn endpoint_net_flags(net_flags: u32) -> u16 {
     let mut f = EP_F_NET_POLICY;
+    if net_flags & NET_F_LAN != 0 {
+        f |= EP_F_LAN;
+    }
     if net_flags & NET_F_INTERNAL != 0 {
         f |= EP_F_INTERNAL;
     }
@@ -151,6 +158,9 @@ pub const NET_F_NO_ICC: u32 = 2;
 /// Network flag: no masquerade (`enable_ip_masquerade=false`): traffic to
 /// beyond the host leaves with the container's own address, routed by the stack.
 pub const NET_F_NO_MASQ: u32 = 4;
+/// Network flag: driver `lan` (containers get addresses of the parent
+/// interface's LAN: proxy ARP on the parent, no masquerade).
+pub const NET_F_LAN: u32 = 8;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -544,4 +554,31 @@ mod overlay_pod {
     unsafe impl aya::Pod for OverlayNode {}
     // SAFETY: as above.
     unsafe impl aya::Pod for OverlayConfig {}
+}
+
+/// Maps of `lan` networks (pinned like the others).
+pub mod lan_map_names {
+    /// network id -> its parent interface.
+    pub const PARENTS: &str = "DP_LAN_PARENTS";
+    pub const ALL: [&str; 1] = [PARENTS];
+}
+
+/// `DP_LAN_PARENTS` value: the parent interface of a `lan` network, where
+/// ARP for its containers is answered (with `mac`) and from which they are
+/// reachable.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LanParent {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<LanParent>() == 12);
+
+#[cfg(feature = "user")]
+mod lan_pod {
+    use super::*;
+    // SAFETY: #[repr(C)] plain data with explicit padding, no invalid bit patterns.
+    unsafe impl aya::Pod for LanParent {}
 }

@@ -16,6 +16,9 @@
 //! - IPv4 to the gateway or another host address goes up the host's stack.
 //! - IPv4 routed out of the uplink is masqueraded to the uplink's address and
 //!   redirected to the uplink.
+//! - On a `lan` network, ARP for any address of the LAN is answered, and
+//!   IPv4 to the LAN or beyond leaves untranslated through the interface
+//!   the host routes it to (the parent).
 //! - Everything else is dropped and counted: VLAN-tagged frames (in the
 //!   packet or in the skb's VLAN metadata: the kernel would strip a VLAN-0
 //!   tag and route what is inside without any of the checks above), IPv6
@@ -35,7 +38,7 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use dataplane_common::{
     CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, LinkKey, PortTarget, CT_F_REPLY_DIR,
-    EP_F_REMOTE, NAT_F_REPLIED, NET_F_INTERNAL, NET_F_NO_MASQ,
+    EP_F_REMOTE, NAT_F_REPLIED, NET_F_INTERNAL, NET_F_LAN, NET_F_NO_MASQ,
 };
 
 use crate::{
@@ -116,6 +119,8 @@ fn arp(ctx: &TcContext, ep: &EndpointInfo) -> Result<i32, DropReason> {
         return Ok(TC_ACT_OK);
     };
     let known = tpa == net.gateway
+        // A `lan` network: every address of the LAN is reached through us.
+        || (net.flags & NET_F_LAN != 0 && in_subnet(tpa, net.subnet, net.prefix_len))
         // SAFETY: map lookup; the value (plain data) is read at once and not kept.
         || match unsafe { DP_ENDPOINTS.get(EndpointKey { ip: tpa }) } {
             Some(peer) => peer.net_id == ep.net_id,
@@ -202,6 +207,14 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> Result<i32, DropR
         if let Some(t) = maps::port_lookup(ip.dst, ip.dport, ip.proto) {
             return hairpin(ctx, ep, &ip, &t);
         }
+    }
+    if net.flags & NET_F_LAN != 0 {
+        // The LAN (its router included) is reached through the parent
+        // interface with the container's own address.
+        if parse::is_multicast_or_broadcast(ip.dst) {
+            return Ok(TC_ACT_OK);
+        }
+        return routed(ctx, ep, &ip, net.flags);
     }
     if ip.dst == net.gateway || parse::is_multicast_or_broadcast(ip.dst) {
         return Ok(TC_ACT_OK);
@@ -416,6 +429,16 @@ fn routed(
     if rc == BPF_FIB_LKUP_RET_NOT_FWDED {
         // A local address of the host: the stack delivers it.
         return Ok(TC_ACT_OK);
+    }
+    if net_flags & NET_F_LAN != 0 {
+        // No translation: out of the interface the host routes the LAN
+        // through. What needs fragmenting, an ICMP error or a TTL
+        // exceeded is the stack's (there is no translation to keep).
+        let fwd = rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH;
+        if !fwd || ip.ttl <= 1 {
+            return Ok(TC_ACT_OK);
+        }
+        return forward::forward(ctx, rc, &f);
     }
     if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && !ip.dont_fragment {
         // The stack would fragment and forward it untranslated.

@@ -8,6 +8,8 @@
 //!   XDP: no reply translation of its flow in `DP_CT`) is dropped;
 //! - replies to masqueraded flows are translated back and delivered the same
 //!   way.
+//! - on the parent of a `lan` network (see `lan.rs`): ARP for its containers
+//!   is answered, and IPv4 to them is delivered untranslated.
 //! Anything else (ARP, IPv6, IPv4 for the host) goes to the host's stack
 //! untouched: what the stack would forward to a container is dropped by
 //! `dp_to_container` at the container's veth.
@@ -17,14 +19,16 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use dataplane_common::{DropReason, EndpointInfo, EndpointKey, FlowKey, NatEntry, CT_F_REPLY_DIR};
+use dataplane_common::{
+    DropReason, EndpointInfo, EndpointKey, FlowKey, NatEntry, CT_F_REPLY_DIR, EP_F_LAN,
+};
 
 use crate::{
-    forward,
+    forward, lan,
     maps::{self, DP_CT, DP_ENDPOINTS, DP_NAT_IN},
     nat,
     parse::{
-        self, Frag, ETH_LEN, ETH_P_IP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP,
+        self, Frag, ETH_LEN, ETH_P_ARP, ETH_P_IP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP,
         IPPROTO_TCP, IPPROTO_UDP, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF,
     },
 };
@@ -34,7 +38,7 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
     // SAFETY: `skb` is the __sk_buff context this program was called with;
     // reading one of its fields is a plain context access.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    match try_from_uplink(&ctx) {
+    match try_from_uplink(&ctx, ifindex) {
         Ok(action) => action,
         Err(reason) => {
             maps::count_drop(ifindex, reason);
@@ -44,7 +48,7 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
 }
 
 #[inline(always)]
-fn try_from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
+fn try_from_uplink(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
     parse::pull(ctx, ETH_LEN);
     let eth = parse::read::<[u8; 14]>(ctx, 0).ok_or(DropReason::Malformed)?;
     let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
@@ -53,6 +57,9 @@ fn try_from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
     let vlan_present = unsafe { (*ctx.skb.skb).vlan_present };
     if vlan_present != 0 || parse::is_vlan(ethertype) {
         return Err(DropReason::VlanTagged);
+    }
+    if ethertype == ETH_P_ARP {
+        return lan::arp(ctx, ifindex);
     }
     if ethertype != ETH_P_IP {
         return Ok(TC_ACT_OK);
@@ -67,6 +74,9 @@ fn try_from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
     let dst = [hdr[16], hdr[17], hdr[18], hdr[19]];
     // SAFETY: map lookup; the value is copied out at once.
     if let Some(ep) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: dst }) }).copied() {
+        if ep.flags & EP_F_LAN != 0 {
+            return lan::deliver(ctx, ifindex, &ep);
+        }
         return published(ctx, &ep);
     }
     let Some(cfg) = maps::config() else {

@@ -23,6 +23,7 @@ mod forward;
 mod from_container;
 mod from_overlay;
 mod from_uplink;
+mod lan;
 mod maps;
 mod nat;
 mod overlay;

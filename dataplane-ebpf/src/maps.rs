@@ -226,3 +226,8 @@ pub fn icc_disabled(ep: &EndpointInfo) -> Result<bool, DropReason> {
         None => Err(DropReason::UnknownInterface),
     }
 }
+
+/// Parent interface of each `lan` network, by network id.
+#[btf_map]
+pub static DP_LAN_PARENTS: HashMap<u32, dataplane_common::LanParent, { MAX_NETWORKS as usize }> =
+    HashMap::new();

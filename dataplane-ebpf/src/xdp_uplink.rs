@@ -18,7 +18,7 @@ use aya_ebpf::{
     macros::xdp,
     programs::XdpContext,
 };
-use dataplane_common::{CtEntry, DropReason, EndpointKey, FlowKey, CT_F_REPLY_DIR};
+use dataplane_common::{CtEntry, DropReason, EndpointKey, FlowKey, CT_F_REPLY_DIR, EP_F_LAN};
 
 const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
@@ -68,6 +68,11 @@ fn try_xdp_uplink(ctx: &XdpContext) -> Result<u32, DropReason> {
     }
     // SAFETY: map lookup; only a field is read, at once.
     if let Some(ep) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: dst }) } {
+        if ep.flags & EP_F_LAN != 0 {
+            // A container with an address of the LAN: TC ingress checks it
+            // came from the network's parent and delivers it.
+            return Ok(XDP_PASS);
+        }
         // Blamed on the container it was aimed at, too.
         maps::count_endpoint_drop(ep.ifindex, DropReason::DirectAccessFromOutside);
         return Err(DropReason::DirectAccessFromOutside);

@@ -29,6 +29,9 @@ pub(crate) enum NetworkCmd {
         /// Driver option KEY=VALUE (Docker's `com.docker.network.*`).
         #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
         opt: Vec<String>,
+        /// `--driver lan`: the host interface on the LAN (also `-o parent=IFACE`).
+        #[arg(long, value_name = "IFACE")]
+        parent: Option<String>,
     },
     /// List networks.
     #[command(alias = "list")]
@@ -73,6 +76,7 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
             icc,
             driver,
             opt,
+            parent,
         } => {
             let options = opt
                 .iter()
@@ -92,6 +96,7 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
                 internal,
                 icc,
                 options,
+                parent,
             };
             let v: NetworkView =
                 ctx.call(|c| async move { Ok(c.post("/v1/networks", &req).await?) })?;

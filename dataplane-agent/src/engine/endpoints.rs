@@ -324,6 +324,7 @@ mod tests {
             user_subnet: true,
             masquerade: true,
             host_binding: None,
+            parent: None,
         };
         (name.into(), n)
     }

@@ -32,7 +32,7 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use dataplane_common::{
     Config, DropReason, EndpointInfo, LinkKey, NetworkInfo, PortKey, PortTarget, NET_F_INTERNAL,
-    NET_F_NO_ICC, NET_F_NO_MASQ,
+    NET_F_LAN, NET_F_NO_ICC, NET_F_NO_MASQ,
 };
 use ipnet::Ipv4Net;
 use rtnetlink::Handle;
@@ -53,6 +53,7 @@ mod containers;
 mod daemon_options;
 mod endpoints;
 mod external;
+mod lan;
 mod lifecycle;
 mod link_policy;
 mod names;
@@ -61,7 +62,9 @@ mod overlay;
 mod p2p;
 mod published_ports;
 
-pub(crate) use self::{endpoints::*, link_policy::*, names::*, networks::*, published_ports::*};
+pub(crate) use self::{
+    endpoints::*, lan::LAN_DRIVER, link_policy::*, names::*, networks::*, published_ports::*,
+};
 pub use daemon_options::{AddressPool, DaemonDefaults};
 pub use endpoints::is_endpoint_ifname;
 pub use external::JoinInfo;

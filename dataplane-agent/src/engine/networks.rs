@@ -4,7 +4,7 @@
 use super::*;
 
 /// Network drivers `network create` accepts.
-pub(crate) const SUPPORTED_DRIVERS: &[&str] = &["bridge", "overlay"];
+pub(crate) const SUPPORTED_DRIVERS: &[&str] = &["bridge", "overlay", LAN_DRIVER];
 
 /// Docker's predefined networks besides the default bridge.
 pub(crate) const PREDEFINED: [&str; 2] = ["host", "none"];
@@ -105,6 +105,12 @@ impl Engine {
         if driver == "overlay" {
             return self.create_overlay_network(req).await;
         }
+        if driver == LAN_DRIVER {
+            return self.create_lan_network(req).await;
+        }
+        if req.parent.is_some() {
+            return Err(bad("--parent is only for --driver lan"));
+        }
         if !SUPPORTED_DRIVERS.contains(&driver.as_str()) {
             return Err(bad(format!(
                 "unsupported driver {driver:?} (supported: {})",
@@ -195,6 +201,7 @@ impl Engine {
             user_subnet,
             masquerade: opts.masquerade,
             host_binding: opts.host_binding,
+            parent: None,
         };
         // Kernel, then store.
         kernel::add_gateway(&g.host, net.pool.gateway).await?;
@@ -267,7 +274,8 @@ impl Engine {
             .networks
             .values()
             .any(|n| n.name != name && n.pool.gateway == net.pool.gateway);
-        if !shared_gw {
+        // A `lan` network's gateway is the LAN's router: never ours to remove.
+        if !shared_gw && net.driver != LAN_DRIVER {
             after_commit(
                 "removing the gateway address",
                 kernel::del_gateway(&g.host, net.pool.gateway).await,
@@ -322,6 +330,7 @@ impl Engine {
             icc: false,
             masquerade: false,
             host_binding_ipv4: None,
+            parent: None,
             containers: g
                 .containers
                 .values()
@@ -369,6 +378,7 @@ impl Engine {
             icc: n.icc,
             masquerade: n.masquerade,
             host_binding_ipv4: n.host_binding,
+            parent: n.parent.clone(),
             containers: members,
             drops,
         }
@@ -385,6 +395,9 @@ pub(crate) fn network_info(n: &Network) -> NetworkInfo {
     }
     if !n.masquerade {
         flags |= NET_F_NO_MASQ;
+    }
+    if n.driver == LAN_DRIVER {
+        flags |= NET_F_LAN;
     }
     NetworkInfo {
         gateway: n.pool.gateway.octets(),

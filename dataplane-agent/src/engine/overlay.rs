@@ -299,6 +299,7 @@ impl Engine {
             user_subnet: true,
             masquerade: opt("masquerade") != Some("false"),
             host_binding: None,
+            parent: None,
         };
         kernel::add_gateway(&g.host, net.pool.gateway).await?;
         g.dp.upsert_network(net.id, network_info(&net))?;

@@ -19,6 +19,7 @@
 //! never touched.
 
 mod apply;
+mod lan;
 mod observe;
 mod overlay;
 mod p2p;
@@ -119,6 +120,11 @@ impl Engine {
             Ok(n) => debug!(changes = n, "overlay reconciled"),
             Err(e) if pass == Pass::Start => return Err(e),
             Err(e) => warn!("overlay pass failed (retried): {e:#}"),
+        }
+        match self.converge_lan(g).await {
+            Ok(0) => {}
+            Ok(n) => debug!(changes = n, "lan parents reconciled"),
+            Err(e) => warn!("lan pass failed (retried): {e:#}"),
         }
         let ports = desired_ports(g, pass == Pass::Start);
         let obs = Observed::read(&g.host, &g.dp, &self.cfg.run_dir.join("netns")).await?;

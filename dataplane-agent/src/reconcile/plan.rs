@@ -13,7 +13,7 @@ use dataplane_common::{EndpointInfo, NetworkInfo, PortKey, PortTarget};
 use super::observe::Observed;
 use crate::{
     endpoint_progs,
-    engine::{endpoint_info, is_endpoint_ifname, network_info},
+    engine::{endpoint_info, is_endpoint_ifname, network_info, LAN_DRIVER},
     model::{Container, Endpoint, Network, NetworkMode},
 };
 
@@ -133,7 +133,8 @@ pub fn owns_netns(c: &Container) -> bool {
 pub fn plan(want: &Desired<'_>, obs: &Observed) -> Vec<Step> {
     let mut steps = Vec::new();
     for n in want.networks.values() {
-        if !obs.addresses.contains(&n.pool.gateway) {
+        // A `lan` network's gateway is the LAN's router, not the host's.
+        if n.driver != LAN_DRIVER && !obs.addresses.contains(&n.pool.gateway) {
             steps.push(Step::AddGateway(n.pool.gateway));
         }
         let info = network_info(n);
@@ -315,6 +316,7 @@ mod tests {
             user_subnet: true,
             masquerade: true,
             host_binding: None,
+            parent: None,
         }
     }
 
