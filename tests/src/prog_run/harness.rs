@@ -516,8 +516,41 @@ impl Env {
 
     /// Run dp_from_uplink as if `pkt` arrived on the uplink.
     pub fn run_uplink(&self, pkt: &[u8]) -> Run {
-        self.run(prog_names::FROM_UPLINK, self.ifx(UPLINK_IF), pkt)
+        self.run_uplink_on(UPLINK_IF, pkt)
+    }
+
+    /// Run dp_from_uplink as if `pkt` arrived on `ifname` (the program is
+    /// also attached to the parents of `lan` networks).
+    pub fn run_uplink_on(&self, ifname: &str, pkt: &[u8]) -> Run {
+        self.run(prog_names::FROM_UPLINK, self.ifx(ifname), pkt)
             .expect("BPF_PROG_TEST_RUN dp_from_uplink")
+    }
+
+    /// Make network `net` a `lan` network whose parent is `ifname` (with
+    /// `mac`): its `DP_NETWORKS` flags and `DP_LAN_PARENTS` entry; the
+    /// endpoints of the network are rewritten with their new flags.
+    pub fn make_lan(&mut self, net: u32, ifname: &str, mac: [u8; 6]) {
+        let mut info = self.networks.get(&net, 0).unwrap();
+        info.flags |= dataplane_common::NET_F_LAN;
+        self.networks.insert(net, info, 0).unwrap();
+        let parent = dataplane_common::LanParent {
+            ifindex: self.ifx(ifname),
+            mac,
+            _pad: [0; 2],
+        };
+        let mut parents: HashMap<&mut MapData, u32, dataplane_common::LanParent> =
+            HashMap::try_from(
+                self.ebpf
+                    .map_mut(dataplane_common::lan_map_names::PARENTS)
+                    .unwrap(),
+            )
+            .unwrap();
+        parents.insert(net, parent, 0).unwrap();
+        for e in ENDPOINTS.iter().filter(|e| e.net == net) {
+            let mut i = self.info(*e);
+            i.flags = endpoint_net_flags(info.flags);
+            self.set_endpoint_info(i);
+        }
     }
 
     /// Run dp_xdp_uplink on `pkt`, as received on `ingress` (an interface
