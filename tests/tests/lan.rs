@@ -178,3 +178,106 @@ fn bad_lan_networks_change_nothing() {
     assert_error(&e, &["--parent", "lan"]);
     assert_eq!(before, h.snapshot());
 }
+
+/// A second LAN on another host interface (not the uplink): the uplink's
+/// TC ingress program is attached to that parent while the network exists.
+#[test]
+fn a_lan_on_a_second_interface() {
+    let h = Host::start();
+    let n = h.next();
+    let lan_ns = format!("{}-l{n}", h.id);
+    let (hif, lif) = (
+        format!("l{}h{n}", std::process::id() % 10000),
+        format!("l{}o{n}", std::process::id() % 10000),
+    );
+    struct Guard(String);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    dataplane_tests::sh_ok("ip", &["netns", "add", &lan_ns]);
+    let _g = Guard(lan_ns.clone());
+    dataplane_tests::sh_ok(
+        "ip",
+        &[
+            "link", "add", &hif, "netns", &h.host_ns, "type", "veth", "peer", "name", &lif,
+            "netns", &lan_ns,
+        ],
+    );
+    let octet = 100 + n % 100;
+    let (host_ip, peer_ip) = (format!("10.201.{octet}.2"), format!("10.201.{octet}.1"));
+    h.run_ok(
+        &Ns::Host,
+        &["ip", "addr", "add", &format!("{host_ip}/24"), "dev", &hif],
+    );
+    h.run_ok(&Ns::Host, &["ip", "link", "set", &hif, "up"]);
+    let peer_cidr = format!("{peer_ip}/24");
+    for args in [
+        ["addr", "add", peer_cidr.as_str(), "dev", lif.as_str()],
+        ["link", "set", lif.as_str(), "up", ""],
+        ["link", "set", "lo", "up", ""],
+    ] {
+        let mut a = vec!["-n", lan_ns.as_str()];
+        a.extend(args.iter().copied().filter(|s| !s.is_empty()));
+        dataplane_tests::sh_ok("ip", &a);
+    }
+    h.ok(&[
+        "network",
+        "create",
+        "--driver",
+        "lan",
+        "-o",
+        &format!("parent={hif}"),
+        "--subnet",
+        &format!("10.201.{octet}.0/24"),
+        "--ip-range",
+        &format!("10.201.{octet}.64/26"),
+        "--gateway",
+        &peer_ip,
+        "lan2",
+    ]);
+    h.ok(&["container", "create", "--network", "lan2", "web"]);
+    let ip = h.ip_of("web");
+    let srv = h.tcp_server(&Ns::c("web"), "0.0.0.0", 80);
+    let client = |dst: &str| {
+        let o = dataplane_tests::run(std::process::Command::new("ip").args([
+            "netns",
+            "exec",
+            &lan_ns,
+            dataplane_tests::python(),
+            "-c",
+            dataplane_tests::TCP_CLIENT,
+            dst,
+            "80",
+            "2",
+        ]));
+        o.status.success()
+    };
+    assert!(client(&ip), "log:\n{}", h.log());
+    assert_eq!(srv.lines(), vec![peer_ip.clone()]);
+    // Reached from the uplink's side it is direct access (wrong parent).
+    h.run_ok(
+        &Ns::Outside,
+        &[
+            "ip",
+            "route",
+            "add",
+            &format!("{ip}/32"),
+            "via",
+            &h.uplink_ip,
+        ],
+    );
+    assert!(!h.tcp_ok(&Ns::Outside, &ip, 80));
+    // Removing the network detaches the program from the parent.
+    h.ok(&["container", "rm", "web"]);
+    h.ok(&["network", "rm", "lan2"]);
+    let pin = h.link_pin("dp_from_uplink", &hif);
+    assert!(
+        dataplane_tests::wait_until(std::time::Duration::from_secs(5), || !pin.exists()),
+        "{} still pinned",
+        pin.display()
+    );
+}
