@@ -134,7 +134,10 @@ pub(super) fn measure(w: &mut World, plan: &Plan, bin: &Path) -> Result<DockerRu
     let problems = rig.teardown();
     let run = res?;
     if !problems.is_empty() {
-        bail!("real Docker section: cleanup incomplete: {}", problems.join("; "));
+        bail!(
+            "real Docker section: cleanup incomplete: {}",
+            problems.join("; ")
+        );
     }
     Ok(run)
 }
@@ -149,8 +152,24 @@ impl Rig {
         ip(&[
             "link", "add", &hi, "netns", &host, "type", "veth", "peer", "name", &oi, "netns", &out,
         ])?;
-        ip(&["-n", &host, "addr", "add", &format!("{HOST_IP}/24"), "dev", &hi])?;
-        ip(&["-n", &out, "addr", "add", &format!("{OUT_IP}/24"), "dev", &oi])?;
+        ip(&[
+            "-n",
+            &host,
+            "addr",
+            "add",
+            &format!("{HOST_IP}/24"),
+            "dev",
+            &hi,
+        ])?;
+        ip(&[
+            "-n",
+            &out,
+            "addr",
+            "add",
+            &format!("{OUT_IP}/24"),
+            "dev",
+            &oi,
+        ])?;
         ip(&["-n", &host, "link", "set", &hi, "up"])?;
         ip(&["-n", &out, "link", "set", &oi, "up"])?;
         ip(&["-n", &host, "route", "add", "default", "via", OUT_IP])?;
@@ -169,9 +188,9 @@ impl Rig {
             servers: Vec::new(),
             ends: [Ends::default(), Ends::default()],
         };
-        for ns in [&rig.host_ns, &rig.out_ns] {
-            client_sysctls(ns)?;
-        }
+        // Not in the host namespace: the agent takes the published port
+        // range from its ephemeral range.
+        client_sysctls(&rig.out_ns)?;
         Ok(rig)
     }
 
@@ -215,7 +234,11 @@ impl Rig {
         self.agent = Some(c.spawn().context("starting the plugin's agent")?);
         let sock = self.dir.join(format!("run-docker/plugins/{PLUGIN}.sock"));
         wait_for("the plugin socket", || {
-            if let Some(st) = self.agent.as_mut().and_then(|a| a.try_wait().ok().flatten()) {
+            if let Some(st) = self
+                .agent
+                .as_mut()
+                .and_then(|a| a.try_wait().ok().flatten())
+            {
                 bail!("the plugin's agent exited during start-up ({st})");
             }
             Ok(sock.exists())
@@ -246,8 +269,15 @@ impl Rig {
         );
         let mut version = String::new();
         wait_for("dockerd", || {
-            if let Some(st) = self.dockerd.as_mut().and_then(|a| a.try_wait().ok().flatten()) {
-                bail!("dockerd exited during start-up ({st}):\n{}", self.tail("dockerd.log"));
+            if let Some(st) = self
+                .dockerd
+                .as_mut()
+                .and_then(|a| a.try_wait().ok().flatten())
+            {
+                bail!(
+                    "dockerd exited during start-up ({st}):\n{}",
+                    self.tail("dockerd.log")
+                );
             }
             match self.cli(&["version", "--format", "{{.Server.Version}}"]) {
                 Ok(v) => {
@@ -287,7 +317,12 @@ impl Rig {
         }
         let tar = self.dir.join("image.tar");
         capture_ok(
-            Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg("."),
+            Command::new("tar")
+                .arg("-C")
+                .arg(&root)
+                .arg("-cf")
+                .arg(&tar)
+                .arg("."),
             Duration::from_mins(1),
         )?;
         self.cli(&["import", &tar.display().to_string(), IMAGE])?;
@@ -302,7 +337,17 @@ impl Rig {
         let tag = m.tag();
         let c1 = format!("{tag}-c1");
         let c2 = format!("{tag}-c2");
-        self.cli(&["run", "-d", "--network", network, "--name", &c1, IMAGE, "/bin/sleep", "1000000"])?;
+        self.cli(&[
+            "run",
+            "-d",
+            "--network",
+            network,
+            "--name",
+            &c1,
+            IMAGE,
+            "/bin/sleep",
+            "1000000",
+        ])?;
         self.cli(&[
             "run",
             "-d",
@@ -342,7 +387,8 @@ impl Rig {
                 c
             },
         ] {
-            let log = fs::File::create(self.dir.join(format!("server-{}.log", self.servers.len())))?;
+            let log =
+                fs::File::create(self.dir.join(format!("server-{}.log", self.servers.len())))?;
             let child = c
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
@@ -389,7 +435,14 @@ impl Rig {
         self.import_image()?;
         self.cli(&["network", "create", "--subnet", BRIDGE_SUBNET, "dk-bridge"])?;
         self.cli(&[
-            "network", "create", "-d", PLUGIN, "--ipam-driver", PLUGIN, "--subnet", PLUGIN_SUBNET,
+            "network",
+            "create",
+            "-d",
+            PLUGIN,
+            "--ipam-driver",
+            PLUGIN,
+            "--subnet",
+            PLUGIN_SUBNET,
             "dk-plugin",
         ])?;
         self.containers(Mode::Bridge, "dk-bridge", &lg)?;
@@ -456,12 +509,18 @@ impl Rig {
     /// Docker's bridge network has its DNAT rules and docker-proxy; nothing
     /// in the host namespace's rule set names the plugin's network or ports.
     fn check_rules(&self, run: &mut DockerRun) -> Result<()> {
-        let save = capture_ok(&mut in_ns(&self.host_ns, "iptables-save"), Duration::from_mins(1))?;
+        let save = capture_ok(
+            &mut in_ns(&self.host_ns, "iptables-save"),
+            Duration::from_mins(1),
+        )?;
         let rules: Vec<&str> = save.lines().filter(|l| l.starts_with("-A ")).collect();
         let dnat = rules.iter().filter(|l| l.contains("-j DNAT")).count();
         let (bt, br) = host_ports(Mode::Bridge);
         for p in [bt, br] {
-            if !rules.iter().any(|l| l.contains("-j DNAT") && l.contains(&format!("--dport {p}"))) {
+            if !rules
+                .iter()
+                .any(|l| l.contains("-j DNAT") && l.contains(&format!("--dport {p}")))
+            {
                 bail!("Docker's bridge driver made no DNAT rule for port {p}:\n{save}");
             }
         }
@@ -475,7 +534,11 @@ impl Rig {
             bail!("an iptables rule names the plugin's network or ports: {r}");
         }
         let proxies = capture_ok(
-            Command::new("pgrep").args(["-c", "-f", &format!("docker-proxy .*-host-ip 0.0.0.0 -host-port {bt} ")]),
+            Command::new("pgrep").args([
+                "-c",
+                "-f",
+                &format!("docker-proxy .*-host-ip 0.0.0.0 -host-port {bt} "),
+            ]),
             Duration::from_secs(10),
         )
         .unwrap_or_default();

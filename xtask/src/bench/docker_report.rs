@@ -52,7 +52,12 @@ const METRICS: &[(&str, &str, &str, bool)] = &[
     ("tput_1", "TCP throughput, 1 stream", "Gbit/s", true),
     ("rr_p50", "Request/response p50", "µs", false),
     ("rr_p99", "Request/response p99", "µs", false),
-    ("crr_rate", "New connections (connect, 1 request, close)", "conn/s", true),
+    (
+        "crr_rate",
+        "New connections (connect, 1 request, close)",
+        "conn/s",
+        true,
+    ),
 ];
 const PATHS: [&str; 3] = ["c2c", "outside->published", "host->published"];
 
@@ -130,14 +135,7 @@ pub(super) fn markdown(run: Option<&DockerRun>) -> String {
     let cell = |s: Option<(f64, f64, f64)>, unit: &str| {
         s.map_or_else(
             || "—".into(),
-            |(m, lo, hi)| {
-                format!(
-                    "{} {unit} [{}–{}]",
-                    fmt_num(m),
-                    fmt_num(lo),
-                    fmt_num(hi)
-                )
-            },
+            |(m, lo, hi)| format!("{} {unit} [{}–{}]", fmt_num(m), fmt_num(lo), fmt_num(hi)),
         )
     };
     for (k, title, unit, _) in METRICS {

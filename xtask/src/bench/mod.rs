@@ -191,6 +191,14 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
 
     let mut env = Env::collect(&bin, opts.release, opts.level);
     let mut world = World::new(bin.clone(), lg.clone())?;
+    // `DATAPLANE_BENCH_ONLY=docker`: the real Docker section alone.
+    if std::env::var("DATAPLANE_BENCH_ONLY").as_deref() == Ok("docker") {
+        let r = docker::measure(&mut world, &plan, &bin)?;
+        let md = docker_report::markdown(Some(&r));
+        fs::write(out_dir.join("docker.md"), &md)?;
+        println!("{md}");
+        return Ok(());
+    }
     let obj = cost::agent_object(opts.release, &world.tmp)?;
     let res = measure_all(&mut world, &plan, &mut env, &fl).and_then(|s| {
         env.cost = Some(cost::measure(&mut world, &plan, &obj)?);
