@@ -170,8 +170,10 @@ impl Engine {
             ..Default::default()
         })?;
         after_commit("remove_ports", g.dp.remove_ports(&port_keys(&c)));
+        // An overlay endpoint stays published while it exists (the
+        // reconciler keeps this node's endpoints in etcd): its traffic is
+        // dropped here until it joins again.
         for ep in &c.endpoints {
-            withdraw_overlay_endpoint(g, ep).await;
             self.unplumb_endpoint(g, ep).await;
             g.dp.purge_ct(ep.ip.octets());
         }
