@@ -173,7 +173,12 @@ fn docker_network_named_by_option_and_bad_overlay_options_change_nothing() {
     assert!(e.contains("dataplane.overlay"), "{e}");
     assert_eq!(network_names(&h), listed);
 
-    // docker network rm removes the named network.
+    // The id -> name record survives an agent crash: docker network rm
+    // still removes the named network.
+    h.kill_agent();
+    let args = Dockerd::plugin_args(&h, &name);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    h.start_agent_with(&args);
     d.ok(&["rm", "-f", "web-a"]);
     d.ok(&["network", "rm", "dk-web", "dk-plain"]);
     assert_eq!(network_names(&h), before);
