@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use axum::{body::Bytes, extract::State, response::Response};
 use serde_json::{json, Value};
 
-use super::{engine_name, parse, protocol::*, reply, P};
+use super::{engine_name, ipam::DockerNetwork, parse, protocol::*, reply, P};
 use crate::{
     error::{Error, ErrorKind},
     ipam as engine_ipam,
@@ -44,8 +44,15 @@ fn opt_bool(v: &Value) -> Option<bool> {
 
 /// `-o` options of `docker network create` this driver understands.
 const ICC_OPT: &str = "com.docker.network.bridge.enable_icc";
+/// The engine network's name (Docker passes only its network id).
+pub(super) const NAME_OPT: &str = "dataplane.name";
+/// A cluster-wide (overlay) network: needs the agent's cluster store and
+/// [`NAME_OPT`], the name shared by every host.
+pub(super) const OVERLAY_OPT: &str = "dataplane.overlay";
 
-fn network_create(req: &CreateNetworkRequest) -> Result<NetworkCreate, Error> {
+/// The engine network a `CreateNetwork` asks for, and what the plugin
+/// records about it.
+fn network_create(req: &CreateNetworkRequest) -> Result<(NetworkCreate, DockerNetwork), Error> {
     if req
         .ipv6_data
         .as_ref()
@@ -69,6 +76,8 @@ fn network_create(req: &CreateNetworkRequest) -> Result<NetworkCreate, Error> {
         internal: req.options.get(OPT_INTERNAL).and_then(opt_bool) == Some(true),
         ..Default::default()
     };
+    let mut overlay = false;
+    let mut name = None;
     if let Some(Value::Object(generic)) = req.options.get(OPT_GENERIC) {
         for (k, v) in generic {
             match k.as_str() {
@@ -87,23 +96,87 @@ fn network_create(req: &CreateNetworkRequest) -> Result<NetworkCreate, Error> {
                             .ok_or_else(|| Error::invalid(format!("invalid {ICC_OPT} {v}")))?,
                     );
                 }
+                NAME_OPT => match v {
+                    Value::String(s) if !s.is_empty() => {
+                        engine_ipam::validate_name("network", s)?;
+                        name = Some(s.clone());
+                    }
+                    _ => return Err(Error::invalid(format!("invalid {NAME_OPT} {v}"))),
+                },
+                OVERLAY_OPT => {
+                    overlay = opt_bool(v)
+                        .ok_or_else(|| Error::invalid(format!("invalid {OVERLAY_OPT} {v}")))?;
+                }
                 _ => {
                     return Err(Error::invalid(format!(
-                        "unsupported option {k} (supported: {OPT_MTU}, {ICC_OPT})"
+                        "unsupported option {k} (supported: {OPT_MTU}, {ICC_OPT}, {NAME_OPT}, {OVERLAY_OPT})"
                     )))
                 }
             }
         }
     }
-    Ok(create)
+    if overlay {
+        if name.is_none() {
+            return Err(Error::invalid(format!(
+                "{OVERLAY_OPT}=true needs -o {NAME_OPT}=NAME (the network's name on every host: Docker does not tell plugins its own)"
+            )));
+        }
+        create.driver = Some("overlay".into());
+        // The cluster chooses the gateway (the same on every host).
+        create.gateway = None;
+    }
+    if let Some(n) = name {
+        create.name = n;
+    }
+    let dn = DockerNetwork {
+        network: create.name.clone(),
+        overlay,
+    };
+    Ok((create, dn))
+}
+
+/// Whether engine network `name` is an overlay network of `subnet` (made by
+/// this or another host), waiting up to 3 s for it to be materialised here
+/// (the cluster watcher may not have seen another host's create yet).
+async fn overlay_exists(p: &super::Plugin, name: &str, subnet: Option<&str>) -> bool {
+    for _ in 0..30 {
+        if let Some(n) = p
+            .engine
+            .list_networks()
+            .await
+            .into_iter()
+            .find(|n| n.name == name)
+        {
+            return n.driver == "overlay" && n.subnet.map(|s| s.to_string()).as_deref() == subnet;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
 }
 
 pub(super) async fn create_network(State(p): P, body: Bytes) -> Response {
     let r = async {
         let req: CreateNetworkRequest = parse(&body)?;
-        let create = network_create(&req)?;
-        let v = p.engine.create_network(create).await?;
-        tracing::info!(docker_network = %req.network_id, network = %v.name, "docker: network created");
+        let (create, dn) = network_create(&req)?;
+        let subnet = create.subnet.clone();
+        match p.engine.create_network(create).await {
+            Ok(_) => {}
+            // The same cluster network, created by another host (or by this
+            // one for another dockerd): this Docker network joins it.
+            Err(e)
+                if dn.overlay
+                    && e.kind() == ErrorKind::Conflict
+                    && overlay_exists(&p, &dn.network, subnet.as_deref()).await => {}
+            Err(e) => return Err(e),
+        }
+        let recorded = p.ipam().set_network(&req.network_id, Some(dn.clone()));
+        if let Err(e) = recorded {
+            if !dn.overlay {
+                let _ = p.engine.remove_network(&dn.network).await;
+            }
+            return Err(e);
+        }
+        tracing::info!(docker_network = %req.network_id, network = %dn.network, overlay = dn.overlay, "docker: network created");
         Ok(json!({}))
     }
     .await;
@@ -113,11 +186,18 @@ pub(super) async fn create_network(State(p): P, body: Bytes) -> Response {
 pub(super) async fn delete_network(State(p): P, body: Bytes) -> Response {
     let r = async {
         let req: NetworkRequest = parse(&body)?;
-        match p.engine.remove_network(&engine_name(&req.network_id)).await {
-            Ok(()) => Ok(json!({})),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(json!({})),
-            Err(e) => Err(e),
+        let dn = p.ipam().network_of(&req.network_id);
+        // A cluster network stays for the other hosts (`dataplane network
+        // rm` removes it when no host uses it); this Docker network leaves.
+        if !dn.overlay {
+            match p.engine.remove_network(&dn.network).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
+        p.ipam().set_network(&req.network_id, None)?;
+        Ok(json!({}))
     }
     .await;
     reply(r)
@@ -134,14 +214,10 @@ pub(super) async fn create_endpoint(State(p): P, body: Bytes) -> Response {
         let mac = (!iface.mac_address.is_empty())
             .then(|| parse_mac(&iface.mac_address))
             .transpose()?;
+        let network = p.ipam().network_of(&req.network_id).network;
         let ep = p
             .engine
-            .create_external_endpoint(
-                &engine_name(&req.endpoint_id),
-                &engine_name(&req.network_id),
-                ip,
-                mac,
-            )
+            .create_external_endpoint(&engine_name(&req.endpoint_id), &network, ip, mac)
             .await?;
         // libnetwork refuses a value it supplied itself being answered.
         Ok(CreateEndpointResponse {
@@ -340,8 +416,10 @@ mod tests {
             "IPv4Data":[{"Pool":"10.80.0.0/24","Gateway":"10.80.0.1/24"}]}"#,
         )
         .unwrap();
-        let c = network_create(&req).unwrap();
+        let (c, dn) = network_create(&req).unwrap();
         assert_eq!(c.name, "docker-0123456789ab");
+        assert_eq!(dn.network, c.name);
+        assert!(!dn.overlay);
         assert_eq!(c.mtu, Some(1400));
         assert!(c.internal);
         assert_eq!(c.gateway.as_deref(), Some("10.80.0.1"));
@@ -354,6 +432,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("foo"));
+        let named: CreateNetworkRequest = serde_json::from_str(
+            r#"{"NetworkID":"x","Options":{"com.docker.network.generic":{"dataplane.name":"web",
+            "dataplane.overlay":"true"}},"IPv4Data":[{"Pool":"10.90.0.0/24","Gateway":"10.90.0.1/24"}]}"#,
+        )
+        .unwrap();
+        let (c, dn) = network_create(&named).unwrap();
+        assert_eq!(
+            (c.name.as_str(), c.driver.as_deref()),
+            ("web", Some("overlay"))
+        );
+        assert_eq!(c.gateway, None);
+        assert!(dn.overlay && dn.network == "web");
+        let unnamed: CreateNetworkRequest = serde_json::from_str(
+            r#"{"NetworkID":"x","Options":{"com.docker.network.generic":{"dataplane.overlay":"true"}},
+            "IPv4Data":[{"Pool":"10.90.0.0/24"}]}"#,
+        )
+        .unwrap();
+        assert!(network_create(&unnamed)
+            .unwrap_err()
+            .to_string()
+            .contains("dataplane.name"));
     }
 
     #[test]

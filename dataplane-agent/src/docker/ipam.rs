@@ -1,5 +1,7 @@
-//! The IPAM driver's state: pools (one per Docker network using
-//! `--ipam-driver NAME`) and the addresses handed out of them, persisted in
+//! The plugin's persisted state: the IPAM driver's pools (one per Docker
+//! network using `--ipam-driver NAME`) and the addresses handed out of
+//! them, and which engine network each Docker network of the driver is
+//! (Docker names its networks to a plugin only by id). Persisted in
 //! `<state-dir>/docker-<name>.json` (written whole, atomically, on every
 //! change: dockerd never replays its requests after a restart).
 
@@ -23,10 +25,26 @@ pub struct PoolState {
     pub addresses: BTreeSet<Ipv4Addr>,
 }
 
+/// The engine network a Docker network is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerNetwork {
+    /// The engine network's name (`-o dataplane.name`, else `docker-` +
+    /// 12 hex digits of the id).
+    pub network: String,
+    /// A cluster (overlay) network this Docker network joined
+    /// (`-o dataplane.overlay=true`).
+    #[serde(default)]
+    pub overlay: bool,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct IpamState {
     /// Pool id (the subnet, or `subnet/range`) -> pool.
     pub pools: BTreeMap<String, PoolState>,
+    /// Docker network id -> engine network (only networks created since
+    /// names were recorded; others are `docker-` + 12 hex digits).
+    #[serde(default)]
+    pub networks: BTreeMap<String, DockerNetwork>,
     #[serde(skip)]
     path: PathBuf,
 }
@@ -132,6 +150,37 @@ impl IpamState {
             );
             Ok((id, subnet))
         })
+    }
+
+    /// The engine network of Docker network `id`.
+    pub fn network_of(&self, id: &str) -> DockerNetwork {
+        self.networks
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| DockerNetwork {
+                network: super::engine_name(id),
+                overlay: false,
+            })
+    }
+
+    /// Record (or with `None` forget) the engine network of Docker network
+    /// `id`, persisted before it is kept.
+    pub fn set_network(&mut self, id: &str, n: Option<DockerNetwork>) -> Result<(), Error> {
+        let old = self.networks.clone();
+        match n {
+            Some(n) => self.networks.insert(id.to_string(), n),
+            None => self.networks.remove(id),
+        };
+        if let Err(e) = self.save() {
+            self.networks = old;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// The subnet of pool `id`.
+    pub fn pool_subnet(&self, id: &str) -> Option<Ipv4Net> {
+        self.pools.get(id).map(|p| p.subnet)
     }
 
     pub fn release_pool(&mut self, id: &str) -> Result<(), Error> {

@@ -3,8 +3,10 @@
 //! socket, `<dir>/<name>.sock` (`dataplane agent --docker-plugin NAME`;
 //! dockerd discovers sockets in /run/docker/plugins).
 //!
-//! A Docker network of driver NAME is an engine network (`docker-` + the
-//! first 12 hex digits of its id), each Docker endpoint an external
+//! A Docker network of driver NAME is an engine network (named by
+//! `-o dataplane.name=NAME`, else `docker-` + the first 12 hex digits of its
+//! id: Docker tells plugins only the id; `-o dataplane.overlay=true` makes it
+//! a cluster network shared by every host), each Docker endpoint an external
 //! endpoint of the engine (`docker-` + 12 hex digits of the endpoint id, see
 //! `engine/external.rs`): the datapath, isolation, `--internal`, published
 //! ports and the reconciler treat them as the agent's own containers. The
@@ -223,11 +225,16 @@ async fn request_pool(State(p): P, body: Bytes) -> Response {
                 p.name
             )));
         }
+        // An overlay network of exactly this subnet is not in the way: it
+        // is the same network, created by another host.
         let taken: Vec<_> = p
             .engine
             .list_networks()
             .await
             .into_iter()
+            .filter(|n| {
+                !(n.driver == "overlay" && n.subnet.is_some_and(|s| s.to_string() == req.pool))
+            })
             .filter_map(|n| Some((format!("network {}", n.name), n.subnet?)))
             .collect();
         let (id, subnet) = p.ipam().request_pool(&req.pool, &req.sub_pool, &taken)?;
@@ -251,14 +258,42 @@ async fn release_pool(State(p): P, body: Bytes) -> Response {
     reply(r)
 }
 
+/// The overlay network whose subnet pool `pool_id` is, if any: its
+/// endpoints' addresses come from the cluster (unique on every host).
+async fn overlay_of_pool(p: &Plugin, pool_id: &str) -> Option<String> {
+    let subnet = p.ipam().pool_subnet(pool_id)?;
+    p.engine
+        .list_networks()
+        .await
+        .into_iter()
+        .find(|n| n.driver == "overlay" && n.subnet == Some(subnet))
+        .map(|n| n.name)
+}
+
 async fn request_address(State(p): P, body: Bytes) -> Response {
-    let r = (|| {
+    let r = async {
         let req: AddressRequest = parse(&body)?;
         let gateway = req
             .options
             .as_ref()
             .and_then(|o| o.get(OPT_REQUEST_ADDRESS_TYPE))
             .is_some_and(|t| t == GATEWAY_ADDRESS_TYPE);
+        if !gateway {
+            if let Some(net) = overlay_of_pool(&p, &req.pool_id).await {
+                let want = (!req.address.is_empty())
+                    .then(|| crate::ipam::parse_ip(&req.address))
+                    .transpose()?;
+                let ip = p.engine.external_overlay_address(&net, want).await?;
+                let prefix = p
+                    .ipam()
+                    .pool_subnet(&req.pool_id)
+                    .map_or(32, |s| s.prefix_len());
+                return Ok(RequestAddressResponse {
+                    address: format!("{ip}/{prefix}"),
+                    data: BTreeMap::default(),
+                });
+            }
+        }
         let a = p
             .ipam()
             .request_address(&req.pool_id, &req.address, gateway)?;
@@ -266,15 +301,30 @@ async fn request_address(State(p): P, body: Bytes) -> Response {
             address: a.to_string(),
             data: BTreeMap::default(),
         })
-    })();
+    }
+    .await;
     reply(r)
 }
 
 async fn release_address(State(p): P, body: Bytes) -> Response {
-    let r = (|| {
+    let r = async {
         let req: AddressRequest = parse(&body)?;
+        let gateway = p
+            .ipam()
+            .pools
+            .get(&req.pool_id)
+            .and_then(|s| s.gateway)
+            .is_some_and(|g| g.to_string() == req.address);
+        if !gateway {
+            if let Some(net) = overlay_of_pool(&p, &req.pool_id).await {
+                let ip = crate::ipam::parse_ip(&req.address)?;
+                p.engine.release_external_overlay_address(&net, ip).await;
+                return Ok(json!({}));
+            }
+        }
         p.ipam().release_address(&req.pool_id, &req.address)?;
         Ok(json!({}))
-    })();
+    }
+    .await;
     reply(r)
 }

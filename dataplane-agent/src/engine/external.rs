@@ -134,6 +134,8 @@ impl Engine {
             g.ifindexes.insert(ep.host_interface.clone(), link.index);
             g.dp.upsert_endpoint(endpoint_info(&ep, Some(&net), &link))?;
             endpoint_progs::attach(&mut g.dp, &ep.host_interface)?;
+            // An overlay endpoint is known to the other nodes once joined.
+            self.overlay_publish(g, Path::new(name), &ep).await?;
             c.network_mode = NetworkMode::External(sandbox.to_string());
             g.store.apply(Change {
                 put_containers: vec![&c],
@@ -168,6 +170,9 @@ impl Engine {
             ..Default::default()
         })?;
         after_commit("remove_ports", g.dp.remove_ports(&port_keys(&c)));
+        // An overlay endpoint stays published while it exists (the
+        // reconciler keeps this node's endpoints in etcd): its traffic is
+        // dropped here until it joins again.
         for ep in &c.endpoints {
             self.unplumb_endpoint(g, ep).await;
             g.dp.purge_ct(ep.ip.octets());
@@ -267,11 +272,62 @@ impl Engine {
         after_commit("remove_ports", g.dp.remove_ports(&port_keys(&c)));
         release_ports(g, &c.ports);
         for ep in &c.endpoints {
+            withdraw_overlay_endpoint(g, ep).await;
             self.unplumb_endpoint(g, ep).await;
             g.dp.purge_ct(ep.ip.octets());
         }
         g.containers.remove(name);
         Ok(())
+    }
+}
+
+impl Engine {
+    /// An address for a Docker endpoint on overlay network `network` (the
+    /// plugin's IPAM driver asks): from this node's IPAM blocks in the
+    /// cluster, or `ip` itself (`--ip`; etcd refuses a duplicate when the
+    /// endpoint is published at Join).
+    pub async fn external_overlay_address(
+        &self,
+        network: &str,
+        ip: Option<Ipv4Addr>,
+    ) -> ApiResult<Ipv4Addr> {
+        let g = self.inner.lock().await;
+        let net = g
+            .networks
+            .get(network)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("network {network} not found")))?;
+        if net.driver != "overlay" {
+            return Err(bad(format!("network {network} is not an overlay network")));
+        }
+        self.overlay_address(&g, &net, ip)
+            .await?
+            .ok_or_else(|| Error::Internal(anyhow!("no address for network {network}")))
+    }
+
+    /// Give an address of [`Engine::external_overlay_address`] back.
+    pub async fn release_external_overlay_address(&self, network: &str, ip: Ipv4Addr) {
+        let g = self.inner.lock().await;
+        if let Some(ov) = g.overlay.as_ref() {
+            ov.cluster.release_address(network, ip).await;
+        }
+    }
+}
+
+/// Withdraw an external endpoint of an overlay network from the cluster
+/// (its address stays reserved: Docker's IPAM releases it).
+async fn withdraw_overlay_endpoint(g: &Inner, ep: &Endpoint) {
+    let Some(ov) = g.overlay.as_ref() else {
+        return;
+    };
+    if g.networks
+        .get(&ep.network)
+        .is_none_or(|n| n.driver != "overlay")
+    {
+        return;
+    }
+    if let Err(e) = overlay_withdraw(ov, &ep.network, ep.ip).await {
+        warn!(network = %ep.network, ip = %ep.ip, "withdrawing the endpoint from the cluster: {e}");
     }
 }
 

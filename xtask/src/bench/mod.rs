@@ -8,13 +8,17 @@
 //! under load via `bpfstats`, the BPF_PROG_TEST_RUN micro-benchmark in
 //! `progrun`/`progrun_pkt`), `report`, `cost_report`, `targets` and
 //! `plot` (statistics, Markdown, JSON, SVG), `dns` (the embedded resolver's
-//! qps and latency, its own `dns.md`/`dns.json`).
+//! qps and latency, its own `dns.md`/`dns.json`), `docker` and
+//! `docker_report` (the real Docker column: Docker's bridge driver and the
+//! agent's Docker plugin under one private dockerd).
 
 mod bpfstats;
 mod cost;
 mod cost_report;
 mod dns;
 mod dns_docker;
+mod docker;
+mod docker_report;
 mod measure;
 mod plot;
 mod progrun;
@@ -186,11 +190,20 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
     raise_nofile();
 
     let mut env = Env::collect(&bin, opts.release, opts.level);
-    let mut world = World::new(bin, lg.clone())?;
+    let mut world = World::new(bin.clone(), lg.clone())?;
+    // `DATAPLANE_BENCH_ONLY=docker`: the real Docker section alone.
+    if std::env::var("DATAPLANE_BENCH_ONLY").as_deref() == Ok("docker") {
+        let r = docker::measure(&mut world, &plan, &bin)?;
+        let md = docker_report::markdown(Some(&r));
+        fs::write(out_dir.join("docker.md"), &md)?;
+        println!("{md}");
+        return Ok(());
+    }
     let obj = cost::agent_object(opts.release, &world.tmp)?;
     let res = measure_all(&mut world, &plan, &mut env, &fl).and_then(|s| {
         env.cost = Some(cost::measure(&mut world, &plan, &obj)?);
         dns::measure(&mut world, &plan, opts.release, &out_dir)?;
+        env.docker = Some(docker::measure(&mut world, &plan, &bin)?);
         Ok(s)
     });
     if res.is_err() {

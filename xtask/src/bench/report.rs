@@ -73,6 +73,8 @@ pub(super) struct Env {
     pub xdp_mode: String,
     /// The per-packet cost phase (None when it was not reached).
     pub cost: Option<super::cost::CostResult>,
+    /// The real Docker section (None when it was not reached).
+    pub docker: Option<super::docker_report::DockerRun>,
 }
 
 impl Env {
@@ -700,7 +702,7 @@ pub(super) fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> R
             let _ = writeln!(md, "- {}: {}", t.name, t.detail);
         }
     }
-    md.push_str("\n## Real Docker\n\nnot measured: no dockerd in this harness yet.\n");
+    md.push_str(&super::docker_report::markdown(env.docker.as_ref()));
 
     let j = json!({
         "environment": {
@@ -730,7 +732,7 @@ pub(super) fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> R
         "early_drop": jiso["early_drop"],
         "per_packet_cost": jcost,
         "targets": tg.iter().map(|t| json!({"target": t.name, "met": t.met, "detail": t.detail})).collect::<Vec<Value>>(),
-        "not_measured": ["real Docker: no dockerd in this harness yet"],
+        "real_docker": super::docker_report::json(env.docker.as_ref()),
     });
     fs::write(dir.join("report.md"), md)?;
     fs::write(dir.join("report.json"), serde_json::to_string_pretty(&j)?)?;
