@@ -21,6 +21,7 @@
 //! | `link_policy.rs` | Docker's `--link` policy: `DP_LINKS` entries |
 //! | `names.rs` | names (embedded DNS): zone, resolver files, resolvers per namespace |
 //! | `external.rs` | endpoints in namespaces the agent does not own (Docker's sandboxes) |
+//! | `attached.rs` | namespaces someone else made, adopted by path or pid (`container attach`, CNI) |
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -49,6 +50,7 @@ use crate::{
     store::{Change, Store},
 };
 
+mod attached;
 mod containers;
 mod endpoints;
 mod external;
@@ -59,7 +61,10 @@ mod networks;
 mod overlay;
 mod published_ports;
 
-pub(crate) use self::{endpoints::*, link_policy::*, names::*, networks::*, published_ports::*};
+pub(crate) use self::{
+    attached::attached_gone, endpoints::*, link_policy::*, names::*, networks::*,
+    published_ports::*,
+};
 pub use endpoints::is_endpoint_ifname;
 pub use external::JoinInfo;
 pub(crate) use overlay::{node_key, withdraw as overlay_withdraw};

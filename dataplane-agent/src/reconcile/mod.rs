@@ -38,7 +38,10 @@ pub use self::{
     plan::{owns_netns, plan, Desired, Step},
 };
 use crate::{
-    engine::{datapath_config, link_policy_keys, port_entries, refresh_host_ips, Engine, Inner},
+    engine::{
+        attached_gone, datapath_config, link_policy_keys, port_entries, refresh_host_ips, Engine,
+        Inner,
+    },
     kernel,
 };
 
@@ -120,7 +123,8 @@ impl Engine {
             Err(e) => warn!("overlay pass failed (retried): {e:#}"),
         }
         let ports = desired_ports(g, pass == Pass::Start);
-        let obs = Observed::read(&g.host, &g.dp, &self.cfg.run_dir.join("netns")).await?;
+        let mut obs = Observed::read(&g.host, &g.dp, &self.cfg.run_dir.join("netns")).await?;
+        obs.attached_gone = attached_gone(&g.containers);
         for c in g.containers.values() {
             for ep in &c.endpoints {
                 if let Some(l) = obs.netdevs.get(&ep.host_interface) {

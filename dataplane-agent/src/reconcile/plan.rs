@@ -73,6 +73,10 @@ pub enum Step {
     /// A joined external endpoint (Docker sandbox) whose veth is gone: its
     /// sandbox died while the agent or dockerd was down. Removed.
     CollectExternal(String),
+    /// An attached namespace that is gone (its process exited, its path
+    /// names another namespace or nothing, or the agent's bind was lost).
+    /// Removed.
+    CollectAttached(String),
 }
 
 impl fmt::Display for Step {
@@ -117,6 +121,9 @@ impl fmt::Display for Step {
             Step::CollectExternal(c) => {
                 write!(f, "remove external endpoint {c}: its sandbox is gone")
             }
+            Step::CollectAttached(c) => {
+                write!(f, "remove attached container {c}: its namespace is gone")
+            }
         }
     }
 }
@@ -154,6 +161,15 @@ pub fn plan(want: &Desired<'_>, obs: &Observed) -> Vec<Step> {
     let mut want_veths = BTreeSet::new();
     let mut want_netns = BTreeSet::new();
     for c in want.containers.values() {
+        if matches!(c.network_mode, NetworkMode::Attached(_)) {
+            // Its mount is the agent's bind: never a namespace to recreate.
+            want_netns.insert(c.name.clone());
+            if obs.netns_files.get(&c.name) != Some(&true) || obs.attached_gone.contains(&c.name) {
+                want_veths.extend(c.endpoints.iter().map(|e| e.host_interface.clone()));
+                steps.push(Step::CollectAttached(c.name.clone()));
+                continue;
+            }
+        }
         let netns_lost = owns_netns(c) && obs.netns_files.get(&c.name) != Some(&true);
         if owns_netns(c) {
             want_netns.insert(c.name.clone());
