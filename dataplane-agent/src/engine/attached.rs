@@ -159,8 +159,11 @@ impl Engine {
                 )));
             }
         }
+        let original = c.clone();
         let old = std::mem::take(&mut c.ports);
         release_ports(g, &old);
+        // Its own mappings are being replaced: not a conflict with them.
+        g.containers.insert(c.name.clone(), c.clone());
         let default_ip = c
             .endpoints
             .first()
@@ -172,6 +175,7 @@ impl Engine {
             Err(e) => {
                 // The old mappings stand (their ports are held again).
                 let _ = self.restore_reservations(g, &old);
+                g.containers.insert(original.name.clone(), original);
                 return Err(e);
             }
         };
@@ -182,6 +186,7 @@ impl Engine {
         }) {
             release_ports(g, &c.ports);
             let _ = self.restore_reservations(g, &old);
+            g.containers.insert(original.name.clone(), original);
             return Err(e.into());
         }
         after_commit(
