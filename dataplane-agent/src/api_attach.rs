@@ -44,7 +44,10 @@ pub fn routes() -> Router<Arc<Engine>> {
             "/v1/containers/{name}/publish",
             post(
                 |State(e): E, Path(n): Path<String>, Json(req): Json<PublishRequest>| async move {
-                    R::Ok(Json(e.publish_attached(&n, &req.publish).await?))
+                    R::Ok(Json(
+                        e.publish_attached(&n, &req.publish, req.runtime_holds_ports)
+                            .await?,
+                    ))
                 },
             ),
         )

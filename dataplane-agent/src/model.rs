@@ -94,6 +94,10 @@ pub struct Attachment {
     pub ns_ino: u64,
     /// Who attached it: `cli`, or the runtime's container id (CNI).
     pub owner: String,
+    /// Its runtime holds the published host ports itself (Podman's
+    /// `enable_port_reservation`): the agent binds none of them.
+    #[serde(default)]
+    pub runtime_holds_ports: bool,
 }
 
 impl NetworkMode {
@@ -294,6 +298,10 @@ pub struct PublishRequest {
     /// `-p` specs.
     #[serde(default)]
     pub publish: Vec<String>,
+    /// The runtime binds the host ports itself (exact ports only): the
+    /// agent checks them against its other mappings but binds nothing.
+    #[serde(default)]
+    pub runtime_holds_ports: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,8 +10,9 @@
 //!   the hard limit, nproc 4096: CAP_SYS_RESOURCE is not available here);
 //! - file locks, tmp dir, events log and storage (`--root`, `--runroot`,
 //!   vfs) under the test's directory; `cgroupfs`;
-//! - `enable_port_reservation = false`: the datapath publishes the ports
-//!   (the agent holds the host ports itself).
+//! - `enable_port_reservation = false` and the plugin's `portReservation =
+//!   "agent"`: the agent holds the host ports (or both `true`/`"runtime"`:
+//!   conmon holds them); the datapath publishes them either way.
 //!
 //! The image is `podman import`ed from Debian's busybox-static (nothing is
 //! pulled).
@@ -71,6 +72,12 @@ impl Podman {
     /// A Podman whose CNI network `network` is the agent's network of the
     /// same name; imports the image.
     pub fn start(h: &Host, network: &str) -> Podman {
+        Podman::start_with(h, network, false)
+    }
+
+    /// Like [`Podman::start`]; `port_reservation` is Podman's
+    /// `enable_port_reservation` (conmon binds the published host ports).
+    pub fn start_with(h: &Host, network: &str, port_reservation: bool) -> Podman {
         let dir = h.dir.join("podman");
         let net_d = dir.join("net.d");
         let plugins = dir.join("cni-bin");
@@ -90,6 +97,8 @@ impl Podman {
                 "network": network,
                 "socket": h.socket,
                 "capabilities": {"portMappings": true, "aliases": true, "ips": true, "mac": true},
+                // Podman's conmon binds the host ports when it reserves them.
+                "portReservation": if port_reservation { "runtime" } else { "agent" },
             }],
         });
         std::fs::write(
@@ -118,7 +127,7 @@ events_logger = "file"
 events_logfile_path = "{dir}/events.log"
 lock_type = "file"
 tmp_dir = "{dir}/tmp"
-enable_port_reservation = false
+enable_port_reservation = {port_reservation}
 runtime = "runc"
 "#,
                 net_d = net_d.display(),

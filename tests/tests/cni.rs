@@ -223,6 +223,9 @@ fn cni_add_check_del_gc_status_drive_real_endpoints() {
     assert_eq!(v["endpoints"][0]["interface"], "net1");
     assert_eq!(v["endpoints"][0]["aliases"], json!(["web"]));
     assert!(h.ping(&Ns::c("peer"), &ip));
+    // The `aliases` capability names it in the embedded DNS.
+    let hosts = h.exec_ok("peer", &["getent", "hosts", "web"]);
+    assert!(hosts.contains(&ip), "web -> {hosts:?}");
     assert!(h.ping(&Ns::c(name), &h.ip_of("peer")));
     let mut srv = h.tcp_server(&Ns::c(name), "0.0.0.0", 80);
     assert!(h.tcp_ok(&Ns::Outside, &h.uplink_ip, 8085));

@@ -144,3 +144,62 @@ fn podman_containers_on_a_dataplane_network_with_published_port() {
         "the port still answers after podman rm"
     );
 }
+
+#[test]
+fn podman_port_reservation_holds_the_port_and_the_datapath_publishes_it() {
+    require_podman!();
+    let mut h = Host::start();
+    h.ok(&["network", "create", "--subnet", "10.235.0.0/24", "pods"]);
+    // Podman's default: conmon binds the published host ports.
+    let p = Podman::start_with(&h, "pods", true);
+    p.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "pods",
+        "-p",
+        "8081:80",
+        IMAGE,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let listening = stdout(&h.run_in(&Ns::Host, &["ss", "-Hltnp", "sport", "= :8081"]));
+    assert!(
+        listening.contains("conmon"),
+        "conmon does not hold 8081: {listening:?}"
+    );
+    let url = format!("http://{}:8081/cgi-bin/addr", h.uplink_ip);
+    let o = h.run_in(
+        &Ns::Outside,
+        &["busybox", "timeout", "5", "busybox", "wget", "-qO-", &url],
+    );
+    assert!(
+        o.status.success(),
+        "outside -> -p 8081: {}",
+        dataplane_tests::stderr(&o)
+    );
+    assert_eq!(client_addr(&stdout(&o)), h.outside_ip);
+    // The agent restarting keeps the mapping (nothing of its own to bind).
+    h.stop_agent();
+    h.start_agent();
+    let o = h.run_in(
+        &Ns::Outside,
+        &["busybox", "timeout", "5", "busybox", "wget", "-qO-", &url],
+    );
+    assert!(
+        o.status.success(),
+        "after an agent restart: {}",
+        dataplane_tests::stderr(&o)
+    );
+    p.ok(&["rm", "-f", "-t", "0", "web"]);
+    assert!(wait_until(Duration::from_secs(10), || h
+        .map_entries("DP_PORTS")
+        .is_empty()
+        && attached(&h).is_empty()));
+}

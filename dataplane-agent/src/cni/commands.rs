@@ -176,7 +176,13 @@ impl<'a> Ctx<'a> {
         let path = format!("/v1/containers/{}/publish", self.name());
         let _: Vec<PortMapping> = self
             .client
-            .post(&path, &PublishRequest { publish })
+            .post(
+                &path,
+                &PublishRequest {
+                    publish,
+                    runtime_holds_ports: self.conf.port_reservation.as_deref() == Some("runtime"),
+                },
+            )
             .await
             .map_err(|e| agent_error(&e))?;
         Ok(())

@@ -175,6 +175,18 @@ fn validate_conf(conf: &NetConf) -> Result<(), CniError> {
             "the network configuration has no name",
         ));
     }
+    if !matches!(
+        conf.port_reservation.as_deref(),
+        None | Some("agent" | "runtime")
+    ) {
+        return Err(CniError::new(
+            Code::InvalidConfig,
+            format!(
+                "portReservation {:?} is neither \"agent\" nor \"runtime\"",
+                conf.port_reservation.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
     if conf.ipam.is_some() {
         return Err(CniError::new(
             Code::UnsupportedField,

@@ -91,6 +91,10 @@ pub struct NetConf {
     /// GC: the attachments the runtime still has.
     #[serde(rename = "cni.dev/valid-attachments", default)]
     pub valid_attachments: Option<Vec<Attachment>>,
+    /// Who binds the published host ports: `agent` (default) or `runtime`
+    /// (Podman with `enable_port_reservation = true`, its default).
+    #[serde(default)]
+    pub port_reservation: Option<String>,
     /// IPAM is the agent's: a delegated IPAM plugin is refused.
     #[serde(default)]
     pub ipam: Option<Value>,

@@ -51,6 +51,7 @@ impl Engine {
             ns_dev,
             ns_ino,
             owner,
+            runtime_holds_ports: false,
         };
 
         let mut g = self.inner.lock().await;
@@ -130,10 +131,15 @@ impl Engine {
     /// replacing what it published before (the CNI plugin's
     /// `portMappings`: every network's ADD passes the same list, so they are
     /// published once). Returns the mappings.
+    ///
+    /// With `runtime_holds_ports` the runtime binds the host ports itself
+    /// (Podman's `enable_port_reservation`): they must be exact, are checked
+    /// against the agent's other mappings, and the agent binds none.
     pub async fn publish_attached(
         &self,
         name: &str,
         specs: &[String],
+        runtime_holds_ports: bool,
     ) -> ApiResult<Vec<PortMapping>> {
         let specs = specs
             .iter()
@@ -170,7 +176,12 @@ impl Engine {
             .and_then(|e| g.networks.get(&e.network))
             .and_then(|n| n.host_binding)
             .unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let new = match self.reserve_ports(g, &specs, default_ip).await {
+        let reserved = if runtime_holds_ports {
+            runtime_held_mappings(g, &c.name, &specs, default_ip)
+        } else {
+            self.reserve_ports(g, &specs, default_ip).await
+        };
+        let new = match reserved {
             Ok(n) => n,
             Err(e) => {
                 // The old mappings stand (their ports are held again).
@@ -180,6 +191,9 @@ impl Engine {
             }
         };
         c.ports = new;
+        if let NetworkMode::Attached(a) = &mut c.network_mode {
+            a.runtime_holds_ports = runtime_holds_ports;
+        }
         if let Err(e) = g.store.apply(Change {
             put_containers: vec![&c],
             ..Default::default()
@@ -261,6 +275,65 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Whether `c`'s runtime binds its published host ports (the agent holds
+/// none of them).
+pub(crate) fn runtime_holds_ports(c: &Container) -> bool {
+    matches!(&c.network_mode, NetworkMode::Attached(a) if a.runtime_holds_ports)
+}
+
+/// The mappings of `specs` for container `name` whose runtime binds the
+/// host ports: exact ports only, none published by another container.
+fn runtime_held_mappings(
+    g: &Inner,
+    name: &str,
+    specs: &[ports::PortSpec],
+    default_ip: Ipv4Addr,
+) -> ApiResult<Vec<PortMapping>> {
+    let mut out: Vec<PortMapping> = Vec::new();
+    for spec in specs {
+        if spec.proto == Proto::Sctp {
+            return Err(bad(
+                "publishing SCTP ports is not supported (the datapath translates TCP and UDP)",
+            ));
+        }
+        let HostPorts::Exact(hports) = &spec.host_ports else {
+            return Err(bad(
+                "a runtime that holds its host ports must name them (no random host ports)",
+            ));
+        };
+        let host_ip = spec.host_ip.unwrap_or(default_ip);
+        for (cport, hport) in spec.container_ports.iter().zip(hports) {
+            let clash = |m: &PortMapping| {
+                m.proto == spec.proto
+                    && m.host_port == *hport
+                    && (m.host_ip == host_ip
+                        || m.host_ip.is_unspecified()
+                        || host_ip.is_unspecified())
+            };
+            let owner = g
+                .containers
+                .values()
+                .filter(|o| o.name != name)
+                .find(|o| o.ports.iter().any(clash))
+                .map(|o| o.name.clone())
+                .or_else(|| out.iter().any(clash).then(|| name.to_string()));
+            if let Some(owner) = owner {
+                return Err(Error::Conflict(format!(
+                    "host port {host_ip}:{hport}/{} is already published by {owner}",
+                    spec.proto.as_str()
+                )));
+            }
+            out.push(PortMapping {
+                host_ip,
+                host_port: *hport,
+                container_port: *cport,
+                proto: spec.proto,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The attached containers whose namespace is gone (see the module docs).

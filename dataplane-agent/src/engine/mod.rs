@@ -62,7 +62,11 @@ mod overlay;
 mod published_ports;
 
 pub(crate) use self::{
-    attached::attached_gone, endpoints::*, link_policy::*, names::*, networks::*,
+    attached::{attached_gone, runtime_holds_ports},
+    endpoints::*,
+    link_policy::*,
+    names::*,
+    networks::*,
     published_ports::*,
 };
 pub use endpoints::is_endpoint_ifname;

@@ -213,6 +213,11 @@ impl Engine {
 fn desired_ports(g: &mut Inner, reserve: bool) -> HashMap<PortKey, PortTarget> {
     let mut out = HashMap::new();
     for c in g.containers.values() {
+        if crate::engine::runtime_holds_ports(c) {
+            // Its runtime binds the host ports (a CNI runtime's reservation).
+            out.extend(port_entries(c));
+            continue;
+        }
         if reserve {
             for m in &c.ports {
                 if !g.reservations.is_held(m.host_ip, m.host_port, m.proto) {
