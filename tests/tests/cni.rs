@@ -45,7 +45,7 @@ fn cni(env: &[(&str, &str)], stdin: &str) -> (bool, Value) {
     (o.status.success(), v)
 }
 
-fn conf(h: &Host, version: &str, network: &str, runtime: Value) -> String {
+fn conf(h: &Host, version: &str, network: &str, runtime: &Value) -> String {
     json!({
         "cniVersion": version, "name": network, "type": "dataplane-cni",
         "socket": h.socket, "runtimeConfig": runtime,
@@ -186,16 +186,16 @@ fn cni_add_check_del_gc_status_drive_real_endpoints() {
     // STATUS: ready; a network the agent lacks is a config error at ADD.
     let (ok, out) = cni(
         &[("CNI_COMMAND", "STATUS")],
-        &conf(&h, "1.1.0", "pods", json!({})),
+        &conf(&h, "1.1.0", "pods", &json!({})),
     );
     assert!(ok && out.is_null(), "{out}");
     let (_, out) = cni(
         &env("ADD", id, &sb.path(), "net1"),
-        &conf(&h, "1.0.0", "nope", json!({})),
+        &conf(&h, "1.0.0", "nope", &json!({})),
     );
     assert_eq!(code(&out), 7, "{out}");
 
-    let c = conf(&h, "1.0.0", "pods", rt.clone());
+    let c = conf(&h, "1.0.0", "pods", &rt);
     let (ok, out) = cni(&env("ADD", id, &sb.path(), "net1"), &c);
     assert!(ok, "ADD: {out}\n{}", h.log());
     assert_eq!(out["cniVersion"], "1.0.0");
@@ -253,7 +253,7 @@ fn cni_add_check_del_gc_status_drive_real_endpoints() {
     // from CNI_ARGS; the taken one is a conflict.
     let sb2 = Sandbox::new(&h);
     let id2 = "feedfacefeedface";
-    let c04 = conf(&h, "0.4.0", "pods", json!({}));
+    let c04 = conf(&h, "0.4.0", "pods", &json!({}));
     let p2 = sb2.path();
     let mut e2 = env("ADD", id2, &p2, "eth0");
     e2.push(("CNI_ARGS", "IgnoreUnknown=1;IP=10.233.0.200"));

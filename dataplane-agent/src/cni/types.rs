@@ -44,6 +44,7 @@ impl CniError {
         }
     }
 
+    #[must_use]
     pub fn with_details(mut self, d: impl Into<String>) -> CniError {
         self.details = d.into();
         self

@@ -185,7 +185,7 @@ impl Engine {
             Ok(n) => n,
             Err(e) => {
                 // The old mappings stand (their ports are held again).
-                let _ = self.restore_reservations(g, &old);
+                let _ = restore_reservations(g, &old);
                 g.containers.insert(original.name.clone(), original);
                 return Err(e);
             }
@@ -199,7 +199,7 @@ impl Engine {
             ..Default::default()
         }) {
             release_ports(g, &c.ports);
-            let _ = self.restore_reservations(g, &old);
+            let _ = restore_reservations(g, &old);
             g.containers.insert(original.name.clone(), original);
             return Err(e.into());
         }
@@ -217,14 +217,6 @@ impl Engine {
             "attached container published ports"
         );
         Ok(out)
-    }
-
-    /// Hold the host ports of `mappings` again (after a failed replace).
-    fn restore_reservations(&self, g: &mut Inner, mappings: &[PortMapping]) -> ApiResult<()> {
-        for m in mappings {
-            g.reservations.reserve(m.host_ip, m.host_port, m.proto)?;
-        }
-        Ok(())
     }
 
     /// Remove an attached container whose namespace is gone (the
@@ -275,6 +267,14 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Hold the host ports of `mappings` again (after a failed replace).
+fn restore_reservations(g: &mut Inner, mappings: &[PortMapping]) -> ApiResult<()> {
+    for m in mappings {
+        g.reservations.reserve(m.host_ip, m.host_port, m.proto)?;
+    }
+    Ok(())
 }
 
 /// Whether `c`'s runtime binds its published host ports (the agent holds
@@ -525,6 +525,7 @@ mod tests {
             ns_dev: id.0,
             ns_ino: id.1,
             owner: "cli".into(),
+            runtime_holds_ports: false,
         };
         assert!(!attachment_gone(&a));
         let reused = Attachment {
