@@ -311,3 +311,67 @@ fn cni_add_check_del_gc_status_drive_real_endpoints() {
     assert!(ok, "DEL without its namespace: {out}");
     assert!(!names(&h).contains(&name.to_string()));
 }
+
+#[test]
+fn cni_two_networks_publish_once_and_survive_an_agent_restart() {
+    let mut h = Host::start();
+    h.ok(&["network", "create", "--subnet", "10.236.0.0/24", "pods"]);
+    h.ok(&["network", "create", "--subnet", "10.237.0.0/24", "pods2"]);
+    let sb = Sandbox::new(&h);
+    let id = "twonets0000000001";
+    let name = "cni-twonets00000";
+    let rt = json!({"portMappings": [{"hostPort": 8086, "containerPort": 80, "protocol": "tcp"}]});
+    let c1 = conf(&h, "1.1.0", "pods", &rt);
+    let c2 = conf(&h, "1.1.0", "pods2", &rt);
+    let (ok, out) = cni(&env("ADD", id, &sb.path(), "eth0"), &c1);
+    assert!(ok, "{out}");
+    let (ok, out) = cni(&env("ADD", id, &sb.path(), "eth1"), &c2);
+    assert!(ok, "{out}");
+    assert_eq!(out["interfaces"][1]["name"], "eth1");
+    let v = h.inspect_container(name);
+    let ifs: Vec<&str> = v["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["interface"].as_str().unwrap())
+        .collect();
+    assert_eq!(ifs, ["eth0", "eth1"]);
+    // The same mappings from both networks are published once.
+    assert_eq!(h.map_entries("DP_PORTS").len(), 1);
+    assert_eq!(v["ports"].as_array().unwrap().len(), 1);
+
+    h.stop_agent();
+    h.start_agent();
+    for (ifname, c) in [("eth0", &c1), ("eth1", &c2)] {
+        let (ok, out) = cni(&env("CHECK", id, &sb.path(), ifname), c);
+        assert!(ok, "CHECK {ifname} after a restart: {out}");
+    }
+    let mut srv = h.tcp_server(&Ns::c(name), "0.0.0.0", 80);
+    assert!(h.tcp_ok(&Ns::Outside, &h.uplink_ip, 8086));
+    srv.kill();
+
+    // DEL of one network keeps the other (and the port); the last DEL
+    // detaches.
+    let (ok, out) = cni(&env("DEL", id, &sb.path(), "eth0"), &c1);
+    assert!(ok, "{out}");
+    let v = h.inspect_container(name);
+    assert_eq!(v["endpoints"].as_array().unwrap().len(), 1);
+    assert_eq!(v["endpoints"][0]["network"], "pods2");
+    assert_eq!(h.map_entries("DP_PORTS").len(), 1);
+    let (ok, out) = cni(&env("DEL", id, &sb.path(), "eth1"), &c2);
+    assert!(ok, "{out}");
+    assert!(!names(&h).contains(&name.to_string()));
+    assert!(h.map_entries("DP_PORTS").is_empty());
+    let links = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-n", &sb.0, "-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    assert!(
+        !links.contains("eth0") && !links.contains("eth1"),
+        "{links}"
+    );
+}
