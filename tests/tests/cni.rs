@@ -196,6 +196,11 @@ fn cni_add_check_del_gc_status_drive_real_endpoints() {
     assert_eq!(code(&out), 7, "{out}");
 
     let c = conf(&h, "1.0.0", "pods", &rt);
+    // A namespace path that does not exist: unknown container, nothing left.
+    let (ok, out) = cni(&env("ADD", id, "/run/netns/absent-dpt", "net1"), &c);
+    assert!(!ok);
+    assert_eq!(code(&out), 3, "{out}");
+    assert!(!names(&h).contains(&name.to_string()));
     let (ok, out) = cni(&env("ADD", id, &sb.path(), "net1"), &c);
     assert!(ok, "ADD: {out}\n{}", h.log());
     assert_eq!(out["cniVersion"], "1.0.0");
