@@ -32,6 +32,7 @@ fn podman_containers_on_a_dataplane_network_with_published_port() {
     let h = Host::start();
     h.ok(&["network", "create", "--subnet", "10.234.0.0/24", "pods"]);
     let p = Podman::start(&h, "pods");
+    let if_endpoints_before = h.map_entries("DP_IF_ENDPOINTS").len();
 
     let web_id = p
         .ok(&[
@@ -112,6 +113,15 @@ fn podman_containers_on_a_dataplane_network_with_published_port() {
     );
     assert_eq!(client_addr(&stdout(&o)), h.outside_ip);
     assert_eq!(h.map_entries("DP_PORTS").len(), 1);
+    let o = h.run_in(
+        &Ns::Host,
+        &["busybox", "timeout", "5", "busybox", "wget", "-qO-", &url],
+    );
+    assert!(
+        o.status.success(),
+        "host -> -p 8080: {}",
+        dataplane_tests::stderr(&o)
+    );
 
     // No iptables or nftables rules were made for any of it.
     let rules = stdout(&h.run_in(&Ns::Host, &["iptables-save"]));
@@ -129,6 +139,7 @@ fn podman_containers_on_a_dataplane_network_with_published_port() {
             h.map_entries("DP_PORTS").is_empty()
                 && !has_endpoint(&h, &web_ip)
                 && !has_endpoint(&h, &client_ip)
+                && h.map_entries("DP_IF_ENDPOINTS").len() == if_endpoints_before
                 && attached(&h).is_empty()
         }),
         "left after podman rm: ports {:?}, containers {:?}",
@@ -185,6 +196,21 @@ fn podman_port_reservation_holds_the_port_and_the_datapath_publishes_it() {
         dataplane_tests::stderr(&o)
     );
     assert_eq!(client_addr(&stdout(&o)), h.outside_ip);
+    // A client on the host reaches it too (conmon's socket never answers).
+    let o = h.run_in(
+        &Ns::Host,
+        &["busybox", "timeout", "5", "busybox", "wget", "-qO-", &url],
+    );
+    assert!(
+        o.status.success(),
+        "host -> -p 8081: {}",
+        dataplane_tests::stderr(&o)
+    );
+    assert!(
+        client_addr(&stdout(&o)).starts_with("10."),
+        "{}",
+        stdout(&o)
+    );
     // The agent restarting keeps the mapping (nothing of its own to bind).
     h.stop_agent();
     h.start_agent();
