@@ -11,6 +11,8 @@
 //! | GET, POST | /v1/containers | ContainerCreate | [ContainerView], ContainerView |
 //! | GET, DELETE | /v1/containers/{name} | | ContainerView |
 //!
+//! Attached namespaces have their routes in [`crate::api_attach`].
+//!
 //! Errors are `{"error": "<one line>", "kind": "<kind>"}` with the status of
 //! the kind ([`ErrorKind::http_status`]): 400 `invalid_argument`, 404
 //! `not_found`, 409 `conflict`, 503 `unavailable`, 500 `internal`.
@@ -133,5 +135,6 @@ pub fn router(engine: Arc<Engine>) -> Router {
                 R::Ok(Json(json!({})))
             }),
         )
+        .merge(crate::api_attach::routes())
         .with_state(engine)
 }

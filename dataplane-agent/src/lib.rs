@@ -10,9 +10,12 @@
 //! - `dns`: the embedded resolver (127.0.0.11) and the containers' resolver files.
 //! - `api`, `client`: HTTP/JSON over a Unix socket.
 //! - `docker`: the Docker network plugin (libnetwork remote NetworkDriver and IpamDriver).
+//! - `cni`: the CNI plugin `dataplane-cni` (spec types, commands, talking to the agent).
 pub mod api;
+pub mod api_attach;
 pub mod client;
 pub mod cluster;
+pub mod cni;
 pub mod datapath;
 pub mod dns;
 pub mod docker;

@@ -71,6 +71,36 @@ pub enum NetworkMode {
     /// creates the veth in the host namespace and Docker moves the container
     /// side; see `engine/external.rs`.
     External(String),
+    /// A namespace someone else made (`container attach`, the CNI plugin):
+    /// the agent bind-mounts it at its own namespace path, plumbs endpoints
+    /// into it like its own, and gives it back untouched at detach; see
+    /// `engine/attached.rs`.
+    Attached(Attachment),
+}
+
+/// Where an attached namespace came from and who it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The path given (`--netns`, CNI_NETNS) or `/proc/PID/ns/net`.
+    pub source: String,
+    /// `--pid`: the process whose namespace it is; its exit ends the
+    /// attachment.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// The process's start time (field 22 of /proc/PID/stat), so that a
+    /// reused pid is not taken for it.
+    #[serde(default)]
+    pub pid_start: Option<u64>,
+    /// Device and inode of the namespace (nsfs): the same namespace is
+    /// recognised whatever path names it.
+    pub ns_dev: u64,
+    pub ns_ino: u64,
+    /// Who attached it: `cli`, or the runtime's container id (CNI).
+    pub owner: String,
+    /// Its runtime holds the published host ports itself (Podman's
+    /// `enable_port_reservation`): the agent binds none of them.
+    #[serde(default)]
+    pub runtime_holds_ports: bool,
 }
 
 impl NetworkMode {
@@ -93,6 +123,7 @@ impl NetworkMode {
             NetworkMode::None => "none".into(),
             NetworkMode::Container(n) => format!("container:{n}"),
             NetworkMode::External(_) => "external".into(),
+            NetworkMode::Attached(_) => "attached".into(),
         }
     }
 }
@@ -241,6 +272,42 @@ pub struct ConnectRequest {
     /// `--alias`: names of the container on this network.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Name of the interface inside the container (default: the first free
+    /// `ethN`; the CNI plugin passes CNI_IFNAME).
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// MAC of the container side (default: Docker's 02:42 + address).
+    #[serde(default)]
+    pub mac: Option<String>,
+}
+
+/// `container attach`: adopt a namespace someone else made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AttachRequest {
+    pub name: String,
+    /// Path of the namespace (`--netns`, CNI_NETNS).
+    #[serde(default)]
+    pub netns: Option<String>,
+    /// `--pid`: the namespace of this process.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// Who attaches it (default `cli`; the CNI plugin passes the runtime's
+    /// container id).
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// Ports published for a container whose runtime publishes them itself
+/// (CNI's `portMappings`): replaces what it published before.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PublishRequest {
+    /// `-p` specs.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// The runtime binds the host ports itself (exact ports only): the
+    /// agent checks them against its other mappings but binds nothing.
+    #[serde(default)]
+    pub runtime_holds_ports: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -327,6 +394,10 @@ pub struct ContainerView {
     /// `container exec` mounts over /etc), if it has them.
     #[serde(default)]
     pub files_dir: Option<String>,
+    /// Attached namespaces: who attached it (`cli` or the runtime's
+    /// container id).
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

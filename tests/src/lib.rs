@@ -26,6 +26,8 @@ pub mod prog_run;
 pub mod docker;
 /// Simulated multi-host clusters (overlay tests).
 pub mod multihost;
+/// A private Podman with the CNI backend (for the CNI plugin tests).
+pub mod podman;
 
 use serde_json::Value;
 

@@ -253,7 +253,7 @@ fn docker_run_publishes_ports_resolves_names_and_isolates() {
                 && !h
                     .map_entries("DP_ENDPOINTS")
                     .iter()
-                    .any(|(k, _)| *k == ip_bytes(&api_ip))
+                    .any(|(k, _)| k["ip"] == ip_bytes(&api_ip))
                 && external_endpoints(&h).is_empty()
         }),
         "left after docker rm -f: ports {:?}, endpoints {:?}",

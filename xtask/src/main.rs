@@ -297,6 +297,10 @@ const ESSENTIAL_PACKAGES: &[&str] = &[
     // containerd, runc, tini) with an image made from busybox-static.
     "docker.io",
     "busybox-static",
+    // The CNI plugin's end-to-end tests run a private Podman (4.3, CNI
+    // backend; conmon, runc) with the same busybox image.
+    "podman",
+    "containernetworking-plugins",
 ];
 
 /// Packages used by the benchmarks and for debugging; missing ones only warn.

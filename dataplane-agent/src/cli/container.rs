@@ -1,4 +1,5 @@
-//! `dataplane container ...`: create, port, ls, inspect, rm, exec.
+//! `dataplane container ...`: create, port, ls, inspect, rm, exec, attach,
+//! detach.
 
 use std::ffi::CString;
 
@@ -6,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 use dataplane_agent::{
     dns::files::ExecMounts,
-    model::{ContainerCreate, ContainerView},
+    model::{AttachRequest, ContainerCreate, ContainerView},
     ports::{ExposedPort, PortMapping, Proto},
 };
 
@@ -78,6 +79,27 @@ pub(crate) enum ContainerCmd {
         name: String,
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
+    },
+    /// Adopt a network namespace someone else made as container NAME (then
+    /// `network connect NET NAME`).
+    Attach {
+        name: String,
+        /// Path of the namespace (e.g. /run/netns/X, /proc/PID/ns/net).
+        #[arg(
+            long,
+            value_name = "PATH",
+            required_unless_present = "pid",
+            conflicts_with = "pid"
+        )]
+        netns: Option<String>,
+        /// The namespace of this process; its exit ends the attachment.
+        #[arg(long, value_name = "PID")]
+        pid: Option<u32>,
+    },
+    /// Give an attached namespace back (only the agent's interfaces go).
+    Detach {
+        #[arg(required = true)]
+        names: Vec<String>,
     },
 }
 
@@ -165,6 +187,32 @@ pub(crate) fn execute(cmd: ContainerCmd, ctx: &Ctx) -> Result<()> {
         // The runtime is gone once `inspect` returns: setns needs a
         // single-threaded process.
         ContainerCmd::Exec { name, cmd } => exec_in(&inspect(ctx, &name)?, &cmd),
+        ContainerCmd::Attach { name, netns, pid } => {
+            let req = AttachRequest {
+                name,
+                netns,
+                pid,
+                owner: None,
+            };
+            let v: ContainerView =
+                ctx.call(|c| async move { Ok(c.post("/v1/attach", &req).await?) })?;
+            match ctx.format {
+                Format::Json => print_json(&v),
+                Format::Table => {
+                    println!("{}", v.id);
+                    Ok(())
+                }
+            }
+        }
+        ContainerCmd::Detach { names } => {
+            for name in names {
+                let path = format!("/v1/containers/{name}/detach");
+                let _: serde_json::Value =
+                    ctx.call(|c| async move { Ok(c.post(&path, &serde_json::json!({})).await?) })?;
+                println!("{name}");
+            }
+            Ok(())
+        }
     }
 }
 
@@ -207,7 +255,11 @@ fn print_ls(v: &[ContainerView]) {
                 vec![
                     short_id(&ct.id).to_string(),
                     ct.name.clone(),
-                    ct.network_mode.clone(),
+                    match &ct.owner {
+                        // The runtime's container id (CNI) or `cli`.
+                        Some(o) => format!("{}:{}", ct.network_mode, short_id(o)),
+                        None => ct.network_mode.clone(),
+                    },
                     ct.endpoints
                         .iter()
                         .map(|e| e.network.clone())

@@ -135,6 +135,7 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
                 ip,
                 force: false,
                 aliases,
+                ..Default::default()
             };
             let _: ContainerView = ctx.call(|c| async move { Ok(c.post(&path, &req).await?) })?;
             Ok(())
@@ -149,7 +150,7 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
                 container,
                 ip: None,
                 force,
-                aliases: Vec::new(),
+                ..Default::default()
             };
             let _: serde_json::Value =
                 ctx.call(|c| async move { Ok(c.post(&path, &req).await?) })?;

@@ -259,7 +259,12 @@ impl Engine {
             self.unplumb_endpoint(g, ep).await;
             g.dp.purge_ct(ep.ip.octets());
         }
-        if matches!(c.network_mode, NetworkMode::Bridge | NetworkMode::None) {
+        // An attached namespace's mount is only our bind: unmounting it
+        // gives the namespace back.
+        if matches!(
+            c.network_mode,
+            NetworkMode::Bridge | NetworkMode::None | NetworkMode::Attached(_)
+        ) {
             after_commit("delete_netns", kernel::delete_netns(&self.netns_path(name)));
         }
         g.containers.remove(name);
@@ -352,11 +357,15 @@ impl Engine {
                 let d = crate::dns::files::container_dir(&self.cfg.run_dir, &c.name);
                 d.is_dir().then(|| d.display().to_string())
             },
+            owner: match &c.network_mode {
+                NetworkMode::Attached(a) => Some(a.owner.clone()),
+                _ => None,
+            },
         }
     }
 }
 
-fn random_id() -> String {
+pub(super) fn random_id() -> String {
     use std::fmt::Write;
     (0..4).fold(String::new(), |mut s, _| {
         let _ = write!(s, "{:016x}", rand::random::<u64>());
@@ -371,7 +380,7 @@ const MAX_CONTAINER_NAME: usize = 200;
 /// that one character is accepted (existing setups and tests use such names;
 /// README "Differences from Docker"). Docker has no length limit; here the
 /// name of the namespace file sets one.
-fn validate_container_name(name: &str) -> ApiResult<()> {
+pub(super) fn validate_container_name(name: &str) -> ApiResult<()> {
     let mut bytes = name.bytes();
     let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric());
     let rest_ok = bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));

@@ -117,7 +117,10 @@ impl Engine {
             .get(&req.container)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("container {} not found", req.container)))?;
-        if c.network_mode != NetworkMode::Bridge {
+        if !matches!(
+            c.network_mode,
+            NetworkMode::Bridge | NetworkMode::Attached(_)
+        ) {
             return Err(bad(format!(
                 "container {} uses network mode {}; it cannot be connected to networks",
                 c.name,
@@ -136,6 +139,7 @@ impl Engine {
         let ip = self.overlay_address(g, &net, ip).await?;
         let (mut ep, net_after) = Self::plan_endpoint(g, &net, &c, ip)?;
         ep.aliases.clone_from(&req.aliases);
+        super::attached::apply_connect_options(&c, &req, &mut ep)?;
         let ns = self.netns_path(&c.name);
         c.endpoints.push(ep.clone());
         // Docker's rule picks the endpoint of the default route anew: the new

@@ -21,6 +21,7 @@
 //! | `link_policy.rs` | Docker's `--link` policy: `DP_LINKS` entries |
 //! | `names.rs` | names (embedded DNS): zone, resolver files, resolvers per namespace |
 //! | `external.rs` | endpoints in namespaces the agent does not own (Docker's sandboxes) |
+//! | `attached.rs` | namespaces someone else made, adopted by path or pid (`container attach`, CNI) |
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -49,6 +50,7 @@ use crate::{
     store::{Change, Store},
 };
 
+mod attached;
 mod containers;
 mod daemon_options;
 mod endpoints;
@@ -63,7 +65,13 @@ mod p2p;
 mod published_ports;
 
 pub(crate) use self::{
-    endpoints::*, lan::LAN_DRIVER, link_policy::*, names::*, networks::*, published_ports::*,
+    attached::{attached_gone, runtime_holds_ports},
+    endpoints::*,
+    lan::LAN_DRIVER,
+    link_policy::*,
+    names::*,
+    networks::*,
+    published_ports::*,
 };
 pub use daemon_options::{AddressPool, DaemonDefaults};
 pub use endpoints::is_endpoint_ifname;

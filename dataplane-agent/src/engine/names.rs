@@ -39,7 +39,8 @@ pub(crate) fn has_embedded_dns(network: &str) -> bool {
 fn namespace_owner<'a>(g: &'a Inner, c: &'a Container) -> Option<&'a Container> {
     match &c.network_mode {
         // Docker's sandboxes have Docker's own resolver and files.
-        NetworkMode::Host | NetworkMode::External(_) => None,
+        // Attached namespaces keep their owner's resolver and files.
+        NetworkMode::Host | NetworkMode::External(_) | NetworkMode::Attached(_) => None,
         NetworkMode::Container(t) => g
             .containers
             .get(t)
@@ -57,7 +58,12 @@ fn uses_embedded_dns(c: &Container) -> bool {
 pub(crate) fn zone_of(containers: &BTreeMap<String, Container>) -> Zone {
     let zc: Vec<ZoneContainer> = containers
         .values()
-        .filter(|c| c.network_mode == NetworkMode::Bridge)
+        .filter(|c| {
+            matches!(
+                c.network_mode,
+                NetworkMode::Bridge | NetworkMode::Attached(_)
+            )
+        })
         .map(|c| ZoneContainer {
             name: c.name.clone(),
             id: c.id.clone(),

@@ -84,7 +84,10 @@ impl Engine {
                 .containers
                 .get(end)
                 .ok_or_else(|| Error::NotFound(format!("container {end} not found")))?;
-            if !matches!(c.network_mode, NetworkMode::Bridge | NetworkMode::None) {
+            if !matches!(
+                c.network_mode,
+                NetworkMode::Bridge | NetworkMode::None | NetworkMode::Attached(_)
+            ) {
                 return Err(bad(format!(
                     "container {end} has network mode {}: link the container whose namespace it uses",
                     c.network_mode.describe()

@@ -75,6 +75,7 @@ impl Engine {
             Step::AddPorts(entries) => g.dp.add_ports(entries)?,
             Step::RemovePorts(keys) => g.dp.remove_ports(keys)?,
             Step::CollectExternal(name) => self.drop_external(g, name).await?,
+            Step::CollectAttached(name) => self.drop_attached(g, name).await?,
         }
         Ok(())
     }

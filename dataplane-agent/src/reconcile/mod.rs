@@ -40,7 +40,10 @@ pub use self::{
     plan::{owns_netns, plan, Desired, Step},
 };
 use crate::{
-    engine::{datapath_config, link_policy_keys, port_entries, refresh_host_ips, Engine, Inner},
+    engine::{
+        attached_gone, datapath_config, link_policy_keys, port_entries, refresh_host_ips, Engine,
+        Inner,
+    },
     kernel,
 };
 
@@ -127,7 +130,8 @@ impl Engine {
             Err(e) => warn!("lan pass failed (retried): {e:#}"),
         }
         let ports = desired_ports(g, pass == Pass::Start);
-        let obs = Observed::read(&g.host, &g.dp, &self.cfg.run_dir.join("netns")).await?;
+        let mut obs = Observed::read(&g.host, &g.dp, &self.cfg.run_dir.join("netns")).await?;
+        obs.attached_gone = attached_gone(&g.containers);
         for c in g.containers.values() {
             for ep in &c.endpoints {
                 if let Some(l) = obs.netdevs.get(&ep.host_interface) {
@@ -221,6 +225,11 @@ impl Engine {
 fn desired_ports(g: &mut Inner, reserve: bool) -> HashMap<PortKey, PortTarget> {
     let mut out = HashMap::new();
     for c in g.containers.values() {
+        if crate::engine::runtime_holds_ports(c) {
+            // Its runtime binds the host ports (a CNI runtime's reservation).
+            out.extend(port_entries(c));
+            continue;
+        }
         if reserve {
             for m in &c.ports {
                 if !g.reservations.is_held(m.host_ip, m.host_port, m.proto) {

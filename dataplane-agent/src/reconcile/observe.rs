@@ -32,6 +32,9 @@ pub struct Observed {
     pub if_endpoints: HashMap<u32, EndpointInfo>,
     pub networks: HashMap<u32, NetworkInfo>,
     pub ports: HashMap<PortKey, PortTarget>,
+    /// Attached containers whose namespace is gone (filled in by the
+    /// caller, which has the desired state: `engine::attached_gone`).
+    pub attached_gone: BTreeSet<String>,
 }
 
 impl Observed {
@@ -65,6 +68,7 @@ impl Observed {
             if_endpoints: dp.if_endpoints(),
             networks: dp.networks(),
             ports: dp.port_entries(),
+            attached_gone: BTreeSet::new(),
         })
     }
 }

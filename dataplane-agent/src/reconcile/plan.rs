@@ -73,6 +73,10 @@ pub enum Step {
     /// A joined external endpoint (Docker sandbox) whose veth is gone: its
     /// sandbox died while the agent or dockerd was down. Removed.
     CollectExternal(String),
+    /// An attached namespace that is gone (its process exited, its path
+    /// names another namespace or nothing, or the agent's bind was lost).
+    /// Removed.
+    CollectAttached(String),
 }
 
 impl fmt::Display for Step {
@@ -117,6 +121,9 @@ impl fmt::Display for Step {
             Step::CollectExternal(c) => {
                 write!(f, "remove external endpoint {c}: its sandbox is gone")
             }
+            Step::CollectAttached(c) => {
+                write!(f, "remove attached container {c}: its namespace is gone")
+            }
         }
     }
 }
@@ -155,6 +162,24 @@ pub fn plan(want: &Desired<'_>, obs: &Observed) -> Vec<Step> {
     let mut want_veths = BTreeSet::new();
     let mut want_netns = BTreeSet::new();
     for c in want.containers.values() {
+        if matches!(c.network_mode, NetworkMode::Attached(_)) {
+            // Its mount is the agent's bind: never a namespace to recreate.
+            want_netns.insert(c.name.clone());
+            if obs.netns_files.get(&c.name) != Some(&true) || obs.attached_gone.contains(&c.name) {
+                // Collecting removes its veths, entries and links: not
+                // leftovers for this pass to remove again.
+                for ep in &c.endpoints {
+                    want_veths.insert(ep.host_interface.clone());
+                    want_ips.insert(ep.ip.octets());
+                    want_links.extend(endpoint_progs::links(&ep.host_interface));
+                    if let Some(d) = obs.netdevs.get(&ep.host_interface) {
+                        want_ifs.insert(d.index);
+                    }
+                }
+                steps.push(Step::CollectAttached(c.name.clone()));
+                continue;
+            }
+        }
         let netns_lost = owns_netns(c) && obs.netns_files.get(&c.name) != Some(&true);
         if owns_netns(c) {
             want_netns.insert(c.name.clone());
@@ -424,6 +449,44 @@ mod tests {
             obs.netdevs[&c.endpoints[0].host_interface].clone(),
         );
         assert_eq!(plan(&desired(&nets, &ctrs), &bare), Vec::new());
+    }
+
+    #[test]
+    fn attached_namespaces_are_repaired_never_recreated_and_collected_when_gone() {
+        let net = network();
+        let mut c = container(&net);
+        c.network_mode = NetworkMode::Attached(crate::model::Attachment {
+            source: "/run/netns/x".into(),
+            pid: None,
+            pid_start: None,
+            ns_dev: 4,
+            ns_ino: 4_026_532_000,
+            owner: "cli".into(),
+            runtime_holds_ports: false,
+        });
+        let obs = converged(&net, &c);
+        let nets = BTreeMap::from([(net.name.clone(), net.clone())]);
+        let ctrs = BTreeMap::from([(c.name.clone(), c.clone())]);
+        // Its bind is the agent's: kept, not a stray mount.
+        assert_eq!(plan(&desired(&nets, &ctrs), &obs), Vec::new());
+        // A veth deleted behind the agent's back is re-created in it.
+        let mut no_veth = obs.clone();
+        no_veth.netdevs.clear();
+        let steps = plan(&desired(&nets, &ctrs), &no_veth);
+        assert!(
+            matches!(&steps[0], Step::CreateEndpoint { container, .. } if *container == c.name),
+            "{steps:?}"
+        );
+        // The namespace is gone (or the bind lost): collected, never a new
+        // namespace of the agent's own.
+        let mut gone = obs.clone();
+        gone.attached_gone.insert(c.name.clone());
+        let mut lost = obs;
+        lost.netns_files.clear();
+        for o in [gone, lost] {
+            let steps = plan(&desired(&nets, &ctrs), &o);
+            assert_eq!(steps, vec![Step::CollectAttached(c.name.clone())]);
+        }
     }
 
     #[test]
