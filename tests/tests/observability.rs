@@ -2,6 +2,10 @@
 //! terms, live), `dataplane flows` (the translation tables in words) and
 //! `/metrics` (Prometheus text), with real packets through real namespaces;
 //! and that the programs emit nothing while no monitor is attached.
+#![expect(
+    clippy::float_cmp,
+    reason = "metric samples are integer counts read as f64: exact comparisons are meant"
+)]
 
 use std::{
     io::{BufRead, BufReader},

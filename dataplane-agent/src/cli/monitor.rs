@@ -34,7 +34,8 @@ pub(crate) fn execute(args: &MonitorArgs, ctx: &Ctx) -> Result<()> {
     };
     let mut path = format!("/v1/monitor?type={kind}");
     if let Some(c) = &args.container {
-        path += &format!("&container={c}");
+        path.push_str("&container=");
+        path.push_str(c);
     }
     let json = ctx.format == Format::Json;
     ctx.call(|c| async move {

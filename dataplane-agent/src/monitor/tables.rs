@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use dataplane_common::{
     map_names, monitor_map_names, overlay_map_names, Config, CtEntry, EndpointInfo, FlowKey,
-    MonitorConfig, NatEntry, OverlayConfig, PortKey, PortTarget, MON_STATS,
+    MonitorConfig, NatEntry, OverlayConfig, PortKey, PortTarget,
 };
 
 pub(crate) fn open_pinned<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
@@ -91,13 +91,7 @@ impl Tables {
     }
 
     pub fn monitor_counters(&self) -> MonitorCounters {
-        let sum = |slot: u32| -> u64 {
-            self.mon_stats
-                .get(&slot, 0)
-                .map(|v| v.iter().sum())
-                .unwrap_or(0)
-        };
-        debug_assert!(dataplane_common::MON_STAT_RING_FULL < MON_STATS);
+        let sum = |slot: u32| -> u64 { self.mon_stats.get(&slot, 0).map_or(0, |v| v.iter().sum()) };
         MonitorCounters {
             emitted: sum(dataplane_common::MON_STAT_EMITTED),
             rate_limited: sum(dataplane_common::MON_STAT_RATE_LIMITED),

@@ -1,6 +1,6 @@
 //! An event as `/v1/monitor` streams it: the decoded event with names.
 
-use std::net::Ipv4Addr;
+use std::{fmt::Write, net::Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -133,9 +133,9 @@ impl EventView {
                     format!("{}:{}", p.ip, p.port)
                 };
                 if let Some(c) = &p.container {
-                    s += &format!(" ({c}@{})", p.network.as_deref().unwrap_or("?"));
+                    let _ = write!(s, " ({c}@{})", p.network.as_deref().unwrap_or("?"));
                 } else if let Some(c) = &p.published_to {
-                    s += &format!(" (published to {c})");
+                    let _ = write!(s, " (published to {c})");
                 } else if p.host {
                     s += " (host)";
                 }
@@ -151,13 +151,15 @@ impl EventView {
             side(&self.dst),
         );
         if self.orig_src.is_some() {
-            line += &format!(
+            let _ = write!(
+                line,
                 "  (was {} -> {})",
                 side(&self.orig_src),
                 side(&self.orig_dst)
             );
         }
-        line += &format!(
+        let _ = write!(
+            line,
             "  at {} on {}",
             self.point,
             self.interface
