@@ -8,7 +8,8 @@
 //! under load via `bpfstats`, the BPF_PROG_TEST_RUN micro-benchmark in
 //! `progrun`/`progrun_pkt`), `report`, `cost_report`, `targets` and
 //! `plot` (statistics, Markdown, JSON, SVG), `dns` (the embedded resolver's
-//! qps and latency, its own `dns.md`/`dns.json`).
+//! qps and latency, its own `dns.md`/`dns.json`), `monitor` (tracing off
+//! vs on, `monitor.md`/`monitor.json`).
 
 mod bpfstats;
 mod cost;
@@ -16,6 +17,7 @@ mod cost_report;
 mod dns;
 mod dns_docker;
 mod measure;
+mod monitor;
 mod plot;
 mod progrun;
 mod progrun_pkt;
@@ -191,6 +193,7 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
     let res = measure_all(&mut world, &plan, &mut env, &fl).and_then(|s| {
         env.cost = Some(cost::measure(&mut world, &plan, &obj)?);
         dns::measure(&mut world, &plan, opts.release, &out_dir)?;
+        monitor::measure(&mut world, &plan, &out_dir)?;
         Ok(s)
     });
     if res.is_err() {
