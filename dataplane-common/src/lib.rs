@@ -612,7 +612,7 @@ pub struct MonitorCapture {
     pub _pad: u32,
     /// Bytes 26..42 (IPv4 addresses and ports of an untagged packet with a
     /// 20-byte header): the programs trace a packet these changed in.
-    pub _key: [u64; 2],
+    pub key: [u64; 2],
     pub bytes: [u8; MON_CAPTURE],
 }
 

@@ -83,8 +83,8 @@ pub fn start<C: Source>(ctx: &C) -> Option<&'static MonitorConfig> {
             // SAFETY: a per-CPU array slot, used only by this CPU.
             unsafe {
                 (*c).caplen = capture(ctx, (*c).bytes.as_mut_ptr());
-                if !ctx.load(KEY_OFF, (*c)._key.as_mut_ptr().cast(), 16) {
-                    (*c)._key = [0; 2];
+                if !ctx.load(KEY_OFF, (*c).key.as_mut_ptr().cast(), 16) {
+                    (*c).key = [0; 2];
                 }
             }
         }
@@ -150,7 +150,7 @@ fn trace<C: Source>(
             return;
         }
         // SAFETY: a per-CPU array slot, used only by this CPU.
-        let was = unsafe { (*orig)._key };
+        let was = unsafe { (*orig).key };
         if key[0] == was[0] && key[1] == was[1] {
             return;
         }

@@ -27,7 +27,11 @@ struct Monitor {
 impl Monitor {
     /// Start it and wait until the agent attached it (it says so on stderr).
     fn start(h: &Host, args: &[&str]) -> Monitor {
-        let mut all = vec!["--format", "json", "monitor"];
+        Monitor::start_as(h, "json", args)
+    }
+
+    fn start_as(h: &Host, format: &str, args: &[&str]) -> Monitor {
+        let mut all = vec!["--format", format, "monitor"];
         all.extend_from_slice(args);
         let mut child = h
             .cli_cmd(&all)
@@ -59,6 +63,18 @@ impl Monitor {
             .unwrap_or_else(|_| panic!("monitor {args:?} did not attach within 10 s"));
         assert!(line.starts_with("Listening for"), "monitor said {line:?}");
         Monitor { child, lines: rx }
+    }
+
+    /// The first line (table format) containing every needle, within `timeout`.
+    fn find_line(&self, timeout: Duration, needles: &[&str]) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (_, l) = self.lines.recv_timeout(left).ok()?;
+            if needles.iter().all(|n| l.contains(n)) {
+                return Some(l);
+            }
+        }
     }
 
     /// The first event `want` accepts within `timeout`, with the moment it
@@ -108,6 +124,7 @@ fn monitor_shows_cross_network_drop_with_both_names_within_a_second() {
     let only_b = Monitor::start(&h, &["--container", "b"]);
     h.ok(&["container", "create", "--network", "n1", "other"]);
     let only_other = Monitor::start(&h, &["--container", "other"]);
+    let table = Monitor::start_as(&h, "table", &[]);
 
     assert!(
         !h.ping_once(&Ns::c("a"), &ip_b),
@@ -129,6 +146,20 @@ fn monitor_shows_cross_network_drop_with_both_names_within_a_second() {
     assert_eq!(ev["dst"]["ip"], ip_b.as_str(), "{ev}");
     assert_eq!(ev["dst"]["container"], "b", "{ev}");
     assert_eq!(ev["dst"]["network"], "n2", "{ev}");
+
+    // For people: one line with both names.
+    let line = table.find_line(
+        Duration::from_secs(5),
+        &[
+            "DROP",
+            "cross_network",
+            "icmp",
+            "(a@n1)",
+            "(b@n2)",
+            "from_container",
+        ],
+    );
+    assert!(line.is_some(), "no table line for the drop");
 
     // The container filter: b is involved, `other` is not.
     assert!(only_b.find(Duration::from_secs(5), is_it).is_some());
@@ -439,4 +470,61 @@ fn nothing_is_emitted_without_a_monitor() {
     assert!(h.ping(&Ns::c("a"), &a2));
     assert!(!h.ping_once(&Ns::c("a"), &ip_b));
     assert_eq!(emitted(&h), n, "events were emitted after the monitor left");
+}
+
+/// Sends 1-byte UDP datagrams to argv[1]:argv[2] for argv[3] seconds as
+/// fast as it can; prints how many.
+const UDP_FLOOD: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dst = (sys.argv[1], int(sys.argv[2]))
+end = time.time() + float(sys.argv[3])
+n = 0
+while time.time() < end:
+    for _ in range(200):
+        s.sendto(b"x", dst)
+    n += 200
+print(n)
+"#;
+
+#[test]
+fn a_flood_of_drops_is_rate_limited_per_cpu() {
+    let h = Host::start_with(&["--metrics-addr", METRICS]);
+    let (_, ip_b) = two_networks(&h);
+    let stat = |h: &Host, name: &str| value(&scrape(h, METRICS), &[name]);
+    let mon = Monitor::start(&h, &["--type", "drop"]);
+    let attached_at = Instant::now();
+    let py = dataplane_tests::python();
+    let sent: u64 = h
+        .exec_ok("a", &[py, "-c", UDP_FLOOD, &ip_b, "9", "2"])
+        .trim()
+        .parse()
+        .unwrap();
+    let emitted = stat(&h, "dataplane_monitor_events_emitted_total ");
+    let limited = stat(&h, "dataplane_monitor_events_rate_limited_total ");
+    let secs = attached_at.elapsed().as_secs_f64();
+    // Per-CPU buckets exist for every possible CPU ("0-N").
+    let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
+    let last = possible.trim().rsplit(['-', ',']).next().unwrap();
+    let cpus = last.parse::<f64>().unwrap() + 1.0;
+    eprintln!("flood: {sent} sent, {emitted} emitted, {limited} rate-limited in {secs:.1} s");
+    // Each CPU: at most the burst plus the rate over the time attached.
+    let bound = cpus * (1_000.0 + 10_000.0 * secs);
+    assert!(
+        emitted <= bound,
+        "{emitted} events emitted in {secs:.1} s on {cpus} CPUs (bound {bound})"
+    );
+    assert!(
+        sent as f64 > bound,
+        "the flood was too slow to test the limit: {sent} datagrams"
+    );
+    assert!(
+        limited > 0.0,
+        "nothing was rate-limited: {sent} sent, {emitted} emitted"
+    );
+    assert!(emitted > 0.0);
+    // The monitor got (at most) what was emitted, and kept up.
+    assert!(mon
+        .find(Duration::from_secs(5), |v| v["what"] == "cross_network")
+        .is_some());
 }

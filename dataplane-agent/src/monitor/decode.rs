@@ -140,8 +140,11 @@ fn trace_action(point: u8, code: u32, flags: u8) -> &'static str {
         return "redirected";
     }
     match (point, code) {
-        (MON_AT_XDP_UPLINK, 2) | (_, 0) => "to_stack",
+        // XDP_PASS: on to TC (which delivers translated packets).
+        (MON_AT_XDP_UPLINK, 2) => "passed",
         (MON_AT_XDP_UPLINK, 3) => "tx",
+        // TC_ACT_OK: up the host's stack.
+        (_, 0) => "to_stack",
         _ => "forwarded",
     }
 }

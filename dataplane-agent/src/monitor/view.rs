@@ -34,8 +34,9 @@ pub struct EventView {
     /// `drop` or `trace`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// Drops: the reason (`dataplane drops` names); traces: `redirected`,
-    /// `to_stack`, `tx`, `forwarded`.
+    /// Drops: the reason (`dataplane drops` names); traces: `redirected`
+    /// (to another interface), `passed` (XDP, on to TC), `to_stack` (up
+    /// the host's stack), `tx`, `forwarded`.
     pub what: String,
     /// The program: from_container, to_container, from_uplink, xdp_uplink,
     /// from_overlay.
