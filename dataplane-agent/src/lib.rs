@@ -9,6 +9,7 @@
 //! - `store`: desired state in redb.
 //! - `dns`: the embedded resolver (127.0.0.11) and the containers' resolver files.
 //! - `api`, `client`: HTTP/JSON over a Unix socket.
+//! - `monitor`: live drop/trace events, `flows`, Prometheus metrics.
 //! - `docker`: the Docker network plugin (libnetwork remote NetworkDriver and IpamDriver).
 //! - `cni`: the CNI plugin `dataplane-cni` (spec types, commands, talking to the agent).
 pub mod api;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod ipam;
 pub mod kernel;
 pub mod model;
+pub mod monitor;
 pub mod ports;
 pub mod reconcile;
 pub mod store;

@@ -42,7 +42,7 @@ use dataplane_common::{
 };
 
 use crate::{
-    forward,
+    events, forward,
     maps::{self, DP_CT, DP_ENDPOINTS, DP_IF_ENDPOINTS, DP_LINKS, DP_NETWORKS, DP_POLICY_CT},
     nat, overlay,
     parse::{
@@ -59,10 +59,27 @@ pub fn dp_from_container(ctx: TcContext) -> i32 {
     // SAFETY: `skb` is the __sk_buff context this program was called with;
     // reading one of its fields is a plain context access.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let mon = events::start(&ctx);
     match try_from_container(&ctx, ifindex) {
-        Ok(action) => action,
+        Ok(action) => {
+            events::trace_tc(
+                mon,
+                &ctx,
+                dataplane_common::MON_AT_FROM_CONTAINER,
+                ifindex,
+                action,
+            );
+            action
+        }
         Err(reason) => {
             maps::count_drop(ifindex, reason);
+            events::drop(
+                mon,
+                &ctx,
+                dataplane_common::MON_AT_FROM_CONTAINER,
+                ifindex,
+                reason,
+            );
             TC_ACT_SHOT
         }
     }

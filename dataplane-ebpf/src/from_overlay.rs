@@ -25,7 +25,7 @@ use aya_ebpf::{
 use dataplane_common::{DropReason, EndpointKey, RemoteKey, EP_F_REMOTE};
 
 use crate::{
-    forward,
+    events, forward,
     maps::{self, DP_ENDPOINTS, DP_OV_PEERS, DP_OV_REMOTE, DP_OV_VNIS},
     parse::{self, ETH_LEN, ETH_P_IP},
 };
@@ -35,10 +35,27 @@ pub fn dp_from_overlay(ctx: TcContext) -> i32 {
     // SAFETY: `skb` is the __sk_buff context this program was called with;
     // reading one of its fields is a plain context access.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let mon = events::start(&ctx);
     match try_from_overlay(&ctx) {
-        Ok(action) => action,
+        Ok(action) => {
+            events::trace_tc(
+                mon,
+                &ctx,
+                dataplane_common::MON_AT_FROM_OVERLAY,
+                ifindex,
+                action,
+            );
+            action
+        }
         Err(reason) => {
             maps::count_drop(ifindex, reason);
+            events::drop(
+                mon,
+                &ctx,
+                dataplane_common::MON_AT_FROM_OVERLAY,
+                ifindex,
+                reason,
+            );
             TC_ACT_SHOT
         }
     }

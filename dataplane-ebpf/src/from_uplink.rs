@@ -24,7 +24,7 @@ use dataplane_common::{
 };
 
 use crate::{
-    forward, lan,
+    events, forward, lan,
     maps::{self, DP_CT, DP_ENDPOINTS, DP_NAT_IN},
     nat,
     parse::{
@@ -38,10 +38,27 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
     // SAFETY: `skb` is the __sk_buff context this program was called with;
     // reading one of its fields is a plain context access.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let mon = events::start(&ctx);
     match try_from_uplink(&ctx, ifindex) {
-        Ok(action) => action,
+        Ok(action) => {
+            events::trace_tc(
+                mon,
+                &ctx,
+                dataplane_common::MON_AT_FROM_UPLINK,
+                ifindex,
+                action,
+            );
+            action
+        }
         Err(reason) => {
             maps::count_drop(ifindex, reason);
+            events::drop(
+                mon,
+                &ctx,
+                dataplane_common::MON_AT_FROM_UPLINK,
+                ifindex,
+                reason,
+            );
             TC_ACT_SHOT
         }
     }

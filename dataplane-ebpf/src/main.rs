@@ -19,6 +19,7 @@
 #![no_main]
 
 mod csum;
+mod events;
 mod forward;
 mod from_container;
 mod from_overlay;

@@ -231,3 +231,29 @@ pub fn icc_disabled(ep: &EndpointInfo) -> Result<bool, DropReason> {
 #[btf_map]
 pub static DP_LAN_PARENTS: HashMap<u32, dataplane_common::LanParent, { MAX_NETWORKS as usize }> =
     HashMap::new();
+
+// ---- Monitor (`dataplane monitor`): see `events` ----
+
+/// Drop and trace events for the agent's monitor.
+#[btf_map]
+pub static DP_MON_EVENTS: aya_ebpf::btf_maps::RingBuf<
+    dataplane_common::MonitorEvent,
+    { dataplane_common::MON_RING_BYTES as usize },
+> = aya_ebpf::btf_maps::RingBuf::new();
+
+/// Slot 0: which events are wanted (mask 0: none) and the rate limit.
+#[btf_map]
+pub static DP_MON_CONFIG: Array<dataplane_common::MonitorConfig, 1> = Array::new();
+
+/// Per-CPU token bucket of the rate limit (slot 0).
+#[btf_map]
+pub static DP_MON_BUCKET: PerCpuArray<dataplane_common::MonitorBucket, 1> = PerCpuArray::new();
+
+/// Per-CPU counters by `MON_STAT_*` (emitted, rate-limited, ring full).
+#[btf_map]
+pub static DP_MON_STATS: PerCpuArray<u64, { dataplane_common::MON_STATS as usize }> =
+    PerCpuArray::new();
+
+/// Per-CPU copy of the packet's first bytes at a program's entry (traces).
+#[btf_map]
+pub static DP_MON_ORIG: PerCpuArray<dataplane_common::MonitorCapture, 1> = PerCpuArray::new();

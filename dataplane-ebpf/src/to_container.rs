@@ -17,7 +17,7 @@ use aya_ebpf::{
 };
 use dataplane_common::DropReason;
 
-use crate::{maps, parse::ETH_P_ARP};
+use crate::{events, maps, parse::ETH_P_ARP};
 
 #[classifier]
 pub fn dp_to_container(ctx: TcContext) -> i32 {
@@ -36,5 +36,12 @@ pub fn dp_to_container(ctx: TcContext) -> i32 {
         return TC_ACT_OK;
     }
     maps::count_drop(ifindex, DropReason::DirectAccessFromOutside);
+    events::drop(
+        events::settings(),
+        &ctx,
+        dataplane_common::MON_AT_TO_CONTAINER,
+        ifindex,
+        DropReason::DirectAccessFromOutside,
+    );
     TC_ACT_SHOT
 }

@@ -25,6 +25,7 @@ const TCP_ACK: u8 = 0x10;
 
 use crate::{
     csum::{csum_replace2, csum_replace4},
+    events,
     maps::{self, DP_CT, DP_ENDPOINTS, DP_HOST_IPS},
     nat,
     parse::{
@@ -35,10 +36,27 @@ use crate::{
 #[xdp]
 pub fn dp_xdp_uplink(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
+    let mon = events::start(&ctx);
     match try_xdp_uplink(&ctx) {
-        Ok(action) => action,
+        Ok(action) => {
+            events::trace_xdp(
+                mon,
+                &ctx,
+                dataplane_common::MON_AT_XDP_UPLINK,
+                ifindex,
+                action,
+            );
+            action
+        }
         Err(reason) => {
             maps::count_drop(ifindex, reason);
+            events::drop(
+                mon,
+                &ctx,
+                dataplane_common::MON_AT_XDP_UPLINK,
+                ifindex,
+                reason,
+            );
             XDP_DROP
         }
     }

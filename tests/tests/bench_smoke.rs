@@ -104,6 +104,24 @@ fn bench_smoke_writes_a_complete_report() {
         assert!(s.starts_with("<svg") && s.contains("<polyline"), "{svg}");
     }
 
+    // Tracing off vs on: both measured, and the monitor saw events.
+    let mon: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.0.join("monitor.json")).expect("monitor.json"),
+    )
+    .expect("monitor.json is JSON");
+    assert!(
+        mon["events"].as_u64().unwrap_or(0) > 0,
+        "no monitor events: {mon}"
+    );
+    for r in mon["rows"].as_array().expect("monitor rows") {
+        for k in ["off", "on"] {
+            assert!(r[k].as_f64().unwrap_or(-1.0) > 0.0, "{k} of {r}");
+        }
+    }
+    assert!(std::fs::read_to_string(out.0.join("monitor.md"))
+        .expect("monitor.md")
+        .contains("| c2c | tput_gbps |"));
+
     let j: Value = serde_json::from_str(
         &std::fs::read_to_string(out.0.join("report.json")).expect("report.json"),
     )

@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use dataplane_agent::{
     api,
     engine::{AddressPool, AgentConfig, ClusterOptions, DaemonDefaults, Engine, XdpModeChoice},
+    monitor::{metrics, Monitor},
 };
 use tracing::info;
 
@@ -106,6 +107,9 @@ pub(crate) struct AgentArgs {
     /// /run/docker/plugins).
     #[arg(long, default_value = dataplane_agent::docker::DEFAULT_PLUGIN_DIR, requires = "docker_plugin")]
     docker_plugin_dir: PathBuf,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9423).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Remove every kernel object the agent made, then exit.
     #[arg(long)]
     cleanup: bool,
@@ -234,11 +238,21 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
         dataplane_agent::docker::validate_plugin_name(name)?;
     }
     let docker = args.docker_plugin.map(|n| (n, args.docker_plugin_dir));
-    rt.block_on(serve(cfg, socket, docker))
+    rt.block_on(serve(cfg, socket, docker, args.metrics_addr))
 }
 
-async fn serve(cfg: AgentConfig, socket: &Path, docker: Option<(String, PathBuf)>) -> Result<()> {
+async fn serve(
+    cfg: AgentConfig,
+    socket: &Path,
+    docker: Option<(String, PathBuf)>,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> Result<()> {
     let engine = Engine::start(cfg).await?;
+    let monitor = Monitor::open(&engine.config().bpffs)?;
+    monitor.spawn_reader()?;
+    if let Some(addr) = metrics_addr {
+        metrics::serve(addr, Arc::clone(&engine), Arc::clone(&monitor)).await?;
+    }
     engine.spawn_flow_gc()?;
     engine.spawn_reconciler()?;
     if let Err(e) = engine.watch_addresses() {
@@ -278,7 +292,13 @@ async fn serve(cfg: AgentConfig, socket: &Path, docker: Option<(String, PathBuf)
         }
         info!("shutting down; the datapath keeps forwarding");
     };
-    axum::serve(listener, api::router(Arc::clone(&engine)))
+    let app = api::router(Arc::clone(&engine))
+        .merge(dataplane_agent::monitor::router(
+            Arc::clone(&engine),
+            monitor,
+        ))
+        .layer(axum::middleware::from_fn(metrics::track));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
     engine.stop_resolvers().await;

@@ -9,6 +9,8 @@
 //! | `node.rs` | `dataplane node ls` (cluster nodes) |
 //! | `p2p.rs` | `dataplane p2p create|ls|rm` (point-to-point links) |
 //! | `info.rs` | `dataplane info`, `dataplane drops` |
+//! | `monitor.rs` | `dataplane monitor` (live drop and trace events) |
+//! | `flows.rs` | `dataplane flows` (translation tables in words) |
 //!
 //! Errors are printed as one line `Error: <message>`; the exit code is that
 //! of the error's kind ([`dataplane_agent::error::ErrorKind::exit_code`],
@@ -16,7 +18,9 @@
 
 pub(crate) mod agent;
 pub(crate) mod container;
+pub(crate) mod flows;
 pub(crate) mod info;
+pub(crate) mod monitor;
 pub(crate) mod network;
 pub(crate) mod node;
 pub(crate) mod p2p;
@@ -75,6 +79,10 @@ enum Cmd {
     Info,
     /// Show the datapath's drop counters by reason (all endpoints and the uplink).
     Drops,
+    /// Live events of the datapath: drops with reason, traces, named.
+    Monitor(monitor::MonitorArgs),
+    /// Masquerade, published-port, hairpin and link flows, named.
+    Flows(flows::FlowsArgs),
 }
 
 /// What a client command needs: where the agent is and how to print.
@@ -112,6 +120,8 @@ impl Cli {
             Cmd::P2p(c) => p2p::execute(c, &ctx),
             Cmd::Info => info::execute_info(&ctx),
             Cmd::Drops => info::execute_drops(&ctx),
+            Cmd::Monitor(a) => monitor::execute(&a, &ctx),
+            Cmd::Flows(a) => flows::execute(&a, &ctx),
         }
     }
 }

@@ -169,6 +169,15 @@ impl Engine {
         // Names, resolver files and the resolvers (restarting any that died
         // or whose namespace a step above recreated).
         self.sync_names(g).await;
+        crate::monitor::metrics::agent().reconciled(
+            if pass == Pass::Start {
+                "start"
+            } else {
+                "repair"
+            },
+            steps.len(),
+            started.elapsed().as_secs_f64(),
+        );
         tracing::trace!(
             steps = steps.len(),
             elapsed_us = started.elapsed().as_micros(),

@@ -10,7 +10,8 @@
 //! `plot` (statistics, Markdown, JSON, SVG), `dns` (the embedded resolver's
 //! qps and latency, its own `dns.md`/`dns.json`), `docker` and
 //! `docker_report` (the real Docker column: Docker's bridge driver and the
-//! agent's Docker plugin under one private dockerd).
+//! agent's Docker plugin under one private dockerd), `monitor` (tracing off
+//! vs on, `monitor.md`/`monitor.json`).
 
 mod bpfstats;
 mod cost;
@@ -20,6 +21,7 @@ mod dns_docker;
 mod docker;
 mod docker_report;
 mod measure;
+mod monitor;
 mod plot;
 mod progrun;
 mod progrun_pkt;
@@ -204,6 +206,7 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
         env.cost = Some(cost::measure(&mut world, &plan, &obj)?);
         dns::measure(&mut world, &plan, opts.release, &out_dir)?;
         env.docker = Some(docker::measure(&mut world, &plan, &bin)?);
+        monitor::measure(&mut world, &plan, &out_dir)?;
         Ok(s)
     });
     if res.is_err() {
