@@ -16,6 +16,9 @@
 //! - IPv4 to the gateway or another host address goes up the host's stack.
 //! - IPv4 routed out of the uplink is masqueraded to the uplink's address and
 //!   redirected to the uplink.
+//! - The first fragment of a datagram is translated like a whole packet on
+//!   each of these paths; its later fragments get the same addresses from
+//!   `DP_FRAGS` (see `frag`), or are dropped when the first was not seen.
 //! - Everything else is dropped and counted: VLAN-tagged frames (in the
 //!   packet or in the skb's VLAN metadata: the kernel would strip a VLAN-0
 //!   tag and route what is inside without any of the checks above), IPv6
@@ -34,12 +37,12 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use dataplane_common::{
-    CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, LinkKey, PortTarget, CT_F_REPLY_DIR,
-    EP_F_REMOTE, NAT_F_REPLIED, NET_F_INTERNAL, NET_F_NO_MASQ,
+    CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, FragEntry, LinkKey, PortTarget,
+    CT_F_REPLY_DIR, EP_F_REMOTE, NAT_F_REPLIED, NET_F_INTERNAL, NET_F_NO_MASQ,
 };
 
 use crate::{
-    forward,
+    forward, frag,
     maps::{self, DP_CT, DP_ENDPOINTS, DP_IF_ENDPOINTS, DP_LINKS, DP_NETWORKS, DP_POLICY_CT},
     nat, overlay,
     parse::{
@@ -184,7 +187,14 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> Result<i32, DropR
         }
         return Err(DropReason::InternalNetwork);
     }
-    if ip.has_ports() {
+    if ip.frag == Frag::Later {
+        // A later fragment of a datagram whose first fragment was
+        // translated: the same addresses.
+        if let Some(e) = frag::lookup(&ip) {
+            return later_fragment(ctx, ep, &ip, &e);
+        }
+    }
+    if ip.ports_present() {
         // Replies of published-port connections, hairpin connections.
         if let Some(ct) = DP_CT.get_ptr_mut(&ip.flow()) {
             // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
@@ -385,6 +395,7 @@ fn translated(
     if nat::translate(ctx, ip, ct.src, ct.sport, ct.dst, ct.dport).is_err() {
         return Err(DropReason::Malformed);
     }
+    frag::remember(ip, ct.src, ct.dst);
     // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     if let Some(peer) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ct.dst }) } {
         return forward::deliver(ctx, peer);
@@ -445,8 +456,9 @@ fn routed(
         // The stack sends the ICMP time exceeded.
         return Ok(TC_ACT_OK);
     }
-    if ip.frag != Frag::No {
-        return Err(DropReason::UntranslatableFragment);
+    if ip.frag == Frag::Later {
+        // Its first fragment was not translated (or not seen).
+        return Err(DropReason::FragmentWithoutFirst);
     }
     let translatable = match ip.proto {
         IPPROTO_TCP | IPPROTO_UDP => ip.has_l4,
@@ -466,5 +478,42 @@ fn routed(
     if nat::translate(ctx, ip, out.addr, out.port, ip.dst, ip.dport).is_err() {
         return Err(DropReason::Malformed);
     }
+    frag::remember(ip, out.addr, ip.dst);
     forward::forward(ctx, rc, &f)
+}
+
+/// A later fragment of a translated datagram: the addresses its first
+/// fragment got, then on to where that one went (a container of this host,
+/// or out of the interface the route lookup chooses).
+#[inline(always)]
+fn later_fragment(
+    ctx: &TcContext,
+    ep: &EndpointInfo,
+    ip: &Ipv4,
+    e: &FragEntry,
+) -> Result<i32, DropReason> {
+    if ip.ttl <= 1 {
+        // The stack neither forwards it nor answers a later fragment.
+        return Ok(TC_ACT_OK);
+    }
+    frag::rewrite(&parse::Pkt::tc(ctx), ip, e).ok_or(DropReason::Malformed)?;
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+    if let Some(peer) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: e.dst }) } {
+        return forward::deliver(ctx, peer);
+    }
+    let mut out = *ip;
+    out.src = e.src;
+    out.dst = e.dst;
+    match forward::fib(ctx, ep.ifindex, &out) {
+        Some((rc, f)) if rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH => {
+            forward::forward(ctx, rc, &f)
+        }
+        // Bigger than the next hop's MTU (a fragment is not fragmented
+        // again here), or no route any more: already rewritten, so not for
+        // the stack either.
+        Some((rc, _)) if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED => {
+            Err(DropReason::UntranslatableFragment)
+        }
+        _ => Err(DropReason::NoRoute),
+    }
 }

@@ -7,7 +7,10 @@
 //!   namespace; anything else addressed to a container (not translated by
 //!   XDP: no reply translation of its flow in `DP_CT`) is dropped;
 //! - replies to masqueraded flows are translated back and delivered the same
-//!   way.
+//!   way;
+//! - later fragments of a datagram whose first fragment was translated here
+//!   (masquerade replies) or by the XDP program (published ports) get the
+//!   same destination from `DP_FRAGS` and are delivered the same way.
 //! Anything else (ARP, IPv6, IPv4 for the host) goes to the host's stack
 //! untouched: what the stack would forward to a container is dropped by
 //! `dp_to_container` at the container's veth.
@@ -20,7 +23,7 @@ use aya_ebpf::{
 use dataplane_common::{DropReason, EndpointInfo, EndpointKey, FlowKey, NatEntry, CT_F_REPLY_DIR};
 
 use crate::{
-    forward,
+    forward, frag,
     maps::{self, DP_CT, DP_ENDPOINTS, DP_NAT_IN},
     nat,
     parse::{
@@ -76,7 +79,10 @@ fn try_from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
         // Not ours to judge: the host's stack drops what is broken.
         return Ok(TC_ACT_OK);
     };
-    if ip.dst != cfg.uplink_ip || ip.frag != Frag::No || !ip.has_l4 {
+    if ip.frag == Frag::Later {
+        return later_fragment(ctx, &ip);
+    }
+    if ip.dst != cfg.uplink_ip || !ip.has_l4 {
         return Ok(TC_ACT_OK);
     }
     let key = match ip.proto {
@@ -87,7 +93,10 @@ fn try_from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
             ip.dport = ip.sport;
             FlowKey::new(ip.src, ip.dst, 0, ip.sport, ip.proto)
         }
-        IPPROTO_ICMP if ip.icmp_type == ICMP_DEST_UNREACH || ip.icmp_type == ICMP_TIME_EXCEEDED => {
+        IPPROTO_ICMP
+            if ip.frag == Frag::No
+                && (ip.icmp_type == ICMP_DEST_UNREACH || ip.icmp_type == ICMP_TIME_EXCEEDED) =>
+        {
             return icmp_error(ctx, &ip, cfg.uplink_ip);
         }
         _ => return Ok(TC_ACT_OK),
@@ -105,6 +114,28 @@ fn try_from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
     }
     nat::translate(ctx, &ip, ip.src, ip.sport, back.addr, back.port)
         .map_err(|_| DropReason::Malformed)?;
+    frag::remember(&ip, ip.src, back.addr);
+    forward::deliver(ctx, &ep)
+}
+
+/// A later fragment for the host: if its datagram's first fragment was
+/// translated to a container, the same destination; else it may be the
+/// host's own (the stack reassembles it), or a datagram whose first
+/// fragment has not arrived yet (the stack gives up on it after 30 s).
+#[inline(always)]
+fn later_fragment(ctx: &TcContext, ip: &parse::Ipv4) -> Result<i32, DropReason> {
+    let Some(e) = frag::lookup(ip) else {
+        return Ok(TC_ACT_OK);
+    };
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+    let Some(ep) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: e.dst }) }).copied() else {
+        // The container is gone.
+        return Err(DropReason::NoRoute);
+    };
+    if ip.ttl <= 1 {
+        return Ok(TC_ACT_OK);
+    }
+    frag::rewrite(&parse::Pkt::tc(ctx), ip, &e).ok_or(DropReason::Malformed)?;
     forward::deliver(ctx, &ep)
 }
 
@@ -115,7 +146,9 @@ fn try_from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
 #[inline(always)]
 fn published(ctx: &TcContext, ep: &EndpointInfo) -> Result<i32, DropReason> {
     let translated = match parse::parse_ipv4(ctx, ETH_LEN) {
-        Ok(ip) if ip.has_ports() => {
+        // Whole packets and first fragments (later ones are translated here,
+        // never by XDP).
+        Ok(ip) if ip.ports_present() => {
             let reply = ip.flow().reversed();
             // SAFETY: map lookup; only a field is read, at once.
             match unsafe { DP_CT.get(&reply) } {

@@ -12,7 +12,8 @@
 //!
 //! Maps are defined once, in `maps`; packet parsing with explicit bounds checks
 //! lives in `parse`, checksum arithmetic in `csum`; address translation in
-//! `nat`; delivery and forwarding (redirects, route lookups) in `forward`.
+//! `nat`; fragments of translated flows in `frag`; delivery and forwarding
+//! (redirects, route lookups) in `forward`.
 //! Each program's body returns `Result<action, DropReason>` and its entry
 //! point counts the drop.
 #![no_std]
@@ -20,6 +21,7 @@
 
 mod csum;
 mod forward;
+mod frag;
 mod from_container;
 mod from_overlay;
 mod from_uplink;

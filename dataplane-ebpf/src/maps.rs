@@ -226,3 +226,15 @@ pub fn icc_disabled(ep: &EndpointInfo) -> Result<bool, DropReason> {
         None => Err(DropReason::UnknownInterface),
     }
 }
+
+// ---- IPv4 fragments of translated flows: `frag` ----
+
+/// The translation of a fragmented datagram's first fragment, by the
+/// datagram as it entered the datapath: its later fragments (no ports) get
+/// the same addresses.
+#[btf_map]
+pub static DP_FRAGS: LruHashMap<
+    dataplane_common::FragKey,
+    dataplane_common::FragEntry,
+    { dataplane_common::MAX_FRAGS as usize },
+> = LruHashMap::new();

@@ -107,6 +107,7 @@ impl Datapath {
             .iter()
             .copied()
             .chain(dataplane_common::overlay_map_names::ALL)
+            .chain(dataplane_common::frag_map_names::ALL)
             .chain(["AYA_LOGS"])
         {
             paths.push((name, maps_dir.join(name)));
@@ -495,6 +496,7 @@ pub fn remove_pins(root: &Path) -> Result<()> {
     }
     let mut ours: Vec<&str> = map_names::ALL.to_vec();
     ours.extend(dataplane_common::overlay_map_names::ALL);
+    ours.extend(dataplane_common::frag_map_names::ALL);
     ours.push("AYA_LOGS");
     for name in ours {
         let _ = std::fs::remove_file(root.join("maps").join(name));

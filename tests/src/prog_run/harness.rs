@@ -18,9 +18,9 @@ use aya::{
     Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
 };
 use dataplane_common::{
-    endpoint_net_flags, map_names, prog_names, Config, CtEntry, DropReason, EndpointInfo,
-    EndpointKey, EndpointStats, FlowKey, LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget,
-    EP_STATS_SLOTS, NET_F_INTERNAL, NET_F_NO_ICC,
+    endpoint_net_flags, frag_map_names, map_names, prog_names, Config, CtEntry, DropReason,
+    EndpointInfo, EndpointKey, EndpointStats, FlowKey, FragEntry, FragKey, LinkKey, NatEntry,
+    NetworkInfo, PortKey, PortTarget, EP_STATS_SLOTS, NET_F_INTERNAL, NET_F_NO_ICC,
 };
 
 pub const TC_ACT_OK: u32 = 0;
@@ -267,6 +267,7 @@ pub struct Env {
     pub host_ips: HashMap<MapData, EndpointKey, u32>,
     pub links: HashMap<MapData, LinkKey, u32>,
     pub policy_ct: HashMap<MapData, FlowKey, u64>,
+    pub frags: HashMap<MapData, FragKey, FragEntry>,
     ifindex: StdHashMap<String, u32>,
 }
 
@@ -356,6 +357,7 @@ impl Env {
             host_ips: take(&mut ebpf, map_names::HOST_IPS),
             links: take(&mut ebpf, map_names::LINKS),
             policy_ct: take(&mut ebpf, map_names::POLICY_CT),
+            frags: take(&mut ebpf, frag_map_names::FRAGS),
             ebpf,
             ifindex: StdHashMap::new(),
         };
