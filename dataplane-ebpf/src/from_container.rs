@@ -16,6 +16,7 @@
 //! - IPv4 to the gateway or another host address goes up the host's stack.
 //! - IPv4 routed out of the uplink is masqueraded to the uplink's address and
 //!   redirected to the uplink.
+//! - ICMP errors about translated flows are translated back (`icmp_err`).
 //! - The first fragment of a datagram is translated like a whole packet on
 //!   each of these paths; its later fragments get the same addresses from
 //!   `DP_FRAGS` (see `frag`), or are dropped when the first was not seen.
@@ -42,7 +43,7 @@ use dataplane_common::{
 };
 
 use crate::{
-    forward, frag,
+    forward, frag, icmp_err,
     maps::{self, DP_CT, DP_ENDPOINTS, DP_IF_ENDPOINTS, DP_LINKS, DP_NETWORKS, DP_POLICY_CT},
     nat, overlay,
     parse::{
@@ -186,6 +187,13 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> Result<i32, DropR
             return Ok(TC_ACT_OK);
         }
         return Err(DropReason::InternalNetwork);
+    }
+    if icmp_err::is_error(&ip) {
+        // About a translated flow (e.g. port unreachable from a published
+        // UDP port): translated back like that flow.
+        if let Some(r) = icmp_err::from_container(ctx, ep, &ip) {
+            return r;
+        }
     }
     if ip.frag == Frag::Later {
         // A later fragment of a datagram whose first fragment was

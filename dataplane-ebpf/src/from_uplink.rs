@@ -6,6 +6,8 @@
 //!   by the XDP program, are delivered straight into the container's
 //!   namespace; anything else addressed to a container (not translated by
 //!   XDP: no reply translation of its flow in `DP_CT`) is dropped;
+//! - ICMP errors about masqueraded and published-port flows are translated
+//!   back through their quoted header and delivered;
 //! - replies to masqueraded flows are translated back and delivered the same
 //!   way;
 //! - later fragments of a datagram whose first fragment was translated here
@@ -23,7 +25,7 @@ use aya_ebpf::{
 use dataplane_common::{DropReason, EndpointInfo, EndpointKey, FlowKey, NatEntry, CT_F_REPLY_DIR};
 
 use crate::{
-    forward, frag,
+    forward, frag, icmp_err,
     maps::{self, DP_CT, DP_ENDPOINTS, DP_NAT_IN},
     nat,
     parse::{
@@ -166,8 +168,7 @@ fn published(ctx: &TcContext, ep: &EndpointInfo) -> Result<i32, DropReason> {
     forward::deliver(ctx, ep)
 }
 
-const ICMP_DEST_UNREACH: u8 = 3;
-const ICMP_TIME_EXCEEDED: u8 = 11;
+use icmp_err::{ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED};
 
 /// An ICMP error about a masqueraded flow (fragmentation needed, port
 /// unreachable, TTL exceeded...): its embedded header carries the uplink
@@ -178,6 +179,9 @@ const ICMP_TIME_EXCEEDED: u8 = 11;
 /// quoted, and receivers do not verify it).
 #[inline(always)]
 fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4]) -> Result<i32, DropReason> {
+    if let Some(r) = published_error(ctx, ip) {
+        return r;
+    }
     let inner = ip.l4_off + 8;
     // Embedded IPv4 header without options, plus the first 8 bytes of L4.
     parse::pull(ctx, inner + 28);
@@ -229,6 +233,37 @@ fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4]) -> Result<i
         .map_err(|_| DropReason::Malformed)?;
     forward::dec_ttl(ctx)?;
     forward::deliver(ctx, &ep)
+}
+
+/// An ICMP error about a published-port flow (from the client's side: port
+/// unreachable, fragmentation needed...): it quotes `host:port -> client`,
+/// the container's reply as translated. Back to the container: outer
+/// destination and quoted source become the container's address and port.
+#[inline(always)]
+fn published_error(ctx: &TcContext, ip: &parse::Ipv4) -> Option<Result<i32, DropReason>> {
+    let q = icmp_err::quoted(ctx, ip)?;
+    if q.src != ip.dst {
+        return None;
+    }
+    let t = maps::port_lookup(q.src, q.sport, q.proto)?;
+    let own = FlowKey::new(t.ip, q.dst, t.port, q.dport, q.proto);
+    // SAFETY: map lookup; the value (plain data) is copied out at once.
+    let ct = (unsafe { DP_CT.get(&own) }).copied()?;
+    if ct.src != q.src || ct.sport != q.sport || ct.flags & CT_F_REPLY_DIR == 0 {
+        return None;
+    }
+    // SAFETY: map lookup; the value (plain data) is copied out at once.
+    let Some(ep) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: t.ip }) }).copied() else {
+        return Some(Err(DropReason::NoRoute));
+    };
+    if ip.ttl <= 1 {
+        return Some(Ok(TC_ACT_OK));
+    }
+    let inner = (t.ip, t.port, q.dst, q.dport);
+    if icmp_err::rewrite(&parse::Pkt::tc(ctx), ip, &q, (ip.src, t.ip), inner).is_none() {
+        return Some(Err(DropReason::Malformed));
+    }
+    Some(forward::deliver(ctx, &ep))
 }
 
 #[inline(always)]

@@ -12,7 +12,8 @@
 //!
 //! Maps are defined once, in `maps`; packet parsing with explicit bounds checks
 //! lives in `parse`, checksum arithmetic in `csum`; address translation in
-//! `nat`; fragments of translated flows in `frag`; delivery and forwarding
+//! `nat`; fragments of translated flows in `frag`, ICMP errors a container
+//! sends about them in `icmp_err`; delivery and forwarding
 //! (redirects, route lookups) in `forward`.
 //! Each program's body returns `Result<action, DropReason>` and its entry
 //! point counts the drop.
@@ -25,6 +26,7 @@ mod frag;
 mod from_container;
 mod from_overlay;
 mod from_uplink;
+mod icmp_err;
 mod maps;
 mod nat;
 mod overlay;
