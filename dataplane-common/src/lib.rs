@@ -603,3 +603,31 @@ mod frag_pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for FragEntry {}
 }
+
+// ---- Host interfaces served besides the uplink ----
+
+/// Names of the host-interface maps, pinned like the others.
+pub mod host_if_map_names {
+    pub const HOST_IFS: &str = "DP_HOST_IFS";
+    pub const ALL: [&str; 1] = [HOST_IFS];
+}
+
+/// `DP_HOST_IFS` entries: host interfaces with an IPv4 address.
+pub const MAX_HOST_IFS: u32 = 256;
+
+/// `DP_HOST_IFS` value (key: the interface's ifindex): the address traffic
+/// routed out of it is masqueraded to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct HostIf {
+    pub ip: [u8; 4],
+}
+
+const _: () = assert!(core::mem::size_of::<HostIf>() == 4);
+
+#[cfg(feature = "user")]
+mod host_if_pod {
+    use super::*;
+    // SAFETY: #[repr(C)] plain data without padding or invalid bit patterns.
+    unsafe impl aya::Pod for HostIf {}
+}

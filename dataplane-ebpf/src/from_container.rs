@@ -14,8 +14,9 @@
 //!   translated to its container, with the source translated to that
 //!   network's gateway so that the reply comes back through here.
 //! - IPv4 to the gateway or another host address goes up the host's stack.
-//! - IPv4 routed out of the uplink is masqueraded to the uplink's address and
-//!   redirected to the uplink.
+//! - IPv4 routed out of the uplink (or another host interface with an IPv4
+//!   address, `DP_HOST_IFS`) is masqueraded to that interface's address and
+//!   redirected to it.
 //! - ICMP errors about translated flows are translated back (`icmp_err`).
 //! - The first fragment of a datagram is translated like a whole packet on
 //!   each of these paths; its later fragments get the same addresses from
@@ -452,12 +453,12 @@ fn routed(
     let Some(cfg) = maps::config() else {
         return Err(DropReason::NoRoute);
     };
-    if cfg.uplink_ifindex == 0 || f.ifindex != cfg.uplink_ifindex {
-        // Another host interface: plain routing by the stack.
+    let Some(masq_ip) = maps::masquerade_ip(cfg, f.ifindex) else {
+        // An interface the agent does not serve: plain routing by the stack.
         return Ok(TC_ACT_OK);
-    }
-    if cfg.uplink_ip == [0; 4] {
-        // The uplink has no address to masquerade to.
+    };
+    if masq_ip == [0; 4] {
+        // The interface has no address to masquerade to.
         return Err(DropReason::NoRoute);
     }
     if ip.ttl <= 1 {
@@ -476,7 +477,7 @@ fn routed(
     if !translatable {
         return Err(DropReason::UnsupportedProtocol);
     }
-    let Some(out) = nat::snat_entry(&ip.flow(), ip, cfg) else {
+    let Some(out) = nat::snat_entry(&ip.flow(), ip, cfg, masq_ip) else {
         warn!(
             ctx,
             "no free masquerade port for {:i} -> {:i}", ip.src, ip.dst

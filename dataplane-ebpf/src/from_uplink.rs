@@ -1,4 +1,5 @@
-//! TC ingress on the uplink:
+//! TC ingress on the uplink and on every other host interface with an IPv4
+//! address (they are all served alike):
 //! - VLAN-tagged frames are dropped (the tag may be in the skb's metadata
 //!   already: a native-XDP NIC strips it before XDP can see it, a veth
 //!   before TC);
@@ -74,9 +75,9 @@ fn try_from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
     if let Some(ep) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: dst }) }).copied() {
         return published(ctx, &ep);
     }
-    let Some(cfg) = maps::config() else {
+    if maps::config().is_none() {
         return Ok(TC_ACT_OK);
-    };
+    }
     let Ok(mut ip) = parse::parse_ipv4(ctx, ETH_LEN) else {
         // Not ours to judge: the host's stack drops what is broken.
         return Ok(TC_ACT_OK);
@@ -84,7 +85,9 @@ fn try_from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
     if ip.frag == Frag::Later {
         return later_fragment(ctx, &ip);
     }
-    if ip.dst != cfg.uplink_ip || !ip.has_l4 {
+    // Replies come to the address of the interface a flow left by (the
+    // uplink's or another host interface's): the flow tables tell.
+    if !ip.has_l4 {
         return Ok(TC_ACT_OK);
     }
     let key = match ip.proto {
@@ -99,7 +102,7 @@ fn try_from_uplink(ctx: &TcContext) -> Result<i32, DropReason> {
             if ip.frag == Frag::No
                 && (ip.icmp_type == ICMP_DEST_UNREACH || ip.icmp_type == ICMP_TIME_EXCEEDED) =>
         {
-            return icmp_error(ctx, &ip, cfg.uplink_ip);
+            return icmp_error(ctx, &ip, ip.dst);
         }
         _ => return Ok(TC_ACT_OK),
     };
@@ -178,7 +181,7 @@ use icmp_err::{ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED};
 /// The embedded L4 checksum is left alone (only its first 8 bytes are
 /// quoted, and receivers do not verify it).
 #[inline(always)]
-fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4]) -> Result<i32, DropReason> {
+fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, host_ip: [u8; 4]) -> Result<i32, DropReason> {
     if let Some(r) = published_error(ctx, ip) {
         return r;
     }
@@ -188,7 +191,7 @@ fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4]) -> Result<i
     let Some(h) = parse::read::<[u8; 28]>(ctx, inner) else {
         return Ok(TC_ACT_OK);
     };
-    if h[0] != 0x45 || [h[12], h[13], h[14], h[15]] != uplink_ip {
+    if h[0] != 0x45 || [h[12], h[13], h[14], h[15]] != host_ip {
         return Ok(TC_ACT_OK);
     }
     let remote = [h[16], h[17], h[18], h[19]];
@@ -199,7 +202,7 @@ fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4]) -> Result<i
             inner + 20,
             FlowKey::new(
                 remote,
-                uplink_ip,
+                host_ip,
                 u16::from_be_bytes([h[22], h[23]]),
                 u16::from_be_bytes([h[20], h[21]]),
                 proto,
@@ -210,7 +213,7 @@ fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4]) -> Result<i
             inner + 24,
             FlowKey::new(
                 remote,
-                uplink_ip,
+                host_ip,
                 0,
                 u16::from_be_bytes([h[24], h[25]]),
                 proto,
@@ -229,7 +232,7 @@ fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4]) -> Result<i
     if ip.ttl <= 1 {
         return Ok(TC_ACT_OK);
     }
-    translate_icmp_error(ctx, ip, inner, port_off, uplink_ip, &back)
+    translate_icmp_error(ctx, ip, inner, port_off, host_ip, &back)
         .map_err(|_| DropReason::Malformed)?;
     forward::dec_ttl(ctx)?;
     forward::deliver(ctx, &ep)
@@ -272,11 +275,11 @@ fn translate_icmp_error(
     ip: &parse::Ipv4,
     inner: usize,
     port_off: usize,
-    uplink_ip: [u8; 4],
+    host_ip: [u8; 4],
     back: &NatEntry,
 ) -> Result<(), ()> {
     let icmp_csum = ip.l4_off + 2;
-    let old_a = u32::from_ne_bytes(uplink_ip) as u64;
+    let old_a = u32::from_ne_bytes(host_ip) as u64;
     let new_a = u32::from_ne_bytes(back.addr) as u64;
     // Outer destination (covered by the outer IP checksum only).
     ctx.l3_csum_replace(ETH_LEN + IP_CSUM_OFF, old_a, new_a, 4)

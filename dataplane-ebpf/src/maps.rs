@@ -238,3 +238,27 @@ pub static DP_FRAGS: LruHashMap<
     dataplane_common::FragEntry,
     { dataplane_common::MAX_FRAGS as usize },
 > = LruHashMap::new();
+
+// ---- Host interfaces besides the uplink: `from_container` ----
+
+/// Every host interface with an IPv4 address, by ifindex -> the address
+/// traffic the route lookup sends out of it is masqueraded to (the uplink
+/// is also in `DP_CONFIG`).
+#[btf_map]
+pub static DP_HOST_IFS: HashMap<
+    u32,
+    dataplane_common::HostIf,
+    { dataplane_common::MAX_HOST_IFS as usize },
+> = HashMap::new();
+
+/// The address to masquerade traffic leaving through `ifindex` to: the
+/// uplink's, or another host interface's; `None` for an interface the
+/// agent does not serve.
+#[inline(always)]
+pub fn masquerade_ip(cfg: &Config, ifindex: u32) -> Option<[u8; 4]> {
+    if cfg.uplink_ifindex != 0 && ifindex == cfg.uplink_ifindex {
+        return Some(cfg.uplink_ip);
+    }
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+    unsafe { DP_HOST_IFS.get(ifindex) }.map(|h| h.ip)
+}

@@ -12,9 +12,11 @@
 
 mod bpf_links;
 mod gc;
+mod host_ifs;
 mod overlay;
 mod syscall;
 
+pub use host_ifs::HostIfMap;
 pub use overlay::{OverlayMaps, OverlayWant};
 
 pub use gc::{monotonic_ns, Gc};
@@ -108,6 +110,7 @@ impl Datapath {
             .copied()
             .chain(dataplane_common::overlay_map_names::ALL)
             .chain(dataplane_common::frag_map_names::ALL)
+            .chain(dataplane_common::host_if_map_names::ALL)
             .chain(["AYA_LOGS"])
         {
             paths.push((name, maps_dir.join(name)));
@@ -497,6 +500,7 @@ pub fn remove_pins(root: &Path) -> Result<()> {
     let mut ours: Vec<&str> = map_names::ALL.to_vec();
     ours.extend(dataplane_common::overlay_map_names::ALL);
     ours.extend(dataplane_common::frag_map_names::ALL);
+    ours.extend(dataplane_common::host_if_map_names::ALL);
     ours.push("AYA_LOGS");
     for name in ours {
         let _ = std::fs::remove_file(root.join("maps").join(name));

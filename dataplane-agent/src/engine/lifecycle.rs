@@ -78,6 +78,8 @@ impl Engine {
                 port_range,
                 fixed_links: BTreeSet::new(),
                 overlay,
+                host_ifs: Vec::new(),
+                host_if_map: Some(crate::datapath::HostIfMap::open(&cfg.bpffs)?),
             }),
             wake: tokio::sync::Notify::new(),
             cfg,

@@ -21,6 +21,7 @@
 //! | `link_policy.rs` | Docker's `--link` policy: `DP_LINKS` entries |
 //! | `names.rs` | names (embedded DNS): zone, resolver files, resolvers per namespace |
 //! | `external.rs` | endpoints in namespaces the agent does not own (Docker's sandboxes) |
+//! | `host_ifs.rs` | every host interface with an IPv4 address served like the uplink: `DP_HOST_IFS`, its program links |
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -52,6 +53,7 @@ use crate::{
 mod containers;
 mod endpoints;
 mod external;
+pub(crate) mod host_ifs;
 mod lifecycle;
 mod link_policy;
 mod names;
@@ -140,6 +142,10 @@ pub(crate) struct Inner {
     pub(crate) fixed_links: BTreeSet<(String, String)>,
     /// The cluster and the VXLAN device (with `--cluster-store`).
     pub(crate) overlay: Option<overlay::Overlay>,
+    /// Host interfaces with an IPv4 address, served like the uplink.
+    pub(crate) host_ifs: Vec<Uplink>,
+    /// `DP_HOST_IFS` (None only if its pin could not be opened).
+    pub(crate) host_if_map: Option<datapath::HostIfMap>,
 }
 
 /// Masquerade ports: above the host's ephemeral range when there is room.
@@ -205,6 +211,10 @@ impl Engine {
                 if let Err(e) = refresh_host_ips(&mut g).await {
                     warn!("refreshing host addresses: {e:#}");
                 }
+                drop(g);
+                // An interface may have gained its first address: the
+                // reconciler attaches its programs.
+                engine.wake.notify_one();
             }
         });
         Ok(())
@@ -251,6 +261,7 @@ pub(crate) async fn refresh_host_ips(g: &mut Inner) -> Result<()> {
         .map(|ip| ip.octets())
         .collect();
     g.dp.sync_host_ips(&ips)?;
+    host_ifs::refresh(g).await?;
     // The masquerade address follows the uplink's (DHCP renumbering).
     if let Some(u) = &g.uplink {
         if let Some(now) = kernel::find_uplink(&g.host, Some(&u.name)).await? {

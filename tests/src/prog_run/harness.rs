@@ -18,9 +18,10 @@ use aya::{
     Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
 };
 use dataplane_common::{
-    endpoint_net_flags, frag_map_names, map_names, prog_names, Config, CtEntry, DropReason,
-    EndpointInfo, EndpointKey, EndpointStats, FlowKey, FragEntry, FragKey, LinkKey, NatEntry,
-    NetworkInfo, PortKey, PortTarget, EP_STATS_SLOTS, NET_F_INTERNAL, NET_F_NO_ICC,
+    endpoint_net_flags, frag_map_names, host_if_map_names, map_names, prog_names, Config, CtEntry,
+    DropReason, EndpointInfo, EndpointKey, EndpointStats, FlowKey, FragEntry, FragKey, HostIf,
+    LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget, EP_STATS_SLOTS, NET_F_INTERNAL,
+    NET_F_NO_ICC,
 };
 
 pub const TC_ACT_OK: u32 = 0;
@@ -268,6 +269,7 @@ pub struct Env {
     pub links: HashMap<MapData, LinkKey, u32>,
     pub policy_ct: HashMap<MapData, FlowKey, u64>,
     pub frags: HashMap<MapData, FragKey, FragEntry>,
+    pub host_ifs: HashMap<MapData, u32, HostIf>,
     ifindex: StdHashMap<String, u32>,
 }
 
@@ -358,6 +360,7 @@ impl Env {
             links: take(&mut ebpf, map_names::LINKS),
             policy_ct: take(&mut ebpf, map_names::POLICY_CT),
             frags: take(&mut ebpf, frag_map_names::FRAGS),
+            host_ifs: take(&mut ebpf, host_if_map_names::HOST_IFS),
             ebpf,
             ifindex: StdHashMap::new(),
         };
