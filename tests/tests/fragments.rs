@@ -10,7 +10,7 @@ use dataplane_tests::{python, run_timeout, Host, Ns};
 
 /// Send one datagram of argv[3] bytes to argv[1]:argv[2] and expect the same
 /// bytes back (3 tries). Prints the size received; exit 0 on success.
-const SIZED_UDP_CLIENT: &str = r#"
+const SIZED_UDP_CLIENT: &str = r"
 import socket, sys
 n = int(sys.argv[3])
 msg = bytes((i * 7 + 3) & 0xff for i in range(n))
@@ -25,7 +25,7 @@ for i in range(3):
     print(len(d), flush=True)
     sys.exit(0 if d == msg else 1)
 sys.exit(2)
-"#;
+";
 
 /// A DNS-like server: answers every query with argv[3] bytes that start with
 /// the query's first two bytes (the "id").

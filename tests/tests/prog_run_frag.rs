@@ -236,7 +236,12 @@ fn duplicate_and_overlapping_fragments_get_the_same_translation() {
             let f = from_ep(E1, &h.build(&dg[off..off + 48]));
             let r = env.run_container(E1, &f);
             assert_eq!(r.verdict, TC_ACT_REDIRECT, "overlap at {off}");
-            assert_headers(&[r.out.clone()], &[f.clone()], UPLINK_IP, FAR);
+            assert_headers(
+                std::slice::from_ref(&r.out),
+                std::slice::from_ref(&f),
+                UPLINK_IP,
+                FAR,
+            );
             assert_eq!(r.out[ETH_LEN + 20..], f[ETH_LEN + 20..], "payload kept");
         }
         env.assert_no_drops();
