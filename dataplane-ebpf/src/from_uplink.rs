@@ -26,7 +26,8 @@ use aya_ebpf::{
 use dataplane_common::{DropReason, EndpointInfo, EndpointKey, FlowKey, NatEntry, CT_F_REPLY_DIR};
 
 use crate::{
-    forward, frag, icmp_err,
+    forward, frag,
+    icmp_err::{self, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED},
     maps::{self, DP_CT, DP_ENDPOINTS, DP_NAT_IN},
     nat,
     parse::{
@@ -171,11 +172,9 @@ fn published(ctx: &TcContext, ep: &EndpointInfo) -> Result<i32, DropReason> {
     forward::deliver(ctx, ep)
 }
 
-use icmp_err::{ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED};
-
 /// An ICMP error about a masqueraded flow (fragmentation needed, port
-/// unreachable, TTL exceeded...): its embedded header carries the uplink
-/// address and masquerade port. Translate the outer destination and the
+/// unreachable, TTL exceeded...): its embedded header carries the
+/// masquerade address (the host address it came to) and port. Translate the outer destination and the
 /// embedded source back to the container's, fixing the outer IP, embedded IP
 /// and ICMP checksums, and deliver it (path-MTU discovery needs this).
 /// The embedded L4 checksum is left alone (only its first 8 bytes are
