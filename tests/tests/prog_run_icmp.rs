@@ -266,3 +266,33 @@ fn container_errors_about_no_flow_of_its_own_are_dropped() {
         assert_eq!(env.drop_count(DropReason::UnsupportedProtocol), 2);
     });
 }
+
+#[test]
+fn time_exceeded_from_outside_about_a_published_flow_reaches_the_container() {
+    with_env(|env| {
+        client_to_published(env);
+        let h = udp_hdr();
+        let q_in = quoted_udp((UPLINK_IP, 5353), (CLIENT, CPORT), &h);
+        let te = |from, to, ttl, q: &[u8]| {
+            Ip4::new(from, to, PROTO_ICMP)
+                .ttl(ttl)
+                .build(&icmp(ICMP_TIME_EXCEEDED, 0, 0, 0, q))
+        };
+        let pkt = eth(
+            UPLINK_MAC,
+            NEXT_HOP_MAC,
+            ETH_P_IP,
+            &te(NEXT_HOP, UPLINK_IP, 64, &q_in),
+        );
+        let run = env.run_uplink(&pkt);
+        let q_out = quoted_udp((E2.ip, 53), (CLIENT, CPORT), &h);
+        let want = eth(
+            E2.mac,
+            E2.host_mac,
+            ETH_P_IP,
+            &te(NEXT_HOP, E2.ip, 63, &q_out),
+        );
+        check(&run, &want);
+        env.assert_no_drops();
+    });
+}
