@@ -28,7 +28,7 @@ use dataplane_common::{DropReason, EndpointInfo, EndpointKey, FlowKey, NatEntry,
 use crate::{
     forward, frag,
     icmp_err::{self, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED},
-    maps::{self, DP_CT, DP_ENDPOINTS, DP_NAT_IN},
+    maps::{self, DP_CT, DP_ENDPOINTS, DP_HOST_IPS, DP_NAT_IN},
     nat,
     parse::{
         self, Frag, ETH_LEN, ETH_P_IP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP,
@@ -181,6 +181,17 @@ fn published(ctx: &TcContext, ep: &EndpointInfo) -> Result<i32, DropReason> {
 /// quoted, and receivers do not verify it).
 #[inline(always)]
 fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, host_ip: [u8; 4]) -> Result<i32, DropReason> {
+    // Delivered straight into a container: the stack's reverse-path filter
+    // never sees it, so nothing from outside may claim an address of this
+    // host or of its containers (as for published ports in XDP).
+    if parse::is_loopback(ip.src)
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+        || unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.src }) }.is_some()
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+        || unsafe { DP_HOST_IPS.get(EndpointKey { ip: ip.src }) }.is_some()
+    {
+        return Err(DropReason::SpoofedSource);
+    }
     if let Some(r) = published_error(ctx, ip) {
         return r;
     }

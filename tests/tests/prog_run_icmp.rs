@@ -296,3 +296,24 @@ fn time_exceeded_from_outside_about_a_published_flow_reaches_the_container() {
         env.assert_no_drops();
     });
 }
+
+#[test]
+fn errors_from_outside_claiming_a_host_or_container_source_are_dropped() {
+    with_env(|env| {
+        client_to_published(env);
+        let h = udp_hdr();
+        let q = quoted_udp((UPLINK_IP, 5353), (CLIENT, CPORT), &h);
+        for src in [E1.ip, UPLINK_IP, [127, 0, 0, 1]] {
+            let pkt = eth(
+                UPLINK_MAC,
+                NEXT_HOP_MAC,
+                ETH_P_IP,
+                &unreach(src, UPLINK_IP, 64, PORT_UNREACH, 0, &q),
+            );
+            let run = env.run_uplink(&pkt);
+            assert_eq!((run.verdict, &run.out), (TC_ACT_SHOT, &pkt), "from {src:?}");
+        }
+        env.assert_only_drop(DropReason::SpoofedSource);
+        assert_eq!(env.drop_count(DropReason::SpoofedSource), 3);
+    });
+}
