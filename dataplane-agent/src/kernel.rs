@@ -520,6 +520,51 @@ pub async fn find_uplink(h: &Handle, name: Option<&str>) -> Result<Option<Uplink
     }))
 }
 
+/// Every host interface with an IPv4 address (its first), except loopback
+/// and the agent's own devices (`dp0` and its peer, the VXLAN device).
+pub async fn host_interfaces(h: &Handle) -> Result<Vec<Uplink>> {
+    let links: Vec<LinkMessage> = h.link().get().execute().try_collect().await?;
+    let addrs: Vec<_> = h.address().get().execute().try_collect().await?;
+    let mut out = Vec::new();
+    for l in &links {
+        let info = link_info(l);
+        let index = l.header.index;
+        let Some(name) = l.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        }) else {
+            continue;
+        };
+        if matches!(
+            name.as_str(),
+            "lo" | GATEWAY_DEV | GATEWAY_PEER | crate::vxlan::VXLAN_DEV
+        ) || crate::engine::p2p_host_ifname_id(&name).is_some()
+        {
+            // The agent's own devices; a point-to-point link's host end
+            // carries no program.
+            continue;
+        }
+        let ip = addrs
+            .iter()
+            .filter(|a| a.header.index == index)
+            .find_map(|a| {
+                a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+                    _ => None,
+                })
+            });
+        if let Some(ip) = ip {
+            out.push(Uplink {
+                name,
+                index,
+                ip: Some(ip),
+                is_virtual: info.is_virtual,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Prefixes the host already uses: routed destinations (not the default
 /// route) and its addresses with their prefix lengths.
 pub async fn host_networks(h: &Handle) -> Result<Vec<ipnet::Ipv4Net>> {

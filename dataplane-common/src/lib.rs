@@ -384,9 +384,14 @@ pub enum DropReason {
     OverlayUnknownNode = 17,
     /// VXLAN with a VNI no cluster network of this node has.
     OverlayUnknownVni = 18,
+    /// A later fragment (no L4 header) of a datagram whose first fragment
+    /// (the one with the ports) was not seen, or seen more than
+    /// `FRAG_TIMEOUT_NS` ago, on a path that must translate it: without the
+    /// first fragment's translation it cannot be rewritten.
+    FragmentWithoutFirst = 19,
 }
 
-pub const DROP_REASONS: usize = 19;
+pub const DROP_REASONS: usize = 20;
 
 impl DropReason {
     pub const ALL: [DropReason; DROP_REASONS] = [
@@ -409,6 +414,7 @@ impl DropReason {
         DropReason::SourceRoute,
         DropReason::OverlayUnknownNode,
         DropReason::OverlayUnknownVni,
+        DropReason::FragmentWithoutFirst,
     ];
 
     /// The wire name (API, CLI, docs): the variant's name in snake case.
@@ -433,6 +439,7 @@ impl DropReason {
             DropReason::SourceRoute => "source_route",
             DropReason::OverlayUnknownNode => "overlay_unknown_node",
             DropReason::OverlayUnknownVni => "overlay_unknown_vni",
+            DropReason::FragmentWithoutFirst => "fragment_without_first",
         }
     }
 }
@@ -720,4 +727,83 @@ mod monitor_pod {
     unsafe impl aya::Pod for MonitorCapture {}
     // SAFETY: as above.
     unsafe impl aya::Pod for MonitorEvent {}
+}
+
+// ---- IPv4 fragments of translated flows ----
+
+/// Names of the fragment-tracking maps, pinned like the others.
+pub mod frag_map_names {
+    pub const FRAGS: &str = "DP_FRAGS";
+    pub const ALL: [&str; 1] = [FRAGS];
+}
+
+/// `DP_FRAGS` entries: datagrams being fragmented through a translation.
+pub const MAX_FRAGS: u32 = 16384;
+/// How long the first fragment's translation applies to the later ones
+/// (the kernel's `ipfrag_time` default: a receiver gives up reassembling a
+/// datagram after 30 s).
+pub const FRAG_TIMEOUT_NS: u64 = 30_000_000_000;
+
+/// `DP_FRAGS` key: a datagram as its fragments carry it on the wire where
+/// they enter the datapath (before translation).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FragKey {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    /// The IPv4 identification field, in host order.
+    pub id: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// `DP_FRAGS` value: the addresses the first fragment was translated to
+/// (later fragments carry no ports: only addresses change).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FragEntry {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    /// When the first fragment was translated (`bpf_ktime_get_ns`).
+    pub first_seen_ns: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<FragKey>() == 12);
+const _: () = assert!(core::mem::size_of::<FragEntry>() == 16);
+
+#[cfg(feature = "user")]
+mod frag_pod {
+    use super::*;
+    // SAFETY: #[repr(C)] plain data with explicit padding and no invalid bit patterns.
+    unsafe impl aya::Pod for FragKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FragEntry {}
+}
+
+// ---- Host interfaces served besides the uplink ----
+
+/// Names of the host-interface maps, pinned like the others.
+pub mod host_if_map_names {
+    pub const HOST_IFS: &str = "DP_HOST_IFS";
+    pub const ALL: [&str; 1] = [HOST_IFS];
+}
+
+/// `DP_HOST_IFS` entries: host interfaces with an IPv4 address.
+pub const MAX_HOST_IFS: u32 = 256;
+
+/// `DP_HOST_IFS` value (key: the interface's ifindex): the address traffic
+/// routed out of it is masqueraded to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct HostIf {
+    pub ip: [u8; 4],
+}
+
+const _: () = assert!(core::mem::size_of::<HostIf>() == 4);
+
+#[cfg(feature = "user")]
+mod host_if_pod {
+    use super::*;
+    // SAFETY: #[repr(C)] plain data without padding or invalid bit patterns.
+    unsafe impl aya::Pod for HostIf {}
 }

@@ -68,10 +68,17 @@ pub fn deliver(ctx: &TcContext, peer: &EndpointInfo) -> Result<i32, DropReason> 
 /// Route lookup for `ip` as if it arrived on `ifindex`: the helper's return
 /// code and the lookup result (egress interface, MACs), or None on error.
 #[inline(always)]
-pub fn fib(ctx: &TcContext, ifindex: u32, ip: &Ipv4) -> Option<(u32, bpf_fib_lookup)> {
+pub fn fib(ctx: &TcContext, ifindex: u32, ip: &Ipv4) -> Option<(u32, &'static bpf_fib_lookup)> {
+    // The 64-byte lookup lives in a per-CPU scratch slot, not on the stack:
+    // every inlined call site would take a stack copy of its own, and the
+    // programs have 512 bytes of stack in all.
+    let fib = maps::DP_FIB_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot of a per-CPU array; a program runs to its end
+    // on one CPU without being re-entered, and the value is plain data.
+    let fib = unsafe { &mut (*fib).0 };
     // SAFETY: bpf_fib_lookup is a plain C struct (integers and unions of
     // integers): all zeroes is a valid value.
-    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    *fib = unsafe { core::mem::zeroed() };
     fib.family = AF_INET;
     fib.l4_protocol = ip.proto;
     fib.sport = ip.sport.to_be();
@@ -82,12 +89,12 @@ pub fn fib(ctx: &TcContext, ifindex: u32, ip: &Ipv4) -> Option<(u32, bpf_fib_loo
     fib.ifindex = ifindex;
     fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(ip.src);
     fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(ip.dst);
-    // SAFETY: the context is this program's skb and `fib` a stack struct
-    // of the size passed, which the helper fills in.
+    // SAFETY: the context is this program's skb and `fib` a map value of
+    // the size passed, which the helper fills in.
     let rc = unsafe {
         fib_lookup(
             ctx.skb.skb.cast(),
-            &mut fib,
+            fib,
             core::mem::size_of::<bpf_fib_lookup>() as i32,
             0,
         )

@@ -14,8 +14,13 @@
 //!   translated to its container, with the source translated to that
 //!   network's gateway so that the reply comes back through here.
 //! - IPv4 to the gateway or another host address goes up the host's stack.
-//! - IPv4 routed out of the uplink is masqueraded to the uplink's address and
-//!   redirected to the uplink.
+//! - IPv4 routed out of the uplink (or another host interface with an IPv4
+//!   address, `DP_HOST_IFS`) is masqueraded to that interface's address and
+//!   redirected to it.
+//! - ICMP errors about translated flows are translated back (`icmp_err`).
+//! - The first fragment of a datagram is translated like a whole packet on
+//!   each of these paths; its later fragments get the same addresses from
+//!   `DP_FRAGS` (see `frag`), or are dropped when the first was not seen.
 //! - On a `lan` network, ARP for any address of the LAN is answered, and
 //!   IPv4 to the LAN or beyond leaves untranslated through the interface
 //!   the host routes it to (the parent).
@@ -37,12 +42,12 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use dataplane_common::{
-    CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, LinkKey, PortTarget, CT_F_REPLY_DIR,
-    EP_F_REMOTE, NAT_F_REPLIED, NET_F_INTERNAL, NET_F_LAN, NET_F_NO_MASQ,
+    CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, FragEntry, LinkKey, PortTarget,
+    CT_F_REPLY_DIR, EP_F_REMOTE, NAT_F_REPLIED, NET_F_INTERNAL, NET_F_LAN, NET_F_NO_MASQ,
 };
 
 use crate::{
-    events, forward,
+    events, forward, frag, icmp_err,
     maps::{self, DP_CT, DP_ENDPOINTS, DP_IF_ENDPOINTS, DP_LINKS, DP_NETWORKS, DP_POLICY_CT},
     nat, overlay,
     parse::{
@@ -206,7 +211,21 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> Result<i32, DropR
         }
         return Err(DropReason::InternalNetwork);
     }
-    if ip.has_ports() {
+    if icmp_err::is_error(&ip) {
+        // About a translated flow (e.g. port unreachable from a published
+        // UDP port): translated back like that flow.
+        if let Some(r) = icmp_err::from_container(ctx, ep, &ip) {
+            return r;
+        }
+    }
+    if ip.frag == Frag::Later {
+        // A later fragment of a datagram whose first fragment was
+        // translated: the same addresses.
+        if let Some(e) = frag::lookup(&ip) {
+            return later_fragment(ctx, ep, &ip, &e);
+        }
+    }
+    if ip.ports_present() {
         // Replies of published-port connections, hairpin connections.
         if let Some(ct) = DP_CT.get_ptr_mut(&ip.flow()) {
             // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
@@ -225,18 +244,15 @@ fn ipv4(ctx: &TcContext, ep: &EndpointInfo, eth: &[u8; 14]) -> Result<i32, DropR
             return hairpin(ctx, ep, &ip, &t);
         }
     }
-    if net.flags & NET_F_LAN != 0 {
-        // The LAN (its router included) is reached through the parent
-        // interface with the container's own address.
-        if parse::is_multicast_or_broadcast(ip.dst) {
-            return Ok(TC_ACT_OK);
-        }
-        return routed(ctx, ep, &ip, net.flags);
-    }
-    if ip.dst == net.gateway || parse::is_multicast_or_broadcast(ip.dst) {
+    // On a `lan` network the LAN (its router included) is reached through
+    // the parent interface with the container's own address: no gateway or
+    // subnet rule below applies (one call site of `routed`: each inlined
+    // copy would take stack of its own).
+    let lan = net.flags & NET_F_LAN != 0;
+    if parse::is_multicast_or_broadcast(ip.dst) || (!lan && ip.dst == net.gateway) {
         return Ok(TC_ACT_OK);
     }
-    if in_subnet(ip.dst, net.subnet, net.prefix_len) {
+    if !lan && in_subnet(ip.dst, net.subnet, net.prefix_len) {
         // The subnet's broadcast address goes to the stack (which does not
         // forward it); any other address of the network that is not an
         // endpoint does not exist: never route it out.
@@ -415,6 +431,7 @@ fn translated(
     if nat::translate(ctx, ip, ct.src, ct.sport, ct.dst, ct.dport).is_err() {
         return Err(DropReason::Malformed);
     }
+    frag::remember(ip, ct.src, ct.dst);
     // SAFETY: map lookup; the value (plain data) is read at once and not kept.
     if let Some(peer) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ct.dst }) } {
         return forward::deliver(ctx, peer);
@@ -426,7 +443,7 @@ fn translated(
     out.dport = ct.dport;
     match forward::fib(ctx, ep.ifindex, &out) {
         Some((rc, f)) if rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH => {
-            forward::forward(ctx, rc, &f)
+            forward::forward(ctx, rc, f)
         }
         _ => Ok(TC_ACT_OK),
     }
@@ -455,7 +472,7 @@ fn routed(
         if !fwd || ip.ttl <= 1 {
             return Ok(TC_ACT_OK);
         }
-        return forward::forward(ctx, rc, &f);
+        return forward::forward(ctx, rc, f);
     }
     if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && !ip.dont_fragment {
         // The stack would fragment and forward it untranslated.
@@ -473,20 +490,21 @@ fn routed(
     let Some(cfg) = maps::config() else {
         return Err(DropReason::NoRoute);
     };
-    if cfg.uplink_ifindex == 0 || f.ifindex != cfg.uplink_ifindex {
-        // Another host interface: plain routing by the stack.
+    let Some(masq_ip) = maps::masquerade_ip(cfg, f.ifindex) else {
+        // An interface the agent does not serve: plain routing by the stack.
         return Ok(TC_ACT_OK);
-    }
-    if cfg.uplink_ip == [0; 4] {
-        // The uplink has no address to masquerade to.
+    };
+    if masq_ip == [0; 4] {
+        // The interface has no address to masquerade to.
         return Err(DropReason::NoRoute);
     }
     if ip.ttl <= 1 {
         // The stack sends the ICMP time exceeded.
         return Ok(TC_ACT_OK);
     }
-    if ip.frag != Frag::No {
-        return Err(DropReason::UntranslatableFragment);
+    if ip.frag == Frag::Later {
+        // Its first fragment was not translated (or not seen).
+        return Err(DropReason::FragmentWithoutFirst);
     }
     let translatable = match ip.proto {
         IPPROTO_TCP | IPPROTO_UDP => ip.has_l4,
@@ -496,7 +514,7 @@ fn routed(
     if !translatable {
         return Err(DropReason::UnsupportedProtocol);
     }
-    let Some(out) = nat::snat_entry(&ip.flow(), ip, cfg) else {
+    let Some(out) = nat::snat_entry(&ip.flow(), ip, cfg, masq_ip) else {
         warn!(
             ctx,
             "no free masquerade port for {:i} -> {:i}", ip.src, ip.dst
@@ -506,5 +524,42 @@ fn routed(
     if nat::translate(ctx, ip, out.addr, out.port, ip.dst, ip.dport).is_err() {
         return Err(DropReason::Malformed);
     }
-    forward::forward(ctx, rc, &f)
+    frag::remember(ip, out.addr, ip.dst);
+    forward::forward(ctx, rc, f)
+}
+
+/// A later fragment of a translated datagram: the addresses its first
+/// fragment got, then on to where that one went (a container of this host,
+/// or out of the interface the route lookup chooses).
+#[inline(always)]
+fn later_fragment(
+    ctx: &TcContext,
+    ep: &EndpointInfo,
+    ip: &Ipv4,
+    e: &FragEntry,
+) -> Result<i32, DropReason> {
+    if ip.ttl <= 1 {
+        // The stack neither forwards it nor answers a later fragment.
+        return Ok(TC_ACT_OK);
+    }
+    frag::rewrite(&parse::Pkt::tc(ctx), ip, e).ok_or(DropReason::Malformed)?;
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+    if let Some(peer) = unsafe { DP_ENDPOINTS.get(EndpointKey { ip: e.dst }) } {
+        return forward::deliver(ctx, peer);
+    }
+    let mut out = *ip;
+    out.src = e.src;
+    out.dst = e.dst;
+    match forward::fib(ctx, ep.ifindex, &out) {
+        Some((rc, f)) if rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH => {
+            forward::forward(ctx, rc, f)
+        }
+        // Bigger than the next hop's MTU (a fragment is not fragmented
+        // again here), or no route any more: already rewritten, so not for
+        // the stack either.
+        Some((rc, _)) if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED => {
+            Err(DropReason::UntranslatableFragment)
+        }
+        _ => Err(DropReason::NoRoute),
+    }
 }

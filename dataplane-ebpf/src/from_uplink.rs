@@ -1,4 +1,5 @@
-//! TC ingress on the uplink:
+//! TC ingress on the uplink and on every other host interface with an IPv4
+//! address (they are all served alike):
 //! - VLAN-tagged frames are dropped (the tag may be in the skb's metadata
 //!   already: a native-XDP NIC strips it before XDP can see it, a veth
 //!   before TC);
@@ -6,8 +7,13 @@
 //!   by the XDP program, are delivered straight into the container's
 //!   namespace; anything else addressed to a container (not translated by
 //!   XDP: no reply translation of its flow in `DP_CT`) is dropped;
+//! - ICMP errors about masqueraded and published-port flows are translated
+//!   back through their quoted header and delivered;
 //! - replies to masqueraded flows are translated back and delivered the same
-//!   way.
+//!   way;
+//! - later fragments of a datagram whose first fragment was translated here
+//!   (masquerade replies) or by the XDP program (published ports) get the
+//!   same destination from `DP_FRAGS` and are delivered the same way.
 //! - on the parent of a `lan` network (see `lan.rs`): ARP for its containers
 //!   is answered, and IPv4 to them is delivered untranslated.
 //! Anything else (ARP, IPv6, IPv4 for the host) goes to the host's stack
@@ -24,8 +30,10 @@ use dataplane_common::{
 };
 
 use crate::{
-    events, forward, lan,
-    maps::{self, DP_CT, DP_ENDPOINTS, DP_NAT_IN},
+    events, forward, frag,
+    icmp_err::{self, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED},
+    lan,
+    maps::{self, DP_CT, DP_ENDPOINTS, DP_HOST_IPS, DP_NAT_IN},
     nat,
     parse::{
         self, Frag, ETH_LEN, ETH_P_ARP, ETH_P_IP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP,
@@ -96,14 +104,19 @@ fn try_from_uplink(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
         }
         return published(ctx, &ep);
     }
-    let Some(cfg) = maps::config() else {
+    if maps::config().is_none() {
         return Ok(TC_ACT_OK);
-    };
+    }
     let Ok(mut ip) = parse::parse_ipv4(ctx, ETH_LEN) else {
         // Not ours to judge: the host's stack drops what is broken.
         return Ok(TC_ACT_OK);
     };
-    if ip.dst != cfg.uplink_ip || ip.frag != Frag::No || !ip.has_l4 {
+    if ip.frag == Frag::Later {
+        return later_fragment(ctx, &ip);
+    }
+    // Replies come to the address of the interface a flow left by (the
+    // uplink's or another host interface's): the flow tables tell.
+    if !ip.has_l4 {
         return Ok(TC_ACT_OK);
     }
     let key = match ip.proto {
@@ -114,8 +127,11 @@ fn try_from_uplink(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
             ip.dport = ip.sport;
             FlowKey::new(ip.src, ip.dst, 0, ip.sport, ip.proto)
         }
-        IPPROTO_ICMP if ip.icmp_type == ICMP_DEST_UNREACH || ip.icmp_type == ICMP_TIME_EXCEEDED => {
-            return icmp_error(ctx, &ip, cfg.uplink_ip);
+        IPPROTO_ICMP
+            if ip.frag == Frag::No
+                && (ip.icmp_type == ICMP_DEST_UNREACH || ip.icmp_type == ICMP_TIME_EXCEEDED) =>
+        {
+            return icmp_error(ctx, &ip, ip.dst);
         }
         _ => return Ok(TC_ACT_OK),
     };
@@ -132,6 +148,28 @@ fn try_from_uplink(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
     }
     nat::translate(ctx, &ip, ip.src, ip.sport, back.addr, back.port)
         .map_err(|_| DropReason::Malformed)?;
+    frag::remember(&ip, ip.src, back.addr);
+    forward::deliver(ctx, &ep)
+}
+
+/// A later fragment for the host: if its datagram's first fragment was
+/// translated to a container, the same destination; else it may be the
+/// host's own (the stack reassembles it), or a datagram whose first
+/// fragment has not arrived yet (the stack gives up on it after 30 s).
+#[inline(always)]
+fn later_fragment(ctx: &TcContext, ip: &parse::Ipv4) -> Result<i32, DropReason> {
+    let Some(e) = frag::lookup(ip) else {
+        return Ok(TC_ACT_OK);
+    };
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+    let Some(ep) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: e.dst }) }).copied() else {
+        // The container is gone.
+        return Err(DropReason::NoRoute);
+    };
+    if ip.ttl <= 1 {
+        return Ok(TC_ACT_OK);
+    }
+    frag::rewrite(&parse::Pkt::tc(ctx), ip, &e).ok_or(DropReason::Malformed)?;
     forward::deliver(ctx, &ep)
 }
 
@@ -142,7 +180,9 @@ fn try_from_uplink(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
 #[inline(always)]
 fn published(ctx: &TcContext, ep: &EndpointInfo) -> Result<i32, DropReason> {
     let translated = match parse::parse_ipv4(ctx, ETH_LEN) {
-        Ok(ip) if ip.has_ports() => {
+        // Whole packets and first fragments (later ones are translated here,
+        // never by XDP).
+        Ok(ip) if ip.ports_present() => {
             let reply = ip.flow().reversed();
             // SAFETY: map lookup; only a field is read, at once.
             match unsafe { DP_CT.get(&reply) } {
@@ -160,25 +200,36 @@ fn published(ctx: &TcContext, ep: &EndpointInfo) -> Result<i32, DropReason> {
     forward::deliver(ctx, ep)
 }
 
-const ICMP_DEST_UNREACH: u8 = 3;
-const ICMP_TIME_EXCEEDED: u8 = 11;
-
 /// An ICMP error about a masqueraded flow (fragmentation needed, port
-/// unreachable, TTL exceeded...): its embedded header carries the uplink
-/// address and masquerade port. Translate the outer destination and the
+/// unreachable, TTL exceeded...): its embedded header carries the
+/// masquerade address (the host address it came to) and port. Translate the outer destination and the
 /// embedded source back to the container's, fixing the outer IP, embedded IP
 /// and ICMP checksums, and deliver it (path-MTU discovery needs this).
 /// The embedded L4 checksum is left alone (only its first 8 bytes are
 /// quoted, and receivers do not verify it).
 #[inline(always)]
-fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4]) -> Result<i32, DropReason> {
+fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, host_ip: [u8; 4]) -> Result<i32, DropReason> {
+    // Delivered straight into a container: the stack's reverse-path filter
+    // never sees it, so nothing from outside may claim an address of this
+    // host or of its containers (as for published ports in XDP).
+    if parse::is_loopback(ip.src)
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+        || unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.src }) }.is_some()
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+        || unsafe { DP_HOST_IPS.get(EndpointKey { ip: ip.src }) }.is_some()
+    {
+        return Err(DropReason::SpoofedSource);
+    }
+    if let Some(r) = published_error(ctx, ip) {
+        return r;
+    }
     let inner = ip.l4_off + 8;
     // Embedded IPv4 header without options, plus the first 8 bytes of L4.
     parse::pull(ctx, inner + 28);
     let Some(h) = parse::read::<[u8; 28]>(ctx, inner) else {
         return Ok(TC_ACT_OK);
     };
-    if h[0] != 0x45 || [h[12], h[13], h[14], h[15]] != uplink_ip {
+    if h[0] != 0x45 || [h[12], h[13], h[14], h[15]] != host_ip {
         return Ok(TC_ACT_OK);
     }
     let remote = [h[16], h[17], h[18], h[19]];
@@ -189,7 +240,7 @@ fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4]) -> Result<i
             inner + 20,
             FlowKey::new(
                 remote,
-                uplink_ip,
+                host_ip,
                 u16::from_be_bytes([h[22], h[23]]),
                 u16::from_be_bytes([h[20], h[21]]),
                 proto,
@@ -200,7 +251,7 @@ fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4]) -> Result<i
             inner + 24,
             FlowKey::new(
                 remote,
-                uplink_ip,
+                host_ip,
                 0,
                 u16::from_be_bytes([h[24], h[25]]),
                 proto,
@@ -219,10 +270,41 @@ fn icmp_error(ctx: &TcContext, ip: &parse::Ipv4, uplink_ip: [u8; 4]) -> Result<i
     if ip.ttl <= 1 {
         return Ok(TC_ACT_OK);
     }
-    translate_icmp_error(ctx, ip, inner, port_off, uplink_ip, &back)
+    translate_icmp_error(ctx, ip, inner, port_off, host_ip, &back)
         .map_err(|_| DropReason::Malformed)?;
     forward::dec_ttl(ctx)?;
     forward::deliver(ctx, &ep)
+}
+
+/// An ICMP error about a published-port flow (from the client's side: port
+/// unreachable, fragmentation needed...): it quotes `host:port -> client`,
+/// the container's reply as translated. Back to the container: outer
+/// destination and quoted source become the container's address and port.
+#[inline(always)]
+fn published_error(ctx: &TcContext, ip: &parse::Ipv4) -> Option<Result<i32, DropReason>> {
+    let q = icmp_err::quoted(ctx, ip)?;
+    if q.src != ip.dst {
+        return None;
+    }
+    let t = maps::port_lookup(q.src, q.sport, q.proto)?;
+    let own = FlowKey::new(t.ip, q.dst, t.port, q.dport, q.proto);
+    // SAFETY: map lookup; the value (plain data) is copied out at once.
+    let ct = (unsafe { DP_CT.get(&own) }).copied()?;
+    if ct.src != q.src || ct.sport != q.sport || ct.flags & CT_F_REPLY_DIR == 0 {
+        return None;
+    }
+    // SAFETY: map lookup; the value (plain data) is copied out at once.
+    let Some(ep) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: t.ip }) }).copied() else {
+        return Some(Err(DropReason::NoRoute));
+    };
+    if ip.ttl <= 1 {
+        return Some(Ok(TC_ACT_OK));
+    }
+    let inner = (t.ip, t.port, q.dst, q.dport);
+    if icmp_err::rewrite(&parse::Pkt::tc(ctx), ip, &q, (ip.src, t.ip), inner).is_none() {
+        return Some(Err(DropReason::Malformed));
+    }
+    Some(forward::deliver(ctx, &ep))
 }
 
 #[inline(always)]
@@ -231,11 +313,11 @@ fn translate_icmp_error(
     ip: &parse::Ipv4,
     inner: usize,
     port_off: usize,
-    uplink_ip: [u8; 4],
+    host_ip: [u8; 4],
     back: &NatEntry,
 ) -> Result<(), ()> {
     let icmp_csum = ip.l4_off + 2;
-    let old_a = u32::from_ne_bytes(uplink_ip) as u64;
+    let old_a = u32::from_ne_bytes(host_ip) as u64;
     let new_a = u32::from_ne_bytes(back.addr) as u64;
     // Outer destination (covered by the outer IP checksum only).
     ctx.l3_csum_replace(ETH_LEN + IP_CSUM_OFF, old_a, new_a, 4)

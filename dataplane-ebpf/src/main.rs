@@ -12,7 +12,9 @@
 //!
 //! Maps are defined once, in `maps`; packet parsing with explicit bounds checks
 //! lives in `parse`, checksum arithmetic in `csum`; address translation in
-//! `nat`; delivery and forwarding (redirects, route lookups) in `forward`.
+//! `nat`; fragments of translated flows in `frag`, ICMP errors a container
+//! sends about them in `icmp_err`; delivery and forwarding
+//! (redirects, route lookups) in `forward`.
 //! Each program's body returns `Result<action, DropReason>` and its entry
 //! point counts the drop.
 #![no_std]
@@ -21,9 +23,11 @@
 mod csum;
 mod events;
 mod forward;
+mod frag;
 mod from_container;
 mod from_overlay;
 mod from_uplink;
+mod icmp_err;
 mod lan;
 mod maps;
 mod nat;

@@ -148,7 +148,12 @@ fn ep_stats(ifindex: u32) -> Option<*mut EndpointStats> {
 #[inline(always)]
 pub fn count_endpoint_drop(ifindex: u32, reason: DropReason) {
     if let Some(s) = ep_stats(ifindex) {
-        let idx = reason as usize;
+        // A volatile read: the compiler may not assume the enum's range and
+        // drop the check, which the verifier needs when the reason came back
+        // from a BPF subprogram (an unbounded scalar to it).
+        let raw = reason as u32;
+        // SAFETY: a read of a local.
+        let idx = unsafe { core::ptr::read_volatile(&raw) } as usize;
         if idx < DROP_REASONS {
             // SAFETY: a per-CPU map value, written only by this CPU; the
             // index is checked against the array's length.
@@ -257,3 +262,46 @@ pub static DP_MON_STATS: PerCpuArray<u64, { dataplane_common::MON_STATS as usize
 /// Per-CPU copy of the packet's first bytes at a program's entry (traces).
 #[btf_map]
 pub static DP_MON_ORIG: PerCpuArray<dataplane_common::MonitorCapture, 1> = PerCpuArray::new();
+
+// ---- IPv4 fragments of translated flows: `frag` ----
+
+/// The translation of a fragmented datagram's first fragment, by the
+/// datagram as it entered the datapath: its later fragments (no ports) get
+/// the same addresses.
+#[btf_map]
+pub static DP_FRAGS: LruHashMap<
+    dataplane_common::FragKey,
+    dataplane_common::FragEntry,
+    { dataplane_common::MAX_FRAGS as usize },
+> = LruHashMap::new();
+
+// ---- Host interfaces besides the uplink: `from_container` ----
+
+/// Every host interface with an IPv4 address, by ifindex -> the address
+/// traffic the route lookup sends out of it is masqueraded to (the uplink
+/// is also in `DP_CONFIG`).
+#[btf_map]
+pub static DP_HOST_IFS: HashMap<
+    u32,
+    dataplane_common::HostIf,
+    { dataplane_common::MAX_HOST_IFS as usize },
+> = HashMap::new();
+
+/// The address to masquerade traffic leaving through `ifindex` to: the
+/// uplink's, or another host interface's; `None` for an interface the
+/// agent does not serve.
+#[inline(always)]
+pub fn masquerade_ip(cfg: &Config, ifindex: u32) -> Option<[u8; 4]> {
+    if cfg.uplink_ifindex != 0 && ifindex == cfg.uplink_ifindex {
+        return Some(cfg.uplink_ip);
+    }
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+    unsafe { DP_HOST_IFS.get(ifindex) }.map(|h| h.ip)
+}
+
+/// Scratch space for `bpf_fib_lookup` (this CPU's slot): see `forward::fib`.
+#[repr(C)]
+pub struct FibScratch(pub aya_ebpf::bindings::bpf_fib_lookup);
+
+#[btf_map]
+pub static DP_FIB_SCRATCH: PerCpuArray<FibScratch, 1> = PerCpuArray::new();

@@ -121,10 +121,11 @@ pub fn closing(ip: &Ipv4) -> u16 {
     }
 }
 
-/// The masquerade translation of a container's flow: existing, or newly
-/// allocated. `None` when every port tried is taken for this destination.
+/// The masquerade translation of a container's flow to `addr` (the address
+/// of the interface it leaves by): existing, or newly allocated. `None` when
+/// every port tried is taken for this destination.
 #[inline(always)]
-pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
+pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config, addr: [u8; 4]) -> Option<NatEntry> {
     // SAFETY: a BPF helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(e) = DP_NAT_OUT.get_ptr_mut(key) {
@@ -162,14 +163,14 @@ pub fn snat_entry(key: &FlowKey, ip: &Ipv4, cfg: &Config) -> Option<NatEntry> {
         flags: closing(ip),
         last_seen_ns: now,
     };
-    let rev = |port: u16| FlowKey::new(key.dst, cfg.uplink_ip, key.dport, port, key.proto);
-    let port = claim_port(cfg, None, cfg.uplink_ip, key.proto, |port| {
+    let rev = |port: u16| FlowKey::new(key.dst, addr, key.dport, port, key.proto);
+    let port = claim_port(cfg, None, addr, key.proto, |port| {
         DP_NAT_IN
             .insert(&rev(port), &back, BPF_NOEXIST as u64)
             .is_ok()
     })?;
     let out = NatEntry {
-        addr: cfg.uplink_ip,
+        addr,
         port,
         flags: back.flags,
         last_seen_ns: now,

@@ -135,6 +135,9 @@ pub struct Ipv4 {
     pub dst: [u8; 4],
     pub proto: u8,
     pub ttl: u8,
+    /// The identification field (host order): with the addresses and the
+    /// protocol, what ties a datagram's fragments together.
+    pub id: u16,
     pub frag: Frag,
     /// The Don't Fragment bit.
     pub dont_fragment: bool,
@@ -158,6 +161,14 @@ impl Ipv4 {
         (self.proto == IPPROTO_TCP || self.proto == IPPROTO_UDP)
             && self.has_l4
             && self.frag == Frag::No
+    }
+
+    /// A TCP or UDP packet whose ports are present: a whole packet or the
+    /// first fragment of a datagram (translated like a whole one, and the
+    /// translation remembered for the later fragments, see `frag`).
+    #[inline(always)]
+    pub fn ports_present(&self) -> bool {
+        (self.proto == IPPROTO_TCP || self.proto == IPPROTO_UDP) && self.has_l4
     }
 
     /// The packet's flow as it is on the wire.
@@ -213,6 +224,7 @@ pub fn parse_ipv4_pkt(pkt: &Pkt, l3_off: usize) -> Result<Ipv4, ParseError> {
         dst: [hdr[16], hdr[17], hdr[18], hdr[19]],
         proto: hdr[9],
         ttl: hdr[8],
+        id: u16::from_be_bytes([hdr[4], hdr[5]]),
         frag,
         dont_fragment: frag_word & 0x4000 != 0,
         l4_off: l3_off + ihl,

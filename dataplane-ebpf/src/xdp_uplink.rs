@@ -10,7 +10,10 @@
 //! - translates published ports (DNAT to the container's address and port,
 //!   checksums fixed incrementally) and records the reply translation in
 //!   `DP_CT`. TC ingress on the uplink then delivers the packet into the
-//!   container's namespace with `bpf_redirect_peer`.
+//!   container's namespace with `bpf_redirect_peer`. The first fragment of
+//!   a fragmented datagram is translated the same way and its translation
+//!   remembered in `DP_FRAGS`; TC ingress rewrites the later fragments
+//!   (which carry no ports) from there.
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
@@ -25,7 +28,7 @@ const TCP_ACK: u8 = 0x10;
 
 use crate::{
     csum::{csum_replace2, csum_replace4},
-    events,
+    events, frag,
     maps::{self, DP_CT, DP_ENDPOINTS, DP_HOST_IPS},
     nat,
     parse::{
@@ -98,7 +101,7 @@ fn try_xdp_uplink(ctx: &XdpContext) -> Result<u32, DropReason> {
     let Ok(ip) = parse::parse_ipv4_pkt(&pkt, ETH_LEN) else {
         return Ok(XDP_PASS);
     };
-    if !ip.has_ports() {
+    if !ip.ports_present() {
         return Ok(XDP_PASS);
     }
     let Some(t) = maps::port_lookup(ip.dst, ip.dport, ip.proto) else {
@@ -155,6 +158,7 @@ fn try_xdp_uplink(ctx: &XdpContext) -> Result<u32, DropReason> {
     if dnat(&pkt, &ip, t.ip, t.port).is_none() {
         return Err(DropReason::Malformed);
     }
+    frag::remember(&ip, ip.src, t.ip);
     Ok(XDP_PASS)
 }
 

@@ -760,34 +760,34 @@ fn masquerade_ttl_one_goes_to_the_stack_untouched() {
 }
 
 #[test]
-fn masquerade_fragments_are_dropped() {
+fn masquerade_first_fragment_is_translated_and_an_orphan_later_one_dropped() {
+    // More cases (in order, overlapping, tiny, replies, published ports,
+    // hairpin) in prog_run_frag.rs.
     with_env(|env| {
         let dg = udp(E1.ip, FAR, 5000, 53, &[7; 40], true);
         let first = eth(
             E1.host_mac,
             E1.mac,
             ETH_P_IP,
-            &Ip4::new(E1.ip, FAR, PROTO_UDP).frag(IP_MF).build(&dg),
+            &Ip4::new(E1.ip, FAR, PROTO_UDP).frag(IP_MF).build(&dg[..24]),
         );
         let run = env.run_container(E1, &first);
+        assert_eq!(run.verdict, TC_ACT_REDIRECT);
+        assert_eq!(View(&run.out).ip_src(), UPLINK_IP);
+        assert_eq!(env.nat_out_entries().len(), 1);
+        // A later fragment of another datagram (other id): its first
+        // fragment was never seen.
+        let mut ip = Ip4::new(E1.ip, FAR, PROTO_UDP).frag(6);
+        ip.id = 0x9876;
+        let later = eth(E1.host_mac, E1.mac, ETH_P_IP, &ip.build(&[7; 16]));
+        let run = env.run_container(E1, &later);
         assert_dropped(
             env,
             &run,
-            &first,
-            DropReason::UntranslatableFragment,
+            &later,
+            DropReason::FragmentWithoutFirst,
             Some(E1),
         );
-        let later = eth(
-            E1.host_mac,
-            E1.mac,
-            ETH_P_IP,
-            &Ip4::new(E1.ip, FAR, PROTO_UDP).frag(6).build(&[7; 16]),
-        );
-        let run = env.run_container(E1, &later);
-        assert_eq!(run.verdict, TC_ACT_SHOT);
-        assert_eq!(run.out, later);
-        assert_eq!(env.drop_count(DropReason::UntranslatableFragment), 2);
-        assert!(env.nat_out_entries().is_empty());
     });
 }
 
@@ -1111,18 +1111,16 @@ fn uplink_traffic_without_translation_goes_to_the_stack() {
                     &Ip4::new(NEXT_HOP, [10, 77, 0, 3], PROTO_TCP).build(&seg),
                 )
             },
-            // A fragment.
-            {
-                let seg = tcp(NEXT_HOP, UPLINK_IP, 80, port, TCP_ACK, &[0; 16]);
-                eth(
-                    UPLINK_MAC,
-                    NEXT_HOP_MAC,
-                    ETH_P_IP,
-                    &Ip4::new(NEXT_HOP, UPLINK_IP, PROTO_TCP)
-                        .frag(IP_MF)
-                        .build(&seg),
-                )
-            },
+            // A later fragment of a datagram whose first fragment was not
+            // translated (maybe the host's own).
+            eth(
+                UPLINK_MAC,
+                NEXT_HOP_MAC,
+                ETH_P_IP,
+                &Ip4::new(NEXT_HOP, UPLINK_IP, PROTO_TCP)
+                    .frag(IP_MF | 3)
+                    .build(&[0; 16]),
+            ),
             // ICMP echo request to the host itself.
             eth(
                 UPLINK_MAC,

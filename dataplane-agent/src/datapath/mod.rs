@@ -12,10 +12,12 @@
 
 mod bpf_links;
 mod gc;
+mod host_ifs;
 mod lan;
 mod overlay;
 mod syscall;
 
+pub use host_ifs::HostIfMap;
 pub use overlay::{OverlayMaps, OverlayWant};
 
 pub use gc::{monotonic_ns, Gc};
@@ -110,6 +112,8 @@ impl Datapath {
             .chain(dataplane_common::overlay_map_names::ALL)
             .chain(dataplane_common::lan_map_names::ALL)
             .chain(dataplane_common::monitor_map_names::ALL)
+            .chain(dataplane_common::frag_map_names::ALL)
+            .chain(dataplane_common::host_if_map_names::ALL)
             .chain(["AYA_LOGS"])
         {
             paths.push((name, maps_dir.join(name)));
@@ -500,6 +504,8 @@ pub fn remove_pins(root: &Path) -> Result<()> {
     ours.extend(dataplane_common::overlay_map_names::ALL);
     ours.extend(dataplane_common::lan_map_names::ALL);
     ours.extend(dataplane_common::monitor_map_names::ALL);
+    ours.extend(dataplane_common::frag_map_names::ALL);
+    ours.extend(dataplane_common::host_if_map_names::ALL);
     ours.push("AYA_LOGS");
     for name in ours {
         let _ = std::fs::remove_file(root.join("maps").join(name));

@@ -80,6 +80,8 @@ impl Engine {
                 fixed_links: BTreeSet::new(),
                 overlay,
                 p2p,
+                host_ifs: Vec::new(),
+                host_if_map: Some(crate::datapath::HostIfMap::open(&cfg.bpffs)?),
             }),
             wake: tokio::sync::Notify::new(),
             cfg,

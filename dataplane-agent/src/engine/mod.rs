@@ -22,6 +22,7 @@
 //! | `names.rs` | names (embedded DNS): zone, resolver files, resolvers per namespace |
 //! | `external.rs` | endpoints in namespaces the agent does not own (Docker's sandboxes) |
 //! | `attached.rs` | namespaces someone else made, adopted by path or pid (`container attach`, CNI) |
+//! | `host_ifs.rs` | every host interface with an IPv4 address served like the uplink: `DP_HOST_IFS`, its program links |
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -55,6 +56,7 @@ mod containers;
 mod daemon_options;
 mod endpoints;
 mod external;
+pub(crate) mod host_ifs;
 mod lan;
 mod lifecycle;
 mod link_policy;
@@ -160,6 +162,10 @@ pub(crate) struct Inner {
     pub(crate) overlay: Option<overlay::Overlay>,
     /// Point-to-point links, by name (persisted).
     pub(crate) p2p: BTreeMap<String, crate::model::P2pLink>,
+    /// Host interfaces with an IPv4 address, served like the uplink.
+    pub(crate) host_ifs: Vec<Uplink>,
+    /// `DP_HOST_IFS` (None only if its pin could not be opened).
+    pub(crate) host_if_map: Option<datapath::HostIfMap>,
 }
 
 /// Masquerade ports: above the host's ephemeral range when there is room.
@@ -225,6 +231,10 @@ impl Engine {
                 if let Err(e) = refresh_host_ips(&mut g).await {
                     warn!("refreshing host addresses: {e:#}");
                 }
+                drop(g);
+                // An interface may have gained its first address: the
+                // reconciler attaches its programs.
+                engine.wake.notify_one();
             }
         });
         Ok(())
@@ -271,6 +281,7 @@ pub(crate) async fn refresh_host_ips(g: &mut Inner) -> Result<()> {
         .map(|ip| ip.octets())
         .collect();
     g.dp.sync_host_ips(&ips)?;
+    host_ifs::refresh(g).await?;
     // The masquerade address follows the uplink's (DHCP renumbering).
     if let Some(u) = &g.uplink {
         if let Some(now) = kernel::find_uplink(&g.host, Some(&u.name)).await? {

@@ -83,7 +83,7 @@ impl Engine {
     /// Attach an uplink program (TC or XDP, in the configured XDP mode).
     pub(super) fn attach_uplink(&self, g: &mut Inner, prog: &str, ifname: &str) -> Result<()> {
         if prog == prog_names::XDP_UPLINK {
-            let is_virtual = g.uplink.as_ref().is_some_and(|u| u.is_virtual);
+            let is_virtual = crate::engine::host_ifs::is_virtual(g, ifname);
             g.dp.attach_xdp(ifname, xdp_mode(&self.cfg, is_virtual))
         } else {
             g.dp.attach(prog, ifname)

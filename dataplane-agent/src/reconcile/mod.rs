@@ -224,6 +224,7 @@ impl Engine {
             warn!("no uplink: containers have no outbound path");
         }
         g.fixed_links = fixed;
+        crate::engine::host_ifs::set_links(g);
         Ok(())
     }
 }

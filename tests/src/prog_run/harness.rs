@@ -18,9 +18,10 @@ use aya::{
     Ebpf, EbpfLoader, TestRun as _, TestRunOptions,
 };
 use dataplane_common::{
-    endpoint_net_flags, map_names, prog_names, Config, CtEntry, DropReason, EndpointInfo,
-    EndpointKey, EndpointStats, FlowKey, LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget,
-    EP_STATS_SLOTS, NET_F_INTERNAL, NET_F_NO_ICC,
+    endpoint_net_flags, frag_map_names, host_if_map_names, map_names, prog_names, Config, CtEntry,
+    DropReason, EndpointInfo, EndpointKey, EndpointStats, FlowKey, FragEntry, FragKey, HostIf,
+    LinkKey, NatEntry, NetworkInfo, PortKey, PortTarget, EP_STATS_SLOTS, NET_F_INTERNAL,
+    NET_F_NO_ICC,
 };
 
 pub const TC_ACT_OK: u32 = 0;
@@ -267,6 +268,8 @@ pub struct Env {
     pub host_ips: HashMap<MapData, EndpointKey, u32>,
     pub links: HashMap<MapData, LinkKey, u32>,
     pub policy_ct: HashMap<MapData, FlowKey, u64>,
+    pub frags: HashMap<MapData, FragKey, FragEntry>,
+    pub host_ifs: HashMap<MapData, u32, HostIf>,
     ifindex: StdHashMap<String, u32>,
 }
 
@@ -356,6 +359,8 @@ impl Env {
             host_ips: take(&mut ebpf, map_names::HOST_IPS),
             links: take(&mut ebpf, map_names::LINKS),
             policy_ct: take(&mut ebpf, map_names::POLICY_CT),
+            frags: take(&mut ebpf, frag_map_names::FRAGS),
+            host_ifs: take(&mut ebpf, host_if_map_names::HOST_IFS),
             ebpf,
             ifindex: StdHashMap::new(),
         };

@@ -212,6 +212,7 @@ pub fn icmp(typ: u8, code: u8, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
 pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_DEST_UNREACH: u8 = 3;
 pub const ICMP_ECHO_REQUEST: u8 = 8;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
 
 pub const ARP_REQUEST: u16 = 1;
 pub const ARP_REPLY: u16 = 2;
