@@ -8,7 +8,11 @@
 //! under load via `bpfstats`, the BPF_PROG_TEST_RUN micro-benchmark in
 //! `progrun`/`progrun_pkt`), `report`, `cost_report`, `targets` and
 //! `plot` (statistics, Markdown, JSON, SVG), `dns` (the embedded resolver's
-//! qps and latency, its own `dns.md`/`dns.json`).
+//! qps and latency, its own `dns.md`/`dns.json`), `overlay` (multi-host
+//! overlay on a simulated cluster: datapath against the underlay and the
+//! kernel's VXLAN path, convergence, 5,000-node sync; `overlay_topo`,
+//! `overlay_report`, its own `overlay.md`/`overlay.json`). `--only overlay`
+//! runs that section alone.
 
 mod bpfstats;
 mod cost;
@@ -16,6 +20,9 @@ mod cost_report;
 mod dns;
 mod dns_docker;
 mod measure;
+mod overlay;
+mod overlay_report;
+mod overlay_topo;
 mod plot;
 mod progrun;
 mod progrun_pkt;
@@ -49,6 +56,8 @@ pub(crate) struct Opts {
     pub out: Option<PathBuf>,
     /// Use the release build of the agent.
     pub release: bool,
+    /// Run only this section (`overlay`).
+    pub only: Option<String>,
 }
 
 /// Durations and repetitions of one level.
@@ -184,9 +193,22 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
     let (lg, fl) = build_loadgen()?;
     let plan = Plan::new(opts.level);
     raise_nofile();
+    match opts.only.as_deref() {
+        None => {}
+        Some("overlay") => {
+            overlay::measure(opts.level, &bin, &lg, opts.release, &out_dir)?;
+            println!(
+                "bench: wrote {} in {:.0}s",
+                out_dir.join("overlay.md").display(),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        Some(other) => bail!("unknown bench section {other:?} (known: overlay)"),
+    }
 
     let mut env = Env::collect(&bin, opts.release, opts.level);
-    let mut world = World::new(bin, lg.clone())?;
+    let mut world = World::new(bin.clone(), lg.clone())?;
     let obj = cost::agent_object(opts.release, &world.tmp)?;
     let res = measure_all(&mut world, &plan, &mut env, &fl).and_then(|s| {
         env.cost = Some(cost::measure(&mut world, &plan, &obj)?);
@@ -202,6 +224,9 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
     if !problems.is_empty() {
         bail!("cleanup incomplete: {}", problems.join("; "));
     }
+    // The overlay section on a cluster of its own, after the single-host
+    // topology is gone.
+    overlay::measure(opts.level, &bin, &lg, opts.release, &out_dir)?;
     env.wall_secs = started.elapsed().as_secs_f64();
     report::write(&out_dir, &env, &plan, &samples)?;
     println!(
