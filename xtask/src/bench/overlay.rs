@@ -289,12 +289,35 @@ fn now_epoch() -> f64 {
 
 /// Pings `ip` from `ns` every millisecond until the first reply (at most
 /// 10 s); returns the reply's wall-clock time (seconds since the epoch).
+/// `ping -c 1` also stops at an error (ARP gave up): then it starts again.
 fn ping_until(ns: &str, ip: &str) -> Result<f64> {
-    let mut c = in_ns(ns, "ping");
-    c.args(["-D", "-n", "-i", "0.001", "-c", "1", "-w", "10", ip]);
-    let o = capture(&mut c, Duration::from_secs(20))?;
-    let s = String::from_utf8_lossy(&o.stdout);
-    first_reply(&s).ok_or_else(|| anyhow!("no echo reply from {ip} in {ns} within 10s: {s}"))
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs()
+            .max(1);
+        let mut c = in_ns(ns, "ping");
+        c.args([
+            "-D",
+            "-n",
+            "-i",
+            "0.001",
+            "-c",
+            "1",
+            "-w",
+            &left.to_string(),
+            ip,
+        ]);
+        let o = capture(&mut c, Duration::from_secs(20))?;
+        let s = String::from_utf8_lossy(&o.stdout);
+        if let Some(t) = first_reply(&s) {
+            return Ok(t);
+        }
+        if Instant::now() >= deadline {
+            bail!("no echo reply from {ip} in {ns} within 10s: {s}");
+        }
+    }
 }
 
 fn convergence(w: &mut OvWorld, plan: &OvPlan, rep: &mut OvReport) -> Result<()> {
@@ -302,13 +325,17 @@ fn convergence(w: &mut OvWorld, plan: &OvPlan, rep: &mut OvReport) -> Result<()>
     for i in 2..n {
         wait_network(w, i, NET)?;
     }
-    // One prober per host; ARP retries every 10 ms (the kernel's default
-    // of 1 s would measure the neighbour timer, not the cluster).
+    // One prober per host; ARP retries every 10 ms, 100 times (the kernel's
+    // default of 1 s would measure the neighbour timer, not the cluster).
     let mut probers = Vec::new();
     for i in 0..n {
         let (ns, ip) = w.container(i, NET, &format!("cp{}", i + 1))?;
         let mut c = in_ns(&ns, "sysctl");
-        c.args(["-qw", "net.ipv4.neigh.eth0.retrans_time_ms=10"]);
+        c.args([
+            "-qw",
+            "net.ipv4.neigh.eth0.retrans_time_ms=10",
+            "net.ipv4.neigh.eth0.mcast_solicit=100",
+        ]);
         crate::capture_ok(&mut c, Duration::from_secs(10))?;
         probers.push((ns, ip));
     }
@@ -358,10 +385,16 @@ fn convergence(w: &mut OvWorld, plan: &OvPlan, rep: &mut OvReport) -> Result<()>
     Ok(())
 }
 
+/// Whether `ip` is in [`SCALE_SUBNET`] (10.128.0.0/12).
+fn in_scale_subnet(ip: [u8; 4]) -> bool {
+    ip[0] == 10 && ip[1] & 0xf0 == 128
+}
+
+/// Entries of the pinned hash map `name` that `keep` accepts.
 fn map_count<K: aya::Pod, V: aya::Pod>(
     bpffs: &Path,
     name: &str,
-    keep: impl Fn(&V) -> bool,
+    keep: impl Fn(&K, &V) -> bool,
 ) -> Result<usize> {
     let p = bpffs.join("maps").join(name);
     let data = MapData::from_pin(&p).with_context(|| format!("opening {}", p.display()))?;
@@ -448,12 +481,13 @@ fn scale(w: &mut OvWorld, plan: &OvPlan, fill: &Path, rep: &mut OvReport) -> Res
         let deadline = Duration::from_secs(if nodes > 1000 { 120 } else { 60 });
         let (mut remote, mut eps, mut maps_s) = (0, 0, None);
         while t.elapsed() < deadline {
-            remote =
-                map_count::<RemoteKey, RemoteEndpoint>(&bpffs, overlay_map_names::REMOTE, |_| {
-                    true
-                })?;
-            eps = map_count::<EndpointKey, EndpointInfo>(&bpffs, map_names::ENDPOINTS, |v| {
-                v.flags & EP_F_REMOTE != 0
+            remote = map_count::<RemoteKey, RemoteEndpoint>(
+                &bpffs,
+                overlay_map_names::REMOTE,
+                |k, _| in_scale_subnet(k.ip),
+            )?;
+            eps = map_count::<EndpointKey, EndpointInfo>(&bpffs, map_names::ENDPOINTS, |_, v| {
+                v.flags & EP_F_REMOTE != 0 && in_scale_subnet(v.ip)
             })?;
             if remote >= want && eps >= want {
                 maps_s = Some(join.as_secs_f64() + t.elapsed().as_secs_f64());

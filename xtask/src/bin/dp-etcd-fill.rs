@@ -100,6 +100,7 @@ async fn try_main(args: &[String]) -> Result<(), String> {
     let mut ops: Vec<TxnOp> = Vec::with_capacity(TXN_OPS);
     let mut written = 0u64;
     for n in from..nodes {
+        let mut node_ops: Vec<TxnOp> = Vec::with_capacity(3 + epn as usize);
         let name = format!("sim-{n:05}");
         let addr = Ipv4Addr::from(u32::from(NODE_BASE) + 1 + n);
         let node = NodeRecord {
@@ -108,7 +109,7 @@ async fn try_main(args: &[String]) -> Result<(), String> {
             address: addr,
             vxlan_port: 4789,
         };
-        ops.push(TxnOp::put(
+        node_ops.push(TxnOp::put(
             keys.node(&name),
             encode(&node).map_err(|e| e.to_string())?,
             None,
@@ -117,7 +118,7 @@ async fn try_main(args: &[String]) -> Result<(), String> {
             version: RECORD_VERSION,
             lease,
         };
-        ops.push(TxnOp::put(
+        node_ops.push(TxnOp::put(
             keys.alive(&name),
             encode(&alive).map_err(|e| e.to_string())?,
             Some(PutOptions::new().with_lease(lease)),
@@ -131,7 +132,7 @@ async fn try_main(args: &[String]) -> Result<(), String> {
             cidr,
             node: name.clone(),
         };
-        ops.push(TxnOp::put(
+        node_ops.push(TxnOp::put(
             keys.block(network, cidr),
             encode(&block).map_err(|e| e.to_string())?,
             None,
@@ -147,17 +148,17 @@ async fn try_main(args: &[String]) -> Result<(), String> {
                 mac: format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3]),
                 container: format!("{name}-c{i}"),
             };
-            ops.push(TxnOp::put(
+            node_ops.push(TxnOp::put(
                 keys.endpoint(network, ip),
                 encode(&ep).map_err(|e| e.to_string())?,
                 None,
             ));
+        }
+        for op in node_ops {
+            ops.push(op);
             if ops.len() == TXN_OPS {
                 written += flush(&mut client, &mut ops).await?;
             }
-        }
-        if ops.len() + 3 > TXN_OPS {
-            written += flush(&mut client, &mut ops).await?;
         }
     }
     written += flush(&mut client, &mut ops).await?;
