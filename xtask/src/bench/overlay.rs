@@ -401,7 +401,7 @@ fn map_count<K: aya::Pod, V: aya::Pod>(
     let m: HashMap<MapData, K, V> = HashMap::try_from(Map::HashMap(data))?;
     Ok(m.iter()
         .filter_map(Result::ok)
-        .filter(|(_, v)| keep(v))
+        .filter(|(k, v)| keep(k, v))
         .count())
 }
 
