@@ -129,11 +129,10 @@ impl Overlay {
         let registration = cluster.register_node().await?;
         let (tx, rx) = mpsc::channel(4096);
         let mut watch = cluster::spawn_watcher(cluster.clone(), WatchConfig::default(), Some(tx));
-        if !watch
-            .wait_until(Duration::from_secs(10), |v| v.synced)
-            .await
-        {
-            anyhow::bail!("the cluster store did not list its state within 10s");
+        // The store answered (connect probes it); listing a large cluster
+        // (100k endpoints) takes seconds, so the deadline is generous.
+        if !watch.wait_until(Duration::from_mins(1), |v| v.synced).await {
+            anyhow::bail!("the cluster store did not list its state within 60s");
         }
         let maps = OverlayMaps::open(bpffs)?;
         info!(node = %name, %advertise, port = opts.vxlan_port, mtu, "joined the cluster");

@@ -480,6 +480,7 @@ fn scale(w: &mut OvWorld, plan: &OvPlan, fill: &Path, rep: &mut OvReport) -> Res
         let t = Instant::now();
         let deadline = Duration::from_secs(if nodes > 1000 { 120 } else { 60 });
         let (mut remote, mut eps, mut maps_s) = (0, 0, None);
+        let mut last = (0, 0, Instant::now());
         while t.elapsed() < deadline {
             remote = map_count::<RemoteKey, RemoteEndpoint>(
                 &bpffs,
@@ -492,6 +493,14 @@ fn scale(w: &mut OvWorld, plan: &OvPlan, fill: &Path, rep: &mut OvReport) -> Res
             if remote >= want && eps >= want {
                 maps_s = Some(join.as_secs_f64() + t.elapsed().as_secs_f64());
                 break;
+            }
+            // Stuck (a full map): stop waiting after 15 s without progress.
+            if (remote, eps) == (last.0, last.1) {
+                if last.2.elapsed() > Duration::from_secs(15) {
+                    break;
+                }
+            } else {
+                last = (remote, eps, Instant::now());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
