@@ -58,6 +58,8 @@ pub(crate) struct Overlay {
     pub(crate) port: u16,
     /// Default MTU of overlay endpoints: the uplink's minus the VXLAN overhead.
     pub(crate) mtu: u32,
+    /// Remote endpoints left out of the maps for want of room (last pass).
+    pub(crate) unloaded: usize,
 }
 
 /// Stable key of a node in `DP_OV_NODES` (FNV-1a of its name, never 0): the
@@ -144,6 +146,7 @@ impl Overlay {
             maps,
             port: opts.vxlan_port,
             mtu,
+            unloaded: 0,
         })
     }
 

@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use anyhow::Result;
 use dataplane_common::{
     prog_names, EndpointInfo, OverlayConfig, OverlayNode, RemoteEndpoint, RemoteKey, EP_F_REMOTE,
+    MAX_ENDPOINTS, MAX_REMOTE_ENDPOINTS,
 };
 use ipnet::Ipv4Net;
 use tracing::{info, warn};
@@ -230,11 +231,51 @@ impl Engine {
             };
             want.remote.insert(key, (info, remote));
         }
+        let unloaded = fit_to_maps(g, &mut want);
         if let Some(ov) = g.overlay.as_mut() {
+            if unloaded != ov.unloaded {
+                if unloaded > 0 {
+                    warn!(
+                        loaded = want.remote.len(),
+                        unloaded,
+                        "the cluster has more remote endpoints than the maps hold: \
+                         those of networks with no container here are left out first"
+                    );
+                } else {
+                    info!("every remote endpoint of the cluster fits the maps again");
+                }
+                ov.unloaded = unloaded;
+            }
             changes += ov.maps.sync(&want)?;
         }
         Ok(changes)
     }
+}
+
+/// Keeps the remote endpoints within the maps' room (`DP_OV_REMOTE`, and
+/// `DP_ENDPOINTS` shared with the local endpoints), so that a cluster larger
+/// than the maps degrades instead of failing every pass: endpoints of
+/// networks that have a container on this node first, then by network and
+/// address. Returns how many were left out.
+fn fit_to_maps(g: &Inner, want: &mut OverlayWant) -> usize {
+    let local: usize = g.containers.values().map(|c| c.endpoints.len()).sum();
+    let room = (MAX_REMOTE_ENDPOINTS as usize).min((MAX_ENDPOINTS as usize).saturating_sub(local));
+    if want.remote.len() <= room {
+        return 0;
+    }
+    let used: BTreeSet<u32> = g
+        .containers
+        .values()
+        .flat_map(|c| c.endpoints.iter())
+        .filter_map(|e| g.networks.get(&e.network).map(|n| n.id))
+        .collect();
+    let mut keys: Vec<RemoteKey> = want.remote.keys().copied().collect();
+    keys.sort_unstable_by_key(|k| (!used.contains(&k.net_id), k.net_id, k.ip));
+    let out = keys.len() - room;
+    for k in &keys[room..] {
+        want.remote.remove(k);
+    }
+    out
 }
 
 #[cfg(test)]
