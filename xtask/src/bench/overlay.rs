@@ -216,12 +216,18 @@ fn datapath(w: &mut OvWorld, plan: &OvPlan, lg: &Path, rep: &mut OvReport) -> Re
         "a request/response crossed h1 -> h2 on all three paths (overlay, underlay, kernel VXLAN) before timing"
             .into(),
     );
+    // `ip link` (not /sys: nsenter keeps the root namespace's sysfs).
     let mtu = |ns: &str| -> Result<String> {
-        let mut c = in_ns(ns, "cat");
-        c.arg("/sys/class/net/eth0/mtu");
-        Ok(crate::capture_ok(&mut c, Duration::from_secs(10))?
-            .trim()
-            .to_string())
+        let mut c = in_ns(ns, "ip");
+        c.args(["-o", "link", "show", "eth0"]);
+        let s = crate::capture_ok(&mut c, Duration::from_secs(10))?;
+        let words: Vec<&str> = s.split_whitespace().collect();
+        words
+            .iter()
+            .position(|w| *w == "mtu")
+            .and_then(|i| words.get(i + 1))
+            .map(|m| (*m).to_string())
+            .ok_or_else(|| anyhow!("no mtu in {s:?}"))
     };
     rep.checks.push(format!(
         "MTU of the client container: overlay {}, kernel VXLAN {} (underlay uplink 1500)",
@@ -349,8 +355,10 @@ fn convergence(w: &mut OvWorld, plan: &OvPlan, rep: &mut OvReport) -> Result<()>
         let t = ping_until(ns, target)?;
         floor.push((t - t0) * 1e3);
     }
-    let mut conv = Conv::default();
-    conv.floor_ms = floor;
+    let mut conv = Conv {
+        floor,
+        ..Conv::default()
+    };
     for k in 0..plan.creates {
         let a = k % n;
         let b = (a + 1 + (k / n) % (n - 1)) % n;
@@ -368,18 +376,18 @@ fn convergence(w: &mut OvWorld, plan: &OvPlan, rep: &mut OvReport) -> Result<()>
         let t = Instant::now();
         let out = crate::capture_ok(&mut c, Duration::from_mins(1))?;
         let t0 = now_epoch();
-        conv.create_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        conv.create.push(t.elapsed().as_secs_f64() * 1e3);
         let (_, ip) = super::overlay_topo::parse_container(&out)?;
         let t1 = ping_until(&probers[b].0, &ip)
             .with_context(|| format!("h{} -> {name} ({ip}) on h{}", b + 1, a + 1))?;
-        conv.conv_ms.push((t1 - t0) * 1e3);
+        conv.reply.push((t1 - t0) * 1e3);
     }
     println!(
         "    convergence over {} creates on {n} hosts: p50 {:.1} ms p99 {:.1} ms (probe floor p50 {:.1} ms)",
-        conv.conv_ms.len(),
-        overlay_report::pct(&conv.conv_ms, 50.0),
-        overlay_report::pct(&conv.conv_ms, 99.0),
-        overlay_report::pct(&conv.floor_ms, 50.0)
+        conv.reply.len(),
+        overlay_report::pct(&conv.reply, 50.0),
+        overlay_report::pct(&conv.reply, 99.0),
+        overlay_report::pct(&conv.floor, 50.0)
     );
     rep.conv = Some(conv);
     Ok(())
@@ -449,8 +457,7 @@ fn scale(w: &mut OvWorld, plan: &OvPlan, fill: &Path, rep: &mut OvReport) -> Res
         }
     }
     let mut done = 0u32;
-    let mut next_host = plan.hosts + 1;
-    for &nodes in &plan.scale_nodes {
+    for (step, &nodes) in plan.scale_nodes.iter().enumerate() {
         // Add the simulated nodes beyond those already written.
         let mut c = in_ns(&ns_path(&w.underlay), fill);
         c.args([ETCD_URL, PREFIX, SCALE_NET])
@@ -470,8 +477,7 @@ fn scale(w: &mut OvWorld, plan: &OvPlan, fill: &Path, rep: &mut OvReport) -> Res
         done = nodes;
         let want = (nodes * EPN) as usize;
         // A fresh agent on a new host.
-        let i = w.add_host(next_host)?;
-        next_host += 1;
+        let i = w.add_host(plan.hosts + 1 + step)?;
         let join = w.start_agent(i)?;
         let pid = w.hosts[i]
             .agent_pid()
@@ -538,7 +544,7 @@ fn scale(w: &mut OvWorld, plan: &OvPlan, fill: &Path, rep: &mut OvReport) -> Res
             run.rss_kib / 1024
         );
         rep.scale.push(run);
-        for p in w.stop_agent(i) {
+        if let Some(p) = w.stop_agent(i).into_iter().next() {
             bail!("stopping the scale agent: {p}");
         }
     }

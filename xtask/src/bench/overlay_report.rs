@@ -34,11 +34,11 @@ impl OvSample {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Conv {
     /// From `container create` returning to the first echo reply.
-    pub conv_ms: Vec<f64>,
+    pub reply: Vec<f64>,
     /// Wall time of `container create` (the CLI, as a user sees it).
-    pub create_ms: Vec<f64>,
+    pub create: Vec<f64>,
     /// The same probe to an address already reachable (its own cost).
-    pub floor_ms: Vec<f64>,
+    pub floor: Vec<f64>,
 }
 
 /// One size of the simulated cluster, seen by a fresh agent.
@@ -68,6 +68,22 @@ pub(super) struct OvReport {
     pub samples: Vec<OvSample>,
     pub conv: Option<Conv>,
     pub scale: Vec<ScaleRun>,
+}
+
+/// Median of `v` (the mean of the middle two for an even count); 0 when
+/// empty.
+pub(super) fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        f64::midpoint(s[n / 2 - 1], s[n / 2])
+    }
 }
 
 /// Percentile `p` (0-100, nearest rank) of `v`; 0 when empty.
@@ -101,7 +117,7 @@ impl OvReport {
 
     fn median(&self, metric: &str, path: &str) -> Option<f64> {
         let v = self.values(metric, path);
-        (!v.is_empty()).then(|| pct(&v, 50.0))
+        (!v.is_empty()).then(|| median(&v))
     }
 
     /// overlay / `path` of a metric's medians.
@@ -130,12 +146,12 @@ impl OvReport {
             ));
         }
         if let Some(c) = &self.conv {
-            let p99 = pct(&c.conv_ms, 99.0);
-            let enough = c.conv_ms.len() >= 100 && self.hosts >= 8;
+            let p99 = pct(&c.reply, 99.0);
+            let enough = c.reply.len() >= 100 && self.hosts >= 8;
             t.push((
                 format!(
                     "convergence p99 ({} creates, {} hosts{})",
-                    c.conv_ms.len(),
+                    c.reply.len(),
                     self.hosts,
                     if enough {
                         ""
@@ -184,7 +200,7 @@ impl OvReport {
                     let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     format!(
                         "{} ({}-{})",
-                        fmt_num(pct(&v, 50.0)),
+                        fmt_num(median(&v)),
                         fmt_num(min),
                         fmt_num(max)
                     )
@@ -209,7 +225,7 @@ impl OvReport {
                  container on host B (B rotates over the other hosts), {} creates on {} hosts. The prober pings \
                  every millisecond (`ping -D`, reply timestamps) and retries ARP every 10 ms; starting it is part \
                  of the figure (its floor: the same probe to an address already reachable).\n",
-                c.conv_ms.len(),
+                c.reply.len(),
                 self.hosts
             );
             let _ = writeln!(
@@ -217,9 +233,9 @@ impl OvReport {
                 "| figure | p50 | p90 | p99 | max |\n|---|---|---|---|---|"
             );
             for (name, v) in [
-                ("create -> first reply from another host (ms)", &c.conv_ms),
-                ("`container create` wall time (ms)", &c.create_ms),
-                ("probe floor (ms)", &c.floor_ms),
+                ("create -> first reply from another host (ms)", &c.reply),
+                ("`container create` wall time (ms)", &c.create),
+                ("probe floor (ms)", &c.floor),
             ] {
                 let max = v.iter().copied().fold(0.0, f64::max);
                 let _ = writeln!(
@@ -287,7 +303,7 @@ impl OvReport {
                 PATHS.iter().filter_map(move |p| {
                     let v = self.values(m, p);
                     (!v.is_empty()).then(
-                        || json!({"metric": m, "path": p, "median": pct(&v, 50.0), "samples": v}),
+                        || json!({"metric": m, "path": p, "median": median(&v), "samples": v}),
                     )
                 })
             })
@@ -302,7 +318,7 @@ impl OvReport {
             .collect();
         let conv = self.conv.as_ref().map(|c| {
             let f = |v: &[f64]| json!({"n": v.len(), "p50": pct(v, 50.0), "p90": pct(v, 90.0), "p99": pct(v, 99.0)});
-            json!({"convergence_ms": f(&c.conv_ms), "create_ms": f(&c.create_ms), "probe_floor_ms": f(&c.floor_ms), "samples_ms": c.conv_ms})
+            json!({"convergence_ms": f(&c.reply), "create_ms": f(&c.create), "probe_floor_ms": f(&c.floor), "samples_ms": c.reply})
         });
         let scale: Vec<Value> = self
             .scale
@@ -437,7 +453,7 @@ pub(super) fn write(out_dir: &Path, rep: &OvReport) -> Result<()> {
         "MiB",
         &[
             ("agent RSS", pts(&|r| Some(r.rss_kib as f64 / 1024.0))),
-            ("map memory", pts(&|r| Some(r.memlock as f64 / 1048576.0))),
+            ("map memory", pts(&|r| Some(r.memlock as f64 / 1_048_576.0))),
         ],
     );
     fs::write(out_dir.join("overlay_rss.svg"), rss)?;
