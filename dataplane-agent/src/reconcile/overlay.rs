@@ -145,8 +145,23 @@ impl Engine {
                         changes += 1;
                     }
                 }
+                let mut reclaimed: BTreeSet<&str> = BTreeSet::new();
                 for ((net, ip), (container, mac)) in &local {
                     if view.written_endpoint(net, *ip).is_none() {
+                        // Missing from etcd: if the other nodes reaped this
+                        // one (a partition longer than the grace period),
+                        // its address blocks went too; claim them again
+                        // before anyone hands out their addresses.
+                        if reclaimed.insert(net.as_str()) {
+                            match ov.cluster.reclaim_blocks(net).await {
+                                Ok(lost) => {
+                                    for b in lost {
+                                        warn!(network = %net, block = %b, "address block claimed by another node while this node was away: no more addresses from it here, and its endpoints here may clash");
+                                    }
+                                }
+                                Err(e) => warn!("re-claiming the address blocks of {net}: {e}"),
+                            }
+                        }
                         info!(network = %net, %ip, "publishing an endpoint of this node");
                         let mac = model::fmt_mac(mac);
                         if let Err(e) = ov.cluster.create_endpoint(net, *ip, &mac, container).await
