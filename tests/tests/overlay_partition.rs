@@ -102,7 +102,7 @@ fn node_reaped_after_a_long_partition_claims_its_address_block_again() {
     // Back: h2 registers again, publishes p2 and claims the same block.
     set("up");
     assert!(
-        wait_until(Duration::from_secs(60), || blocks_of(&c, "ovp", "h2")
+        wait_until(Duration::from_mins(1), || blocks_of(&c, "ovp", "h2")
             == before
             && endpoint_node(&c, "ovp", &ip2).as_deref() == Some("h2")),
         "h2 did not claim its block {before:?} again (now {:?}, endpoint {:?}); h2 log:\n{}",

@@ -200,43 +200,37 @@ impl Cluster {
         for cidr in cidrs {
             let key = self.keys.block(network, cidr);
             // etcd away: `?` keeps the blocks as they are, for a later pass.
-            let revision = match self.get("read address block", &key).await? {
-                Some(kv) => {
-                    let rec: BlockRecord = decode(&kv.key, &kv.value)?;
-                    (rec.node == self.cfg.node_name).then_some(kv.mod_revision)
-                }
-                None => {
-                    let record = BlockRecord {
-                        version: RECORD_VERSION,
-                        network: network.to_string(),
-                        cidr,
-                        node: self.cfg.node_name.clone(),
-                    };
-                    let txn = Txn::new()
-                        .when([
-                            Compare::version(key.clone(), CompareOp::Equal, 0),
-                            Compare::version(network_key.clone(), CompareOp::Greater, 0),
-                        ])
-                        .and_then([TxnOp::put(key.clone(), encode(&record)?, None)]);
-                    let resp = self.txn("claim address block again", txn).await?;
-                    // Not succeeded: claimed by another node (or the network
-                    // is gone) between the read and the claim.
-                    resp.succeeded().then(|| {
-                        resp.header()
-                            .map_or(0, etcd_client::ResponseHeader::revision)
-                    })
-                }
+            let revision = if let Some(kv) = self.get("read address block", &key).await? {
+                let rec: BlockRecord = decode(&kv.key, &kv.value)?;
+                (rec.node == self.cfg.node_name).then_some(kv.mod_revision)
+            } else {
+                let record = BlockRecord {
+                    version: RECORD_VERSION,
+                    network: network.to_string(),
+                    cidr,
+                    node: self.cfg.node_name.clone(),
+                };
+                let txn = Txn::new()
+                    .when([
+                        Compare::version(key.clone(), CompareOp::Equal, 0),
+                        Compare::version(network_key.clone(), CompareOp::Greater, 0),
+                    ])
+                    .and_then([TxnOp::put(key.clone(), encode(&record)?, None)]);
+                let resp = self.txn("claim address block again", txn).await?;
+                // Not succeeded: claimed by another node (or the network
+                // is gone) between the read and the claim.
+                resp.succeeded().then(|| {
+                    resp.header()
+                        .map_or(0, etcd_client::ResponseHeader::revision)
+                })
             };
-            match revision {
-                Some(rev) => {
-                    if let Some(b) = net.blocks.iter_mut().find(|b| b.cidr == cidr) {
-                        b.mod_revision = rev;
-                    }
+            if let Some(rev) = revision {
+                if let Some(b) = net.blocks.iter_mut().find(|b| b.cidr == cidr) {
+                    b.mod_revision = rev;
                 }
-                None => {
-                    net.blocks.retain(|b| b.cidr != cidr);
-                    lost.push(cidr);
-                }
+            } else {
+                net.blocks.retain(|b| b.cidr != cidr);
+                lost.push(cidr);
             }
         }
         Ok(lost)
