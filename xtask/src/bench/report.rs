@@ -701,6 +701,9 @@ pub(super) fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> R
         }
     }
     md.push_str("\n## Real Docker\n\nnot measured: no dockerd in this harness yet.\n");
+    md.push_str(
+        "\n## Other sections\n\n- Names (DNS): `dns.md`, `dns.json`\n- Overlay (multi-host: datapath against the underlay and the kernel VXLAN path, convergence, scale): `overlay.md`, `overlay.json`, `overlay_sync.svg`, `overlay_rss.svg`\n",
+    );
 
     let j = json!({
         "environment": {
