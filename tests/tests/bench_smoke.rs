@@ -188,6 +188,7 @@ fn bench_smoke_writes_a_complete_report() {
     );
     assert!(md.contains("-A DOCKER-FORWARD -i br-bench -o br-bench -j DROP"));
     per_packet_cost(&j["per_packet_cost"], &md);
+    overlay(&out.0);
     assert!(j["environment"]["cpus"].as_u64().unwrap_or(0) > 0);
     assert!(!j["targets"].as_array().expect("targets").is_empty());
 }
@@ -266,4 +267,54 @@ fn per_packet_cost(c: &Value, md: &str) {
         md.contains("**Targets**: "),
         "no Targets line in the section"
     );
+}
+
+/// The overlay section (`overlay.md`/`overlay.json`): every path measured,
+/// convergence samples, each scale step synced by a fresh agent.
+fn overlay(dir: &Path) {
+    let md = std::fs::read_to_string(dir.join("overlay.md")).expect("overlay.md");
+    for s in [
+        "## Datapath",
+        "## Convergence",
+        "## Scale: a fresh agent joins a simulated cluster",
+        "## Targets",
+    ] {
+        assert!(
+            md.lines().any(|l| l.trim() == s),
+            "overlay.md lacks {s:?}:\n{md}"
+        );
+    }
+    let j: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("overlay.json")).expect("overlay.json"),
+    )
+    .expect("overlay.json is JSON");
+    let dp = j["datapath"].as_array().expect("datapath");
+    for m in ["tput_1", "tput_4", "rr_p50", "crr_rate"] {
+        for p in ["overlay", "underlay", "kernel_vxlan"] {
+            assert!(
+                dp.iter().any(|r| r["metric"] == m
+                    && r["path"] == p
+                    && r["median"].as_f64().is_some_and(|v| v > 0.0)),
+                "overlay.json has no {m} for {p}"
+            );
+        }
+    }
+    let conv = &j["convergence"]["convergence_ms"];
+    assert!(
+        conv["n"].as_u64().unwrap_or(0) > 0 && conv["p99"].as_f64().unwrap_or(0.0) > 0.0,
+        "{conv}"
+    );
+    let scale = j["scale"].as_array().expect("scale");
+    assert!(!scale.is_empty());
+    for r in scale {
+        assert!(
+            r["maps_complete_s"].as_f64().is_some_and(|v| v > 0.0),
+            "{r}"
+        );
+        assert_eq!(r["remote_entries"], r["endpoints"], "{r}");
+    }
+    for svg in ["overlay_sync.svg", "overlay_rss.svg"] {
+        let s = std::fs::read_to_string(dir.join(svg)).expect(svg);
+        assert!(s.starts_with("<svg") && s.contains("<polyline"), "{svg}");
+    }
 }

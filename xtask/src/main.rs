@@ -64,6 +64,9 @@ enum Cmd {
         /// Benchmark the release build of the agent.
         #[arg(long)]
         release: bool,
+        /// Run only one section: `overlay` (multi-host overlay networks).
+        #[arg(long, value_name = "SECTION")]
+        only: Option<String>,
     },
 }
 
@@ -95,6 +98,7 @@ fn main() {
             smoke,
             out,
             release,
+            only,
         } => setup().and_then(|()| {
             bench::bench(bench::Opts {
                 level: if smoke {
@@ -106,6 +110,7 @@ fn main() {
                 },
                 out,
                 release,
+                only,
             })
         }),
     };

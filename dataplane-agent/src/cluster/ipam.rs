@@ -181,6 +181,61 @@ impl Cluster {
         }
     }
 
+    /// Makes sure this node still owns the blocks of `network` it allocates
+    /// from. After a partition longer than the lease and the grace period,
+    /// the other nodes reaped this node's blocks: a block nobody took since
+    /// is claimed again (create-if-absent, so a concurrent claim wins
+    /// cleanly); a block another node claimed meanwhile is given up here (no
+    /// more addresses from it) and returned, so that the caller can report
+    /// the endpoints in it. Blocks still recorded as ours only refresh their
+    /// revision. Returns the blocks lost to other nodes.
+    pub async fn reclaim_blocks(&self, network: &str) -> Result<Vec<Ipv4Net>, ClusterError> {
+        let mut ipam = self.ipam.lock().await;
+        let Some(net) = ipam.nets.get_mut(network) else {
+            return Ok(Vec::new());
+        };
+        let network_key = self.keys.network(network);
+        let mut lost = Vec::new();
+        let cidrs: Vec<Ipv4Net> = net.blocks.iter().map(|b| b.cidr).collect();
+        for cidr in cidrs {
+            let key = self.keys.block(network, cidr);
+            // etcd away: `?` keeps the blocks as they are, for a later pass.
+            let revision = if let Some(kv) = self.get("read address block", &key).await? {
+                let rec: BlockRecord = decode(&kv.key, &kv.value)?;
+                (rec.node == self.cfg.node_name).then_some(kv.mod_revision)
+            } else {
+                let record = BlockRecord {
+                    version: RECORD_VERSION,
+                    network: network.to_string(),
+                    cidr,
+                    node: self.cfg.node_name.clone(),
+                };
+                let txn = Txn::new()
+                    .when([
+                        Compare::version(key.clone(), CompareOp::Equal, 0),
+                        Compare::version(network_key.clone(), CompareOp::Greater, 0),
+                    ])
+                    .and_then([TxnOp::put(key.clone(), encode(&record)?, None)]);
+                let resp = self.txn("claim address block again", txn).await?;
+                // Not succeeded: claimed by another node (or the network
+                // is gone) between the read and the claim.
+                resp.succeeded().then(|| {
+                    resp.header()
+                        .map_or(0, etcd_client::ResponseHeader::revision)
+                })
+            };
+            if let Some(rev) = revision {
+                if let Some(b) = net.blocks.iter_mut().find(|b| b.cidr == cidr) {
+                    b.mod_revision = rev;
+                }
+            } else {
+                net.blocks.retain(|b| b.cidr != cidr);
+                lost.push(cidr);
+            }
+        }
+        Ok(lost)
+    }
+
     /// Reads the network, the blocks this node owns and the endpoints in
     /// them (after a restart, addresses in use stay in use).
     async fn load_network_ipam(&self, network: &str) -> Result<NetIpam, ClusterError> {

@@ -157,8 +157,8 @@ pub fn resume_watcher(
 }
 
 impl Shared {
-    /// Changes the view under the lock, then delivers the events and bumps
-    /// the generation.
+    /// Changes the view under the lock, bumps the generation, then delivers
+    /// the events.
     async fn update<R>(
         &self,
         cluster: &Cluster,
@@ -185,6 +185,11 @@ impl Shared {
                 ipam.forget_network(name);
             }
         }
+        // The view changed: tell its waiters before delivering the events,
+        // which can wait for the consumer (a first list of 100k keys is more
+        // events than the channel holds, and the agent starts consuming only
+        // once it saw the listed view).
+        self.generation.send_modify(|g| *g += 1);
         if let Some(tx) = events {
             for ev in out {
                 // A dropped receiver only means nobody listens any more.
@@ -193,7 +198,6 @@ impl Shared {
                 }
             }
         }
-        self.generation.send_modify(|g| *g += 1);
         r
     }
 }

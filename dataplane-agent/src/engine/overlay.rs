@@ -58,6 +58,8 @@ pub(crate) struct Overlay {
     pub(crate) port: u16,
     /// Default MTU of overlay endpoints: the uplink's minus the VXLAN overhead.
     pub(crate) mtu: u32,
+    /// Remote endpoints left out of the maps for want of room (last pass).
+    pub(crate) unloaded: usize,
 }
 
 /// Stable key of a node in `DP_OV_NODES` (FNV-1a of its name, never 0): the
@@ -129,11 +131,10 @@ impl Overlay {
         let registration = cluster.register_node().await?;
         let (tx, rx) = mpsc::channel(4096);
         let mut watch = cluster::spawn_watcher(cluster.clone(), WatchConfig::default(), Some(tx));
-        if !watch
-            .wait_until(Duration::from_secs(10), |v| v.synced)
-            .await
-        {
-            anyhow::bail!("the cluster store did not list its state within 10s");
+        // The store answered (connect probes it); listing a large cluster
+        // (100k endpoints) takes seconds, so the deadline is generous.
+        if !watch.wait_until(Duration::from_mins(1), |v| v.synced).await {
+            anyhow::bail!("the cluster store did not list its state within 60s");
         }
         let maps = OverlayMaps::open(bpffs)?;
         info!(node = %name, %advertise, port = opts.vxlan_port, mtu, "joined the cluster");
@@ -145,6 +146,7 @@ impl Overlay {
             maps,
             port: opts.vxlan_port,
             mtu,
+            unloaded: 0,
         })
     }
 

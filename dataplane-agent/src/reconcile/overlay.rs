@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use anyhow::Result;
 use dataplane_common::{
     prog_names, EndpointInfo, OverlayConfig, OverlayNode, RemoteEndpoint, RemoteKey, EP_F_REMOTE,
+    MAX_ENDPOINTS, MAX_REMOTE_ENDPOINTS,
 };
 use ipnet::Ipv4Net;
 use tracing::{info, warn};
@@ -144,8 +145,23 @@ impl Engine {
                         changes += 1;
                     }
                 }
+                let mut reclaimed: BTreeSet<&str> = BTreeSet::new();
                 for ((net, ip), (container, mac)) in &local {
                     if view.written_endpoint(net, *ip).is_none() {
+                        // Missing from etcd: if the other nodes reaped this
+                        // one (a partition longer than the grace period),
+                        // its address blocks went too; claim them again
+                        // before anyone hands out their addresses.
+                        if reclaimed.insert(net.as_str()) {
+                            match ov.cluster.reclaim_blocks(net).await {
+                                Ok(lost) => {
+                                    for b in lost {
+                                        warn!(network = %net, block = %b, "address block claimed by another node while this node was away: no more addresses from it here, and its endpoints here may clash");
+                                    }
+                                }
+                                Err(e) => warn!("re-claiming the address blocks of {net}: {e}"),
+                            }
+                        }
                         info!(network = %net, %ip, "publishing an endpoint of this node");
                         let mac = model::fmt_mac(mac);
                         if let Err(e) = ov.cluster.create_endpoint(net, *ip, &mac, container).await
@@ -230,11 +246,51 @@ impl Engine {
             };
             want.remote.insert(key, (info, remote));
         }
+        let unloaded = fit_to_maps(g, &mut want);
         if let Some(ov) = g.overlay.as_mut() {
+            if unloaded != ov.unloaded {
+                if unloaded > 0 {
+                    warn!(
+                        loaded = want.remote.len(),
+                        unloaded,
+                        "the cluster has more remote endpoints than the maps hold: \
+                         those of networks with no container here are left out first"
+                    );
+                } else {
+                    info!("every remote endpoint of the cluster fits the maps again");
+                }
+                ov.unloaded = unloaded;
+            }
             changes += ov.maps.sync(&want)?;
         }
         Ok(changes)
     }
+}
+
+/// Keeps the remote endpoints within the maps' room (`DP_OV_REMOTE`, and
+/// `DP_ENDPOINTS` shared with the local endpoints), so that a cluster larger
+/// than the maps degrades instead of failing every pass: endpoints of
+/// networks that have a container on this node first, then by network and
+/// address. Returns how many were left out.
+fn fit_to_maps(g: &Inner, want: &mut OverlayWant) -> usize {
+    let local: usize = g.containers.values().map(|c| c.endpoints.len()).sum();
+    let room = (MAX_REMOTE_ENDPOINTS as usize).min((MAX_ENDPOINTS as usize).saturating_sub(local));
+    if want.remote.len() <= room {
+        return 0;
+    }
+    let used: BTreeSet<u32> = g
+        .containers
+        .values()
+        .flat_map(|c| c.endpoints.iter())
+        .filter_map(|e| g.networks.get(&e.network).map(|n| n.id))
+        .collect();
+    let mut keys: Vec<RemoteKey> = want.remote.keys().copied().collect();
+    keys.sort_unstable_by_key(|k| (!used.contains(&k.net_id), k.net_id, k.ip));
+    let out = keys.len() - room;
+    for k in &keys[room..] {
+        want.remote.remove(k);
+    }
+    out
 }
 
 #[cfg(test)]

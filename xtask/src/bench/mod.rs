@@ -11,7 +11,10 @@
 //! qps and latency, its own `dns.md`/`dns.json`), `docker` and
 //! `docker_report` (the real Docker column: Docker's bridge driver and the
 //! agent's Docker plugin under one private dockerd), `monitor` (tracing off
-//! vs on, `monitor.md`/`monitor.json`).
+//! vs on, `monitor.md`/`monitor.json`), `overlay` (multi-host overlay on a
+//! simulated cluster: datapath against the underlay and the kernel's VXLAN
+//! path, convergence, 5,000-node sync; `overlay_topo`, `overlay_report`, its
+//! own `overlay.md`/`overlay.json`). `--only overlay` runs that section alone.
 
 mod bpfstats;
 mod cost;
@@ -22,6 +25,9 @@ mod docker;
 mod docker_report;
 mod measure;
 mod monitor;
+mod overlay;
+mod overlay_report;
+mod overlay_topo;
 mod plot;
 mod progrun;
 mod progrun_pkt;
@@ -55,6 +61,8 @@ pub(crate) struct Opts {
     pub out: Option<PathBuf>,
     /// Use the release build of the agent.
     pub release: bool,
+    /// Run only this section (`overlay`).
+    pub only: Option<String>,
 }
 
 /// Durations and repetitions of one level.
@@ -190,6 +198,19 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
     let (lg, fl) = build_loadgen()?;
     let plan = Plan::new(opts.level);
     raise_nofile();
+    match opts.only.as_deref() {
+        None => {}
+        Some("overlay") => {
+            overlay::measure(opts.level, &bin, &lg, opts.release, &out_dir)?;
+            println!(
+                "bench: wrote {} in {:.0}s",
+                out_dir.join("overlay.md").display(),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        Some(other) => bail!("unknown bench section {other:?} (known: overlay)"),
+    }
 
     let mut env = Env::collect(&bin, opts.release, opts.level);
     let mut world = World::new(bin.clone(), lg.clone())?;
@@ -218,6 +239,9 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
     if !problems.is_empty() {
         bail!("cleanup incomplete: {}", problems.join("; "));
     }
+    // The overlay section on a cluster of its own, after the single-host
+    // topology is gone.
+    overlay::measure(opts.level, &bin, &lg, opts.release, &out_dir)?;
     env.wall_secs = started.elapsed().as_secs_f64();
     report::write(&out_dir, &env, &plan, &samples)?;
     println!(

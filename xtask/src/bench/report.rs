@@ -703,6 +703,9 @@ pub(super) fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> R
         }
     }
     md.push_str(&super::docker_report::markdown(env.docker.as_ref()));
+    md.push_str(
+        "\n## Other sections\n\n- Names (DNS): `dns.md`, `dns.json`\n- Monitor (tracing off vs on): `monitor.md`, `monitor.json`\n- Overlay (multi-host: datapath against the underlay and the kernel VXLAN path, convergence, scale): `overlay.md`, `overlay.json`, `overlay_sync.svg`, `overlay_rss.svg`\n",
+    );
 
     let j = json!({
         "environment": {
