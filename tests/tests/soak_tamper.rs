@@ -308,10 +308,7 @@ fn tampering_is_repaired_within_5s_and_foreign_programs_are_left_alone() {
     let foreign_pin: PathBuf = h.bpffs.join(format!("foreign{n}"));
     attach_foreign(&h.netns_path(), &fx, &foreign_pin);
     let foreign_before = foreign_link(&foreign_pin);
-    assert!(
-        foreign_before.contains("dp_to_contain"),
-        "{foreign_before}"
-    );
+    assert!(foreign_before.contains("dp_to_contain"), "{foreign_before}");
 
     let ifname = host_interface(&h, "a");
     let mut failures = Vec::new();

@@ -76,6 +76,10 @@ pub(crate) struct AgentArgs {
     /// /run/docker/plugins).
     #[arg(long, default_value = dataplane_agent::docker::DEFAULT_PLUGIN_DIR, requires = "docker_plugin")]
     docker_plugin_dir: PathBuf,
+    /// Group of the API socket (name or gid; default root). The socket is
+    /// owned by root with mode 0660: members of this group may use the API.
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
     /// Remove every kernel object the agent made, then exit.
     #[arg(long)]
     cleanup: bool,
@@ -167,23 +171,24 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
     if let Some(name) = &args.docker_plugin {
         dataplane_agent::docker::validate_plugin_name(name)?;
     }
+    let gid = super::api_socket::resolve_group(args.socket_group.as_deref())?;
     let docker = args.docker_plugin.map(|n| (n, args.docker_plugin_dir));
-    rt.block_on(serve(cfg, socket, docker))
+    rt.block_on(serve(cfg, socket, gid, docker))
 }
 
-async fn serve(cfg: AgentConfig, socket: &Path, docker: Option<(String, PathBuf)>) -> Result<()> {
+async fn serve(
+    cfg: AgentConfig,
+    socket: &Path,
+    socket_gid: u32,
+    docker: Option<(String, PathBuf)>,
+) -> Result<()> {
     let engine = Engine::start(cfg).await?;
     engine.spawn_flow_gc()?;
     engine.spawn_reconciler()?;
     if let Err(e) = engine.watch_addresses() {
         tracing::warn!("not following host address changes (only every 10 s): {e:#}");
     }
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let _ = std::fs::remove_file(socket);
-    let listener = tokio::net::UnixListener::bind(socket)
-        .with_context(|| format!("binding {}", socket.display()))?;
+    let listener = super::api_socket::bind(socket, socket_gid)?;
     let docker_sock = match &docker {
         Some((name, dir)) => Some(dataplane_agent::docker::serve(
             Arc::clone(&engine),
