@@ -21,6 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod soak;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "Developer tasks for the dataplane workspace")]
@@ -65,6 +66,26 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
+    /// Reliability and security suite (needs root): crash consistency,
+    /// tamper repair, races, security, packet fuzzing at full size (or
+    /// `--smoke`); writes report.md and report.json.
+    Soak {
+        /// CI size (minutes).
+        #[arg(long)]
+        smoke: bool,
+        /// Fraction of the full size (e.g. 0.1).
+        #[arg(long, conflicts_with = "smoke")]
+        scale: Option<f64>,
+        /// Seed of every random choice (default: the one CI uses).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output directory (default: soak-out/ in the repo).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only the parts whose test name contains this (e.g. `crash`).
+        #[arg(long)]
+        only: Option<String>,
+    },
 }
 
 /// Set by the SIGINT/SIGTERM handler; long waits poll it and bail out so
@@ -107,6 +128,24 @@ fn main() {
                 out,
                 release,
             })
+        }),
+        Cmd::Soak {
+            smoke,
+            scale,
+            seed,
+            out,
+            only,
+        } => setup().and_then(|()| build(false)).and_then(|bin| {
+            soak::soak(
+                &soak::Opts {
+                    smoke,
+                    scale,
+                    seed,
+                    out,
+                    only,
+                },
+                &bin,
+            )
         }),
     };
     if let Err(e) = res {
