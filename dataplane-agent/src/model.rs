@@ -163,6 +163,7 @@ pub fn fmt_mac(m: &[u8; 6]) -> String {
 // ---- API messages (shared by the server and the client) ----
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NetworkCreate {
     pub name: String,
     #[serde(default)]
@@ -185,6 +186,7 @@ pub struct NetworkCreate {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ContainerCreate {
     pub name: String,
     /// `--network`: a network name, `host`, `none` or `container:NAME`.
@@ -225,6 +227,7 @@ pub struct ContainerCreate {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConnectRequest {
     pub container: String,
     #[serde(default)]

@@ -14,7 +14,7 @@ pub(crate) struct Part {
     pub(crate) must_be_zero: &'static [&'static str],
 }
 
-pub(crate) const PARTS: [Part; 5] = [
+pub(crate) const PARTS: [Part; 6] = [
     Part {
         test: "soak_crash",
         title: "Crash consistency: randomized SIGKILLs during create/rm/connect/disconnect/publish",
@@ -53,5 +53,11 @@ pub(crate) const PARTS: [Part; 5] = [
         title: "Packet fuzzing through BPF_PROG_TEST_RUN with a reference policy model",
         figures: &["packet_fuzzing"],
         must_be_zero: &["violations"],
+    },
+    Part {
+        test: "bad_inputs_catalogue",
+        title: "Bad-input catalogue: HTTP API and CLI (one-line errors, nothing changed)",
+        figures: &["bad_inputs_api", "bad_inputs_cli"],
+        must_be_zero: &["api_cases_mishandled", "cli_cases_mishandled"],
     },
 ];
