@@ -27,6 +27,10 @@ pub(crate) fn soak(o: &Opts, bin: &std::path::Path) -> Result<()> {
     let root = crate::workspace_root();
     let out = o.out.clone().unwrap_or_else(|| root.join("soak-out"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // The tests run in their package's directory: give them an absolute path.
+    let out = out
+        .canonicalize()
+        .with_context(|| format!("resolving {}", out.display()))?;
     let figures_dir = out.join("figures");
     let _ = std::fs::remove_dir_all(&figures_dir);
     let seed = o.seed.unwrap_or(0x5eed_0013);

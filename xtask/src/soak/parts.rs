@@ -14,7 +14,13 @@ pub(crate) struct Part {
     pub(crate) must_be_zero: &'static [&'static str],
 }
 
-pub(crate) const PARTS: [Part; 6] = [
+pub(crate) const PARTS: [Part; 7] = [
+    Part {
+        test: "soak_restarts",
+        title: "Restarts under load: SIGTERM/SIGKILL alternating, live TCP of four kinds, a prober",
+        figures: &["restarts_under_load"],
+        must_be_zero: &["failed_exchanges", "resets", "isolation_leaks"],
+    },
     Part {
         test: "soak_crash",
         title: "Crash consistency: randomized SIGKILLs during create/rm/connect/disconnect/publish",
