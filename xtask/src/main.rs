@@ -85,6 +85,9 @@ enum Cmd {
         /// Only the parts whose test name contains this (e.g. `crash`).
         #[arg(long)]
         only: Option<String>,
+        /// Scale of one part, PART=FRACTION (e.g. `crash=0.2`), repeatable.
+        #[arg(long, value_parser = soak::parse_part_scale, conflicts_with = "smoke")]
+        part_scale: Vec<(String, f64)>,
     },
 }
 
@@ -135,6 +138,7 @@ fn main() {
             seed,
             out,
             only,
+            part_scale,
         } => setup().and_then(|()| build(false)).and_then(|bin| {
             soak::soak(
                 &soak::Opts {
@@ -143,6 +147,7 @@ fn main() {
                     seed,
                     out,
                     only,
+                    part_scales: part_scale,
                 },
                 &bin,
             )

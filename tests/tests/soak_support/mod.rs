@@ -153,3 +153,62 @@ impl Figures {
         }
     }
 }
+
+/// K connections to argv[1]:argv[2], each sending a numbered line and
+/// reading its echo every 200 ms until the file argv[4] exists; a JSON
+/// report to argv[5].
+pub(crate) const MULTI_CLIENT: &str = r#"
+import json, os, socket, sys, threading, time
+ip, port, k, stop, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+res = {"connected": 0, "exchanges": 0, "failed": 0, "resets": 0, "errors": []}
+lock = threading.Lock()
+def conn(i):
+    try:
+        s = socket.create_connection((ip, port), timeout=10)
+    except Exception as e:
+        with lock:
+            res["failed"] += 1
+            res["errors"].append("connect: %r" % e)
+        return
+    s.settimeout(10)
+    f = s.makefile("rwb")
+    with lock:
+        res["connected"] += 1
+    n = 0
+    while not os.path.exists(stop):
+        msg = b"%d %d\n" % (i, n)
+        try:
+            f.write(msg)
+            f.flush()
+            line = f.readline()
+        except (ConnectionResetError, BrokenPipeError) as e:
+            with lock:
+                res["resets"] += 1
+                res["errors"].append(repr(e))
+            return
+        except Exception as e:
+            with lock:
+                res["failed"] += 1
+                res["errors"].append(repr(e))
+            return
+        with lock:
+            if line == msg:
+                res["exchanges"] += 1
+            else:
+                res["failed"] += 1
+                res["errors"].append("bad echo %r" % line)
+                return
+        n += 1
+        time.sleep(0.2)
+    s.close()
+ts = [threading.Thread(target=conn, args=(i,)) for i in range(k)]
+for t in ts:
+    t.start()
+    time.sleep(0.01)
+print("STARTED", flush=True)
+for t in ts:
+    t.join()
+res["errors"] = res["errors"][:5]
+with open(out, "w") as f:
+    json.dump(res, f)
+"#;

@@ -21,6 +21,24 @@ pub(crate) struct Opts {
     pub(crate) out: Option<PathBuf>,
     /// Only the parts whose test name contains this.
     pub(crate) only: Option<String>,
+    /// Per-part scales: (part name fragment, fraction of the full size).
+    pub(crate) part_scales: Vec<(String, f64)>,
+}
+
+/// `NAME=FRACTION` of `--part-scale`.
+pub(crate) fn parse_part_scale(s: &str) -> Result<(String, f64), String> {
+    let (name, f) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected PART=FRACTION, e.g. crash=0.2"))?;
+    let f: f64 = f
+        .parse()
+        .map_err(|_| format!("{s:?}: {f:?} is not a number"))?;
+    if !(f > 0.0 && f <= 1.0) || name.is_empty() {
+        return Err(format!(
+            "{s:?}: expected PART=FRACTION with 0 < FRACTION <= 1"
+        ));
+    }
+    Ok((name.to_string(), f))
 }
 
 pub(crate) fn soak(o: &Opts, bin: &std::path::Path) -> Result<()> {
@@ -55,7 +73,12 @@ pub(crate) fn soak(o: &Opts, bin: &std::path::Path) -> Result<()> {
                 "--test-threads=1",
             ]);
         if !o.smoke {
-            c.env("DP_SOAK_SCALE", o.scale.unwrap_or(1.0).to_string());
+            let scale = o
+                .part_scales
+                .iter()
+                .find(|(n, _)| part.test.contains(n.as_str()))
+                .map_or(o.scale.unwrap_or(1.0), |(_, f)| *f);
+            c.env("DP_SOAK_SCALE", scale.to_string());
         }
         println!("xtask soak: {} ({})", part.test, part.title);
         let st = c
@@ -68,9 +91,13 @@ pub(crate) fn soak(o: &Opts, bin: &std::path::Path) -> Result<()> {
         });
     }
     let command = format!(
-        "cargo xtask soak{}{} --seed {seed}",
+        "cargo xtask soak{}{}{} --seed {seed}",
         if o.smoke { " --smoke" } else { "" },
-        o.scale.map(|s| format!(" --scale {s}")).unwrap_or_default()
+        o.scale.map(|s| format!(" --scale {s}")).unwrap_or_default(),
+        o.part_scales
+            .iter()
+            .map(|(n, f)| format!(" --part-scale {n}={f}"))
+            .collect::<String>()
     );
     let failed = report::write(&out, &figures_dir, &runs, seed, &command)?;
     println!("xtask soak: report in {}", out.join("report.md").display());

@@ -14,7 +14,7 @@ pub(crate) struct Part {
     pub(crate) must_be_zero: &'static [&'static str],
 }
 
-pub(crate) const PARTS: [Part; 7] = [
+pub(crate) const PARTS: [Part; 8] = [
     Part {
         test: "soak_restarts",
         title: "Restarts under load: SIGTERM/SIGKILL alternating, live TCP of four kinds, a prober",
@@ -65,5 +65,12 @@ pub(crate) const PARTS: [Part; 7] = [
         title: "Bad-input catalogue: HTTP API and CLI (one-line errors, nothing changed)",
         figures: &["bad_inputs_api", "bad_inputs_cli"],
         must_be_zero: &["api_cases_mishandled", "cli_cases_mishandled"],
+    },
+    Part {
+        test: "soak_store",
+        title:
+            "Store faults: etcd stopped, compacted while an agent is down, partitioned from a host",
+        figures: &["store_faults"],
+        must_be_zero: &["lost_flows", "convergence_failures"],
     },
 ];
