@@ -8,6 +8,7 @@
 mod soak_support;
 
 use std::{
+    fmt::Write as _,
     io::{Read, Write},
     os::unix::net::UnixStream,
     time::Duration,
@@ -31,7 +32,7 @@ fn http(
         body.len()
     );
     if let Some(ct) = content_type {
-        req.push_str(&format!("Content-Type: {ct}\r\n"));
+        let _ = write!(req, "Content-Type: {ct}\r\n");
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();

@@ -69,7 +69,7 @@ fn restarts_under_load_lose_no_connection_and_leak_nothing() {
             ns,
             &[python(), "-c", MULTI_CLIENT, ip, &p, &k, &stop, &report],
         );
-        bg.wait_line("STARTED", Duration::from_secs(60));
+        bg.wait_line("STARTED", Duration::from_mins(1));
         clients.push((*kind, bg, report));
     }
     let probe_report = h.dir.join("probe.json").display().to_string();

@@ -41,7 +41,7 @@ fn converge(
     port: u16,
 ) -> Option<f64> {
     let t0 = Instant::now();
-    let created = wait_until(Duration::from_secs(60), || {
+    let created = wait_until(Duration::from_mins(1), || {
         c.h(on)
             .cli(&["container", "create", "--network", "ovs", name])
             .status
@@ -52,7 +52,7 @@ fn converge(
     }
     let ip = c.h(on).ip_of(name);
     let _srv = c.h(on).tcp_server(&Ns::c(name), "0.0.0.0", port);
-    wait_until(Duration::from_secs(60), || {
+    wait_until(Duration::from_mins(1), || {
         c.h(from).tcp_ok(&Ns::c(client), &ip, port)
     })
     .then(|| t0.elapsed().as_secs_f64())
@@ -146,7 +146,7 @@ fn etcd_outage_compaction_and_partition_lose_no_flow_and_converge() {
     let b3 = c.h(1).ip_of("b3");
     let _s3 = c.h(1).tcp_server(&Ns::c("b3"), "0.0.0.0", 7602);
     let t0 = Instant::now();
-    if wait_until(Duration::from_secs(60), || {
+    if wait_until(Duration::from_mins(1), || {
         c.h(2).tcp_ok(&Ns::c("a2"), &b3, 7602)
     }) {
         fig.set("converged_after_compaction_s", t0.elapsed().as_secs_f64());

@@ -198,13 +198,11 @@ fn cases(h: &Host, b: &str, ifname: &str) -> Vec<Case> {
     {
         let (k, v) = (port_key, port_val);
         let mut bad = v.clone();
-        let last = bad.len() - 1;
         bad[0] = if bad[0] == "0x09" {
             "0x08".into()
         } else {
             "0x09".into()
         };
-        bad[last] = bad[last].clone();
         out.push(Case {
             name: "altered published-port map entry",
             logged: "write 1 published ports to DP_PORTS".into(),
@@ -363,11 +361,10 @@ fn tampering_is_repaired_within_5s_and_foreign_programs_are_left_alone() {
     fig.set("max_repair_ms", u64::try_from(worst.as_millis()).unwrap());
     fig.set(
         "mean_repair_ms",
-        if repairs == 0 {
-            0
-        } else {
-            u64::try_from(total.as_millis()).unwrap() / repairs
-        },
+        u64::try_from(total.as_millis())
+            .unwrap()
+            .checked_div(repairs)
+            .unwrap_or(0),
     );
     fig.set("foreign_program_kept", foreign_kept);
     fig.write();

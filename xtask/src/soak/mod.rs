@@ -7,7 +7,7 @@
 mod parts;
 mod report;
 
-use std::{path::PathBuf, process::Command, time::Instant};
+use std::{fmt::Write as _, path::PathBuf, process::Command, time::Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -94,10 +94,10 @@ pub(crate) fn soak(o: &Opts, bin: &std::path::Path) -> Result<()> {
         "cargo xtask soak{}{}{} --seed {seed}",
         if o.smoke { " --smoke" } else { "" },
         o.scale.map(|s| format!(" --scale {s}")).unwrap_or_default(),
-        o.part_scales
-            .iter()
-            .map(|(n, f)| format!(" --part-scale {n}={f}"))
-            .collect::<String>()
+        o.part_scales.iter().fold(String::new(), |mut acc, (n, f)| {
+            let _ = write!(acc, " --part-scale {n}={f}");
+            acc
+        })
     );
     let failed = report::write(&out, &figures_dir, &runs, seed, &command)?;
     println!("xtask soak: report in {}", out.join("report.md").display());
