@@ -71,16 +71,22 @@ fn socket_group_lets_its_members_in() {
     assert_eq!(md.permissions().mode() & 0o777, 0o660);
     let o = as_nobody(&h, &["network", "ls"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    // A group that does not exist: one line, the agent does not start.
-    let o = run(std::process::Command::new(dataplane_bin()).args([
-        "agent",
-        "--socket-group",
-        "no-such-group-dp",
-        "--socket",
-        "/nonexistent/x.sock",
-    ]));
+    // A group that does not exist: one line, the agent does not start (in
+    // the test's host namespace, with the test's directories).
+    let o = run(std::process::Command::new(dataplane_bin())
+        .args(["agent", "--socket-group", "no-such-group-dp", "--netns"])
+        .arg(h.netns_path())
+        .arg("--state-dir")
+        .arg(h.dir.join("other-state"))
+        .arg("--run-dir")
+        .arg(h.dir.join("other-run"))
+        .arg("--bpffs")
+        .arg(h.dir.join("other-bpffs"))
+        .arg("--socket")
+        .arg(h.dir.join("other.sock")));
     assert!(!o.status.success());
     assert_error(&stderr(&o), &["no-such-group-dp", "no such group"]);
+    assert!(!h.dir.join("other.sock").exists() && !h.dir.join("other-state").exists());
 }
 
 #[test]
