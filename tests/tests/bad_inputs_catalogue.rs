@@ -536,3 +536,146 @@ fn cli_bad_flag_values_get_one_line_errors_and_change_nothing() {
     fig.write();
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// One POST on the Docker plugin's socket: (status, body).
+fn plugin_post(sock: &std::path::Path, path: &str, body: &[u8]) -> (u16, String) {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: plugin\r\nConnection: close\r\nContent-Type: application/vnd.docker.plugins.v1+json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn docker_plugin_bad_inputs_get_one_line_errors_and_change_nothing() {
+    let mut fig = Figures::new("bad_inputs_docker_plugin");
+    let plugin_dir = std::env::temp_dir().join(format!("dpt-plugins-{}", std::process::id()));
+    let dir = plugin_dir.display().to_string();
+    let h = Host::start_with(&["--docker-plugin", "dpbad", "--docker-plugin-dir", &dir]);
+    let sock = plugin_dir.join("dpbad.sock");
+    let big = format!("{{\"NetworkID\":\"{}\"}}", "a".repeat(3 << 20));
+    let id = "0123456789abcdef".repeat(4);
+    let cases: Vec<(&str, &str, String)> = vec![
+        (
+            "malformed CreateNetwork",
+            "/NetworkDriver.CreateNetwork",
+            r#"{"NetworkID":"#.into(),
+        ),
+        (
+            "CreateNetwork without an id",
+            "/NetworkDriver.CreateNetwork",
+            "{}".into(),
+        ),
+        (
+            "network id with /",
+            "/NetworkDriver.CreateNetwork",
+            r#"{"NetworkID":"../../etc"}"#.into(),
+        ),
+        (
+            "network id with NUL",
+            "/NetworkDriver.CreateNetwork",
+            "{\"NetworkID\":\"a\\u0000b\"}".into(),
+        ),
+        (
+            "pool /33",
+            "/NetworkDriver.CreateNetwork",
+            format!(
+                r#"{{"NetworkID":"{id}","IPv4Data":[{{"Pool":"10.0.0.0/33","Gateway":"10.0.0.1/24"}}]}}"#
+            ),
+        ),
+        (
+            "gateway outside the pool",
+            "/NetworkDriver.CreateNetwork",
+            format!(
+                r#"{{"NetworkID":"{id}","IPv4Data":[{{"Pool":"10.88.0.0/24","Gateway":"10.99.0.1/24"}}]}}"#
+            ),
+        ),
+        ("huge body", "/NetworkDriver.CreateNetwork", big),
+        (
+            "options of the wrong type",
+            "/NetworkDriver.CreateNetwork",
+            format!(r#"{{"NetworkID":"{id}","Options":5}}"#),
+        ),
+        (
+            "delete an unknown network",
+            "/NetworkDriver.DeleteNetwork",
+            format!(r#"{{"NetworkID":"{id}"}}"#),
+        ),
+        (
+            "endpoint on an unknown network",
+            "/NetworkDriver.CreateEndpoint",
+            format!(
+                r#"{{"NetworkID":"{id}","EndpointID":"{id}","Interface":{{"Address":"10.88.0.5/24"}}}}"#
+            ),
+        ),
+        (
+            "join of an unknown endpoint",
+            "/NetworkDriver.Join",
+            format!(r#"{{"NetworkID":"{id}","EndpointID":"{id}","SandboxKey":"/etc/passwd"}}"#),
+        ),
+        (
+            "malformed RequestPool",
+            "/IpamDriver.RequestPool",
+            "[1,2".into(),
+        ),
+        (
+            "pool 300.0.0.0/24",
+            "/IpamDriver.RequestPool",
+            r#"{"Pool":"300.0.0.0/24"}"#.into(),
+        ),
+        (
+            "IPv6 pool",
+            "/IpamDriver.RequestPool",
+            r#"{"V6":true}"#.into(),
+        ),
+        (
+            "address in an unknown pool",
+            "/IpamDriver.RequestAddress",
+            r#"{"PoolID":"nope","Address":"10.1.1.1"}"#.into(),
+        ),
+        (
+            "release from an unknown pool",
+            "/IpamDriver.ReleaseAddress",
+            r#"{"PoolID":"nope","Address":"abc"}"#.into(),
+        ),
+    ];
+    let mut problems = Vec::new();
+    for (what, path, body) in &cases {
+        let before = h.snapshot();
+        let (status, resp) = plugin_post(&sock, path, body.as_bytes());
+        let err = serde_json::from_str::<serde_json::Value>(&resp)
+            .ok()
+            .and_then(|v| v["Err"].as_str().map(str::to_string))
+            .unwrap_or_else(|| resp.clone());
+        if status == 200 && err.trim().is_empty() {
+            problems.push(format!("{what}: accepted ({resp:?})"));
+        } else if err.trim().lines().count() != 1 {
+            problems.push(format!("{what}: error {err:?} (HTTP {status})"));
+        }
+        if h.snapshot() != before {
+            problems.push(format!("{what}: changed something"));
+        }
+    }
+    drop(h);
+    let _ = std::fs::remove_dir_all(&plugin_dir);
+    fig.set("docker_plugin_cases", cases.len() as u64);
+    fig.set("docker_plugin_cases_mishandled", problems.len() as u64);
+    fig.write();
+    assert!(problems.is_empty(), "{problems:#?}");
+}

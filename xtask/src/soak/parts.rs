@@ -62,9 +62,18 @@ pub(crate) const PARTS: [Part; 8] = [
     },
     Part {
         test: "bad_inputs_catalogue",
-        title: "Bad-input catalogue: HTTP API and CLI (one-line errors, nothing changed)",
-        figures: &["bad_inputs_api", "bad_inputs_cli"],
-        must_be_zero: &["api_cases_mishandled", "cli_cases_mishandled"],
+        title:
+            "Bad-input catalogue: HTTP API, CLI, Docker plugin (one-line errors, nothing changed)",
+        figures: &[
+            "bad_inputs_api",
+            "bad_inputs_cli",
+            "bad_inputs_docker_plugin",
+        ],
+        must_be_zero: &[
+            "api_cases_mishandled",
+            "cli_cases_mishandled",
+            "docker_plugin_cases_mishandled",
+        ],
     },
     Part {
         test: "soak_store",
