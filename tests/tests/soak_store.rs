@@ -176,7 +176,20 @@ fn etcd_outage_compaction_and_partition_lose_no_flow_and_converge() {
             "2379", "drop",
         ],
     );
-    std::thread::sleep(outage);
+    // Cut off, h2 refuses what needs the store, in one line, and keeps
+    // nothing of the attempt.
+    let t0 = Instant::now();
+    let o = c
+        .h(2)
+        .cli(&["container", "create", "--network", "ovs", "cut"]);
+    let refused = !o.status.success()
+        && stderr(&o).trim().lines().count() == 1
+        && stderr(&o).contains("cluster store");
+    fig.set("partition_create_refused_in_one_line", refused);
+    if !refused || c.h(2).ok(&["container", "ls"]).contains("cut") {
+        problems.push(format!("create on the cut-off host: {o:?}"));
+    }
+    std::thread::sleep(outage.saturating_sub(t0.elapsed()));
     underlay(&c, &["nft", "delete", "table", "inet", "dpsoak"]);
     match converge(&c, 2, 1, "a1", "b4", 7603) {
         Some(s) => fig.set("converged_after_partition_s", s),
