@@ -136,5 +136,24 @@ pub fn router(engine: Arc<Engine>) -> Router {
             }),
         )
         .merge(crate::api_attach::routes())
+        // Unknown routes and methods answer like every other error.
+        .fallback(|m: axum::http::Method, u: axum::http::Uri| async move {
+            api_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no such route: {m} {u}"),
+            )
+        })
+        .method_not_allowed_fallback(|m: axum::http::Method, u: axum::http::Uri| async move {
+            api_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_argument",
+                &format!("method {m} not allowed on {u}"),
+            )
+        })
         .with_state(engine)
+}
+
+fn api_error(status: StatusCode, kind: &str, msg: &str) -> Response {
+    (status, Json(json!({ "error": msg, "kind": kind }))).into_response()
 }

@@ -197,6 +197,7 @@ pub fn fmt_mac(m: &[u8; 6]) -> String {
 // ---- API messages (shared by the server and the client) ----
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NetworkCreate {
     pub name: String,
     #[serde(default)]
@@ -222,6 +223,7 @@ pub struct NetworkCreate {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ContainerCreate {
     pub name: String,
     /// `--network`: a network name, `host`, `none` or `container:NAME`.
@@ -262,6 +264,7 @@ pub struct ContainerCreate {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConnectRequest {
     pub container: String,
     #[serde(default)]
@@ -283,6 +286,7 @@ pub struct ConnectRequest {
 
 /// `container attach`: adopt a namespace someone else made.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AttachRequest {
     pub name: String,
     /// Path of the namespace (`--netns`, CNI_NETNS).
@@ -300,6 +304,7 @@ pub struct AttachRequest {
 /// Ports published for a container whose runtime publishes them itself
 /// (CNI's `portMappings`): replaces what it published before.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     /// `-p` specs.
     #[serde(default)]
@@ -483,6 +488,7 @@ impl P2pLink {
 
 /// `p2p create` request.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct P2pCreate {
     /// Default: `A-B`.
     #[serde(default)]

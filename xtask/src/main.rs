@@ -21,6 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod soak;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "Developer tasks for the dataplane workspace")]
@@ -68,6 +69,29 @@ enum Cmd {
         #[arg(long, value_name = "SECTION")]
         only: Option<String>,
     },
+    /// Reliability and security suite (needs root): crash consistency,
+    /// tamper repair, races, security, packet fuzzing at full size (or
+    /// `--smoke`); writes report.md and report.json.
+    Soak {
+        /// CI size (minutes).
+        #[arg(long)]
+        smoke: bool,
+        /// Fraction of the full size (e.g. 0.1).
+        #[arg(long, conflicts_with = "smoke")]
+        scale: Option<f64>,
+        /// Seed of every random choice (default: the one CI uses).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output directory (default: soak-out/ in the repo).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only the parts whose test name contains this (e.g. `crash`).
+        #[arg(long)]
+        only: Option<String>,
+        /// Scale of one part, PART=FRACTION (e.g. `crash=0.2`), repeatable.
+        #[arg(long, value_parser = soak::parse_part_scale, conflicts_with = "smoke")]
+        part_scale: Vec<(String, f64)>,
+    },
 }
 
 /// Set by the SIGINT/SIGTERM handler; long waits poll it and bail out so
@@ -112,6 +136,26 @@ fn main() {
                 release,
                 only,
             })
+        }),
+        Cmd::Soak {
+            smoke,
+            scale,
+            seed,
+            out,
+            only,
+            part_scale,
+        } => setup().and_then(|()| build(false)).and_then(|bin| {
+            soak::soak(
+                &soak::Opts {
+                    smoke,
+                    scale,
+                    seed,
+                    out,
+                    only,
+                    part_scales: part_scale,
+                },
+                &bin,
+            )
         }),
     };
     if let Err(e) = res {

@@ -110,6 +110,10 @@ pub(crate) struct AgentArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9423).
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Group of the API socket (name or gid; default root). The socket is
+    /// owned by root with mode 0660: members of this group may use the API.
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
     /// Remove every kernel object the agent made, then exit.
     #[arg(long)]
     cleanup: bool,
@@ -237,13 +241,15 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
     if let Some(name) = &args.docker_plugin {
         dataplane_agent::docker::validate_plugin_name(name)?;
     }
+    let gid = super::api_socket::resolve_group(args.socket_group.as_deref())?;
     let docker = args.docker_plugin.map(|n| (n, args.docker_plugin_dir));
-    rt.block_on(serve(cfg, socket, docker, args.metrics_addr))
+    rt.block_on(serve(cfg, socket, gid, docker, args.metrics_addr))
 }
 
 async fn serve(
     cfg: AgentConfig,
     socket: &Path,
+    socket_gid: u32,
     docker: Option<(String, PathBuf)>,
     metrics_addr: Option<std::net::SocketAddr>,
 ) -> Result<()> {
@@ -258,12 +264,7 @@ async fn serve(
     if let Err(e) = engine.watch_addresses() {
         tracing::warn!("not following host address changes (only every 10 s): {e:#}");
     }
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let _ = std::fs::remove_file(socket);
-    let listener = tokio::net::UnixListener::bind(socket)
-        .with_context(|| format!("binding {}", socket.display()))?;
+    let listener = super::api_socket::bind(socket, socket_gid)?;
     let docker_sock = match &docker {
         Some((name, dir)) => Some(dataplane_agent::docker::serve(
             Arc::clone(&engine),

@@ -17,6 +17,7 @@
 //! README "Exit codes"); clap exits with 2 on a command line it cannot parse.
 
 pub(crate) mod agent;
+mod api_socket;
 pub(crate) mod container;
 pub(crate) mod flows;
 pub(crate) mod info;

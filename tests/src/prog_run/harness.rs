@@ -519,6 +519,23 @@ impl Env {
             .expect("BPF_PROG_TEST_RUN dp_to_container")
     }
 
+    /// [`Env::run_to_container`], with the kernel's refusal as an error
+    /// (the fuzzer feeds packets the kernel may reject).
+    pub fn try_run_to_container(
+        &self,
+        e: EpDef,
+        ingress: Option<&str>,
+        pkt: &[u8],
+    ) -> Result<Run, String> {
+        let iif = ingress.map_or(0, |n| self.ifx(n));
+        self.run_skb(prog_names::TO_CONTAINER, self.ifx(e.host), iif, pkt)
+    }
+
+    /// [`Env::run_uplink`], with the kernel's refusal as an error.
+    pub fn try_run_uplink(&self, pkt: &[u8]) -> Result<Run, String> {
+        self.run(prog_names::FROM_UPLINK, self.ifx(UPLINK_IF), pkt)
+    }
+
     /// Run dp_from_uplink as if `pkt` arrived on the uplink.
     pub fn run_uplink(&self, pkt: &[u8]) -> Run {
         self.run_uplink_on(UPLINK_IF, pkt)
