@@ -527,11 +527,16 @@ fn cross_host_tcp_survives_agent_restarts_and_etcd_outages() {
             .and_then(|s| s.trim().parse::<u64>().ok())
             .unwrap_or(0)
     };
+    // Each phase is watched for 2 s, and the connection must have moved by
+    // 5 more echoes (0.5 s of traffic) within 5 s: a loaded CI machine can
+    // delay a 100 ms sleeper by a second; a lost connection or a blackout
+    // beyond TCP's first retransmissions fails.
     let progress = |conn: &mut dataplane_tests::Bg| {
         let n = echoes();
         thread::sleep(Duration::from_secs(2));
+        let moved = wait_until(Duration::from_secs(3), || echoes() > n + 5);
         assert!(conn.running(), "connection died: {}", conn.take_stderr());
-        assert!(echoes() > n + 5, "connection stalled at {n}");
+        assert!(moved, "connection stalled at {n} for 5 s");
     };
     progress(&mut conn);
     // SIGTERM and restart of both agents.
