@@ -179,6 +179,16 @@ fn bad_lan_networks_change_nothing() {
     assert_eq!(before, h.snapshot());
 }
 
+/// Deletes a namespace the test made, even when it fails.
+struct Guard(String);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
 /// A second LAN on another host interface (not the uplink).
 #[test]
 fn a_lan_on_a_second_interface() {
@@ -189,14 +199,6 @@ fn a_lan_on_a_second_interface() {
         format!("l{}h{n}", std::process::id() % 10000),
         format!("l{}o{n}", std::process::id() % 10000),
     );
-    struct Guard(String);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
-        }
-    }
     dataplane_tests::sh_ok("ip", &["netns", "add", &lan_ns]);
     let _g = Guard(lan_ns.clone());
     dataplane_tests::sh_ok(

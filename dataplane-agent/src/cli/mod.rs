@@ -63,7 +63,7 @@ pub(crate) enum Format {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the node agent (daemon).
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// Manage networks.
     #[command(subcommand)]
     Network(network::NetworkCmd),
@@ -114,7 +114,7 @@ impl Cli {
             format: self.format,
         };
         match self.cmd {
-            Cmd::Agent(args) => agent::execute(args, &ctx.socket),
+            Cmd::Agent(args) => agent::execute(*args, &ctx.socket),
             Cmd::Network(c) => network::execute(c, &ctx),
             Cmd::Container(c) => container::execute(c, &ctx),
             Cmd::Node(c) => node::execute(&c, &ctx),
