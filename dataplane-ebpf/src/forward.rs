@@ -117,3 +117,32 @@ pub fn forward(ctx: &TcContext, rc: u32, f: &bpf_fib_lookup) -> Result<i32, Drop
     // SAFETY: a BPF helper; a null neighbour means "look it up".
     Ok(unsafe { bpf_redirect_neigh(f.ifindex, core::ptr::null_mut(), 0, 0) as i32 })
 }
+
+/// Turn the ARP request in `ctx` (from `sha`/`spa`, asking for `tpa`) into
+/// the reply "`tpa` is at `mac`", in place, and send it back out of
+/// `ifindex` (towards the asker).
+#[inline(always)]
+pub fn arp_reply(
+    ctx: &TcContext,
+    ifindex: u32,
+    mac: &[u8; 6],
+    sha: [u8; 6],
+    spa: [u8; 4],
+    tpa: [u8; 4],
+) -> Result<i32, DropReason> {
+    let mut reply = [0u8; 42];
+    reply[0..6].copy_from_slice(&sha);
+    reply[6..12].copy_from_slice(mac);
+    reply[12..14].copy_from_slice(&crate::parse::ETH_P_ARP.to_be_bytes());
+    reply[14..20].copy_from_slice(&[0, 1, 8, 0, 6, 4]);
+    reply[20..22].copy_from_slice(&2u16.to_be_bytes());
+    reply[22..28].copy_from_slice(mac);
+    reply[28..32].copy_from_slice(&tpa);
+    reply[32..38].copy_from_slice(&sha);
+    reply[38..42].copy_from_slice(&spa);
+    if ctx.store(0, &reply, 0).is_err() {
+        return Err(DropReason::Malformed);
+    }
+    // SAFETY: a BPF helper taking plain integers.
+    Ok(unsafe { bpf_redirect(ifindex, 0) as i32 })
+}

@@ -36,7 +36,7 @@ use aya_ebpf::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT,
     },
-    helpers::{bpf_ktime_get_ns, bpf_redirect},
+    helpers::bpf_ktime_get_ns,
     macros::classifier,
     programs::TcContext,
 };
@@ -57,7 +57,6 @@ use crate::{
 };
 
 const ARP_REQUEST: u16 = 1;
-const ARP_REPLY: u16 = 2;
 
 #[classifier]
 pub fn dp_from_container(ctx: TcContext) -> i32 {
@@ -152,23 +151,8 @@ fn arp(ctx: &TcContext, ep: &EndpointInfo) -> Result<i32, DropReason> {
         return Ok(TC_ACT_OK);
     }
     let sha = [a[8], a[9], a[10], a[11], a[12], a[13]];
-    // Build the reply in place.
-    let mut reply = [0u8; 42];
-    reply[0..6].copy_from_slice(&sha);
-    reply[6..12].copy_from_slice(&ep.host_mac);
-    reply[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
-    reply[14..20].copy_from_slice(&[0, 1, 8, 0, 6, 4]);
-    reply[20..22].copy_from_slice(&ARP_REPLY.to_be_bytes());
-    reply[22..28].copy_from_slice(&ep.host_mac);
-    reply[28..32].copy_from_slice(&tpa);
-    reply[32..38].copy_from_slice(&sha);
-    reply[38..42].copy_from_slice(&spa);
-    if ctx.store(0, &reply, 0).is_err() {
-        return Err(DropReason::Malformed);
-    }
     // Back out of the same veth, towards the container.
-    // SAFETY: a BPF helper taking plain integers.
-    Ok(unsafe { bpf_redirect(ep.ifindex, 0) as i32 })
+    forward::arp_reply(ctx, ep.ifindex, &ep.host_mac, sha, spa, tpa)
 }
 
 #[inline(always)]

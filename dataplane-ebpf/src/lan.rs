@@ -8,17 +8,16 @@
 //!   `bpf_redirect_peer`, but only when it arrived on its network's parent:
 //!   from any other interface it is direct access, dropped.
 
-use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
+use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use dataplane_common::{DropReason, EndpointInfo, EndpointKey, EP_F_LAN};
 
 use crate::{
     forward,
     maps::{self, DP_ENDPOINTS, DP_LAN_PARENTS},
-    parse::{self, ETH_LEN, ETH_P_ARP},
+    parse::{self, ETH_LEN},
 };
 
 const ARP_REQUEST: u16 = 1;
-const ARP_REPLY: u16 = 2;
 
 /// Answer an ARP request for a `lan` container's address that arrived on
 /// its network's parent; anything else goes on to the stack.
@@ -53,22 +52,8 @@ pub fn arp(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
         return Ok(TC_ACT_OK);
     }
     let sha = [a[8], a[9], a[10], a[11], a[12], a[13]];
-    let mut reply = [0u8; 42];
-    reply[0..6].copy_from_slice(&sha);
-    reply[6..12].copy_from_slice(&parent.mac);
-    reply[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
-    reply[14..20].copy_from_slice(&[0, 1, 8, 0, 6, 4]);
-    reply[20..22].copy_from_slice(&ARP_REPLY.to_be_bytes());
-    reply[22..28].copy_from_slice(&parent.mac);
-    reply[28..32].copy_from_slice(&tpa);
-    reply[32..38].copy_from_slice(&sha);
-    reply[38..42].copy_from_slice(&spa);
-    if ctx.store(0, &reply, 0).is_err() {
-        return Err(DropReason::Malformed);
-    }
     // Back out of the parent, towards the asker.
-    // SAFETY: a BPF helper taking plain integers.
-    Ok(unsafe { bpf_redirect(ifindex, 0) as i32 })
+    forward::arp_reply(ctx, ifindex, &parent.mac, sha, spa, tpa)
 }
 
 /// IPv4 for a `lan` container: delivered if it came from its parent.

@@ -34,7 +34,7 @@ pub struct OverlayMaps {
     config: Array<MapData, OverlayConfig>,
 }
 
-fn open_pinned<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+pub(super) fn open_pinned<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
     root: &Path,
     name: &str,
 ) -> Result<T> {
@@ -45,7 +45,10 @@ fn open_pinned<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
 }
 
 /// Makes `map` hold exactly `want`; returns how many entries changed.
-fn sync_map<K, V>(map: &mut HashMap<MapData, K, V>, want: &StdHashMap<K, V>) -> Result<usize>
+pub(super) fn sync_map<K, V>(
+    map: &mut HashMap<MapData, K, V>,
+    want: &StdHashMap<K, V>,
+) -> Result<usize>
 where
     K: aya::Pod + Eq + std::hash::Hash,
     V: aya::Pod + PartialEq,
