@@ -10,6 +10,9 @@
 //! `u16` in *host* order so that they read naturally.
 #![no_std]
 
+pub mod ip6;
+pub use ip6::*;
+
 /// Names of the pinned maps under the agent's bpffs root (`<bpffs>/maps/<NAME>`).
 pub mod map_names {
     pub const ENDPOINTS: &str = "DP_ENDPOINTS";

@@ -51,8 +51,8 @@ use crate::{
     maps::{self, DP_CT, DP_ENDPOINTS, DP_IF_ENDPOINTS, DP_LINKS, DP_NETWORKS, DP_POLICY_CT},
     nat, overlay,
     parse::{
-        self, Frag, Ipv4, ETH_LEN, ETH_P_ARP, ETH_P_IP, ICMP_ECHO_REQUEST, IPPROTO_ICMP,
-        IPPROTO_TCP, IPPROTO_UDP,
+        self, Frag, Ipv4, ETH_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ICMP_ECHO_REQUEST,
+        IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
     },
 };
 
@@ -111,6 +111,12 @@ fn try_from_container(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> 
     match ethertype {
         ETH_P_ARP => arp(ctx, &ep),
         ETH_P_IP => ipv4(ctx, &ep, &eth),
+        ETH_P_IPV6 => {
+            // SAFETY: a tail call into the IPv6 program of `DP_CALLS`; it
+            // returns only when the slot is empty (IPv6 not loaded).
+            unsafe { maps::DP_CALLS.tail_call(ctx, dataplane_common::CALL_FROM_CONTAINER6) };
+            Err(DropReason::UnsupportedEthertype)
+        }
         _ => Err(DropReason::UnsupportedEthertype),
     }
 }

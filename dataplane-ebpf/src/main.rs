@@ -1,7 +1,8 @@
 //! dataplane's eBPF programs.
 //!
 //! One file per attach point:
-//! - `from_container`: TC ingress on the host side of every container veth.
+//! - `from_container`: TC ingress on the host side of every container veth;
+//!   IPv6 goes on in `from_container6` (a tail call through `DP_CALLS`).
 //! - `to_container`: TC egress on the same veths (nothing forwarded by the
 //!   host's stack reaches a container).
 //! - `from_uplink`: TC ingress on the host's uplink.
@@ -25,6 +26,7 @@ mod events;
 mod forward;
 mod frag;
 mod from_container;
+mod from_container6;
 mod from_overlay;
 mod from_uplink;
 mod icmp_err;

@@ -305,3 +305,30 @@ pub struct FibScratch(pub aya_ebpf::bindings::bpf_fib_lookup);
 
 #[btf_map]
 pub static DP_FIB_SCRATCH: PerCpuArray<FibScratch, 1> = PerCpuArray::new();
+
+// ---- IPv6 (dual stack): see `dataplane_common::ip6` ----
+
+/// Dual-stack endpoints by IPv6 address -> their IPv4 record (the identity
+/// every policy is keyed by).
+#[btf_map]
+pub static DP_ENDPOINTS6: HashMap<
+    dataplane_common::Endpoint6Key,
+    EndpointInfo,
+    { MAX_ENDPOINTS as usize },
+> = HashMap::new();
+
+/// host-side ifindex -> the endpoint's IPv6 address.
+#[btf_map]
+pub static DP_IF_ENDPOINTS6: HashMap<u32, dataplane_common::Endpoint6, { MAX_ENDPOINTS as usize }> =
+    HashMap::new();
+
+/// network id -> its IPv6 subnet and gateway.
+#[btf_map]
+pub static DP_NETWORKS6: HashMap<u32, dataplane_common::Network6Info, { MAX_NETWORKS as usize }> =
+    HashMap::new();
+
+/// The tail-called programs (`dataplane_common::CALL_*` slots), filled by
+/// the agent after loading them.
+#[btf_map]
+pub static DP_CALLS: aya_ebpf::btf_maps::ProgramArray<{ dataplane_common::MAX_CALLS as usize }> =
+    aya_ebpf::btf_maps::ProgramArray::new();

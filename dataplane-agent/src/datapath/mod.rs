@@ -13,11 +13,13 @@
 mod bpf_links;
 mod gc;
 mod host_ifs;
+mod ip6;
 mod lan;
 mod overlay;
 mod syscall;
 
 pub use host_ifs::HostIfMap;
+pub use ip6::Ip6Maps;
 pub use overlay::{OverlayMaps, OverlayWant};
 
 pub use gc::{monotonic_ns, Gc};
@@ -84,6 +86,8 @@ pub struct Datapath {
     links: HashMap<MapData, LinkKey, u32>,
     policy_ct: HashMap<MapData, FlowKey, u64>,
     sock_nat: HashMap<MapData, SockKey, SockOrig>,
+    /// The IPv6 maps (dual stack).
+    pub ip6: Ip6Maps,
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
@@ -114,6 +118,7 @@ impl Datapath {
             .chain(dataplane_common::monitor_map_names::ALL)
             .chain(dataplane_common::frag_map_names::ALL)
             .chain(dataplane_common::host_if_map_names::ALL)
+            .chain(dataplane_common::ip6_map_names::ALL)
             .chain(["AYA_LOGS"])
         {
             paths.push((name, maps_dir.join(name)));
@@ -165,7 +170,9 @@ impl Datapath {
             prog.load()
                 .with_context(|| format!("loading program {name} (verifier)"))?;
         }
+        ip6::load_calls(&mut ebpf)?;
         Ok(Datapath {
+            ip6: Ip6Maps::take(&mut ebpf)?,
             ports: take(&mut ebpf, map_names::PORTS)?,
             ct: take(&mut ebpf, map_names::CT)?,
             host_ips: take(&mut ebpf, map_names::HOST_IPS)?,
@@ -506,6 +513,7 @@ pub fn remove_pins(root: &Path) -> Result<()> {
     ours.extend(dataplane_common::monitor_map_names::ALL);
     ours.extend(dataplane_common::frag_map_names::ALL);
     ours.extend(dataplane_common::host_if_map_names::ALL);
+    ours.extend(dataplane_common::ip6_map_names::ALL);
     ours.push("AYA_LOGS");
     for name in ours {
         let _ = std::fs::remove_file(root.join("maps").join(name));
