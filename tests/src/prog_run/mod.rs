@@ -3,5 +3,6 @@
 //! a freshly loaded object with unpinned maps, runners for each program) and
 //! `pkt` (hand-written packet builders and an independent RFC 1071
 //! checksum).
+pub mod frames;
 pub mod harness;
 pub mod pkt;
