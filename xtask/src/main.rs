@@ -67,7 +67,7 @@ enum Cmd {
         /// Benchmark the release build of the agent.
         #[arg(long)]
         release: bool,
-        /// Run only one section: `overlay` (multi-host overlay networks).
+        /// Run only one section: `overlay` (multi-host overlay networks) or `ipv6`.
         #[arg(long, value_name = "SECTION")]
         only: Option<String>,
     },

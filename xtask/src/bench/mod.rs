@@ -14,7 +14,9 @@
 //! vs on, `monitor.md`/`monitor.json`), `overlay` (multi-host overlay on a
 //! simulated cluster: datapath against the underlay and the kernel's VXLAN
 //! path, convergence, 5,000-node sync; `overlay_topo`, `overlay_report`, its
-//! own `overlay.md`/`overlay.json`). `--only overlay` runs that section alone.
+//! own `overlay.md`/`overlay.json`), `ipv6` (the IPv6 rows: ceiling,
+//! Docker's ip6tables rule set and a dual-stack network, `ipv6.md`).
+//! `--only overlay` / `--only ipv6` runs that section alone.
 
 mod bpfstats;
 mod cost;
@@ -23,6 +25,7 @@ mod dns;
 mod dns_docker;
 mod docker;
 mod docker_report;
+mod ipv6;
 mod measure;
 mod monitor;
 mod overlay;
@@ -209,7 +212,31 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
             );
             return Ok(());
         }
-        Some(other) => bail!("unknown bench section {other:?} (known: overlay)"),
+        Some("ipv6") => {
+            let mut world = World::new(bin.clone(), lg.clone())?;
+            let res = (|| {
+                world.setup_ceiling()?;
+                world.setup_iptables(&[SCALE_BASE])?;
+                world.setup_dataplane()?;
+                ipv6::measure(&mut world, &plan, &out_dir)
+            })();
+            if res.is_err() {
+                eprintln!("--- agent log (tail) ---\n{}", world.agent_log_tail());
+            }
+            let problems = world.cleanup();
+            drop(world);
+            res?;
+            if !problems.is_empty() {
+                bail!("cleanup incomplete: {}", problems.join("; "));
+            }
+            println!(
+                "bench: wrote {} in {:.0}s",
+                out_dir.join("ipv6.md").display(),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        Some(other) => bail!("unknown bench section {other:?} (known: overlay, ipv6)"),
     }
 
     let mut env = Env::collect(&bin, opts.release, opts.level);
@@ -228,6 +255,7 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
         dns::measure(&mut world, &plan, opts.release, &out_dir)?;
         env.docker = Some(docker::measure(&mut world, &plan, &bin)?);
         monitor::measure(&mut world, &plan, &out_dir)?;
+        ipv6::measure(&mut world, &plan, &out_dir)?;
         Ok(s)
     });
     if res.is_err() {
