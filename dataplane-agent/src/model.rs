@@ -4,7 +4,7 @@
 //! HTTP API, later a Docker or CNI plugin) speaks. It knows nothing about
 //! netlink or BPF.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,28 @@ pub struct Network {
     /// Driver `lan`: the host interface on whose LAN the containers live.
     #[serde(default)]
     pub parent: Option<String>,
+    /// Dual stack (`--ipv6`): the network's IPv6 subnet and gateway.
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Pool>,
+}
+
+/// The IPv6 side of a dual-stack network (`network create --ipv6`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Pool {
+    pub subnet: Ipv6Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv6Addr,
+    /// `--ip-range` of the IPv6 family: addresses are allocated from it.
+    #[serde(default)]
+    pub ip_range: Option<(Ipv6Addr, u8)>,
+    /// Last IPv6 address handed out (allocation goes round-robin after it).
+    #[serde(default)]
+    pub last_ip: Option<Ipv6Addr>,
+    /// Masquerade IPv6 traffic leaving the host: the default for ULA
+    /// subnets (fd00::/8), routed for global ones, as
+    /// `com.docker.network.bridge.gateway_mode_ipv6=nat|routed` says.
+    #[serde(default = "yes")]
+    pub masquerade: bool,
 }
 
 fn yes() -> bool {
@@ -149,6 +171,14 @@ pub struct Endpoint {
     /// on this network (embedded DNS).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Dual stack: the endpoint's IPv6 address, prefix and gateway (None on
+    /// IPv4-only networks).
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub prefix_len6: u8,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// Docker's legacy `--link NAME[:ALIAS]` (a policy: not a kernel link

@@ -60,6 +60,9 @@ impl Engine {
             mtu: net.mtu,
             default_route,
             aliases: Vec::new(),
+            ip6: None,
+            prefix_len6: 0,
+            gateway6: None,
         };
         let mut n2 = net.clone();
         n2.last_ip = Some(ip);
@@ -329,6 +332,7 @@ mod tests {
             masquerade: true,
             host_binding: None,
             parent: None,
+            ipv6: None,
         };
         (name.into(), n)
     }
@@ -345,6 +349,9 @@ mod tests {
             mtu: 1500,
             default_route,
             aliases: Vec::new(),
+            ip6: None,
+            prefix_len6: 0,
+            gateway6: None,
         }
     }
 

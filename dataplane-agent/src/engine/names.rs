@@ -284,6 +284,9 @@ mod tests {
                         mtu: 1500,
                         default_route: true,
                         aliases: vec!["www".into()],
+                        ip6: None,
+                        prefix_len6: 0,
+                        gateway6: None,
                     }
                 })
                 .collect(),

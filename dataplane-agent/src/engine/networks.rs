@@ -202,6 +202,7 @@ impl Engine {
             masquerade: opts.masquerade,
             host_binding: opts.host_binding,
             parent: None,
+            ipv6: None,
         };
         // Kernel, then store.
         kernel::add_gateway(&g.host, net.pool.gateway).await?;
