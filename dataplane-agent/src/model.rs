@@ -250,6 +250,18 @@ pub struct NetworkCreate {
     /// Driver `lan`: the parent interface (`--parent`).
     #[serde(default)]
     pub parent: Option<String>,
+    /// `--ipv6`: dual stack (Docker's `EnableIPv6`).
+    #[serde(default, alias = "enable_ipv6")]
+    pub ipv6: bool,
+    /// The IPv6 `--subnet`, `--gateway` and `--ip-range` (the CLI sorts
+    /// the repeated flags by family; an IPv6 value in `subnet`, `gateway` or
+    /// `ip_range` is taken as these too).
+    #[serde(default)]
+    pub subnet6: Option<String>,
+    #[serde(default)]
+    pub gateway6: Option<String>,
+    #[serde(default)]
+    pub ip_range6: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -261,6 +273,9 @@ pub struct ContainerCreate {
     pub network: Option<String>,
     #[serde(default)]
     pub ip: Option<String>,
+    /// `--ip6`: a static IPv6 address (dual-stack user subnets only).
+    #[serde(default)]
+    pub ip6: Option<String>,
     #[serde(default)]
     pub hostname: Option<String>,
     /// `-p` specs.
@@ -299,6 +314,9 @@ pub struct ConnectRequest {
     pub container: String,
     #[serde(default)]
     pub ip: Option<String>,
+    /// `--ip6`: a static IPv6 address.
+    #[serde(default)]
+    pub ip6: Option<String>,
     /// `disconnect --force` (accepted as Docker's; a disconnect never needs it here).
     #[serde(default)]
     pub force: bool,
@@ -368,6 +386,35 @@ pub struct NetworkView {
     /// Drops counted on this network's endpoints, by reason.
     #[serde(default)]
     pub drops: std::collections::BTreeMap<String, u64>,
+    /// Dual stack (Docker's field).
+    #[serde(rename = "EnableIPv6", default)]
+    pub enable_ipv6: bool,
+    /// Docker's `IPAM`: one `Config` entry per address family.
+    #[serde(rename = "IPAM", default)]
+    pub ipam: IpamView,
+    /// IPv6 egress: `nat` (masqueraded) or `routed`; None without IPv6.
+    #[serde(default)]
+    pub gateway_mode_ipv6: Option<String>,
+}
+
+/// Docker's `IPAM` object of `network inspect`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IpamView {
+    #[serde(rename = "Driver", default)]
+    pub driver: String,
+    #[serde(rename = "Config", default)]
+    pub config: Vec<IpamConfigView>,
+}
+
+/// One address family's subnet, gateway and range (Docker's names).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IpamConfigView {
+    #[serde(rename = "Subnet")]
+    pub subnet: String,
+    #[serde(rename = "Gateway", default, skip_serializing_if = "String::is_empty")]
+    pub gateway: String,
+    #[serde(rename = "IPRange", default, skip_serializing_if = "String::is_empty")]
+    pub ip_range: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -376,6 +423,9 @@ pub struct NetworkMember {
     /// None on `host` and `none`.
     pub ip: Option<Ipv4Addr>,
     pub mac: Option<String>,
+    /// Its IPv6 address on a dual-stack network.
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -391,6 +441,13 @@ pub struct EndpointView {
     #[serde(default)]
     pub aliases: Vec<String>,
     pub counters: Option<CountersView>,
+    /// Dual stack, with Docker's names (empty / 0 without IPv6).
+    #[serde(rename = "GlobalIPv6Address", default)]
+    pub global_ipv6_address: String,
+    #[serde(rename = "GlobalIPv6PrefixLen", default)]
+    pub global_ipv6_prefix_len: u8,
+    #[serde(rename = "IPv6Gateway", default)]
+    pub ipv6_gateway: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

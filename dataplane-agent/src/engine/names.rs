@@ -75,6 +75,7 @@ pub(crate) fn zone_of(containers: &BTreeMap<String, Container>) -> Zone {
                     network: e.network.clone(),
                     ip: e.ip,
                     aliases: e.aliases.clone(),
+                    ip6: e.ip6,
                 })
                 .collect(),
             links: c
