@@ -99,6 +99,65 @@ fn neighbour_solicitation_for_same_network_endpoint_is_answered() {
     });
 }
 
+/// A unicast solicitation (neighbour unreachability detection) for
+/// `target`, without the source link-layer option, padded with `pad`
+/// bytes after the IPv6 payload (as a short frame on the wire would be).
+fn unicast_solicit(e: EpDef, target: [u8; 16], pad: usize) -> Vec<u8> {
+    let mut body = vec![0u8; 4];
+    body.extend_from_slice(&target);
+    let m = icmp6(ip6_of(e), target, ICMPV6_NEIGH_SOLICIT, 0, &body);
+    let mut f = eth(
+        e.host_mac,
+        e.mac,
+        ETH_P_IPV6,
+        &ipv6(ip6_of(e), target, PROTO_ICMPV6, 255, &m, None),
+    );
+    f.resize(f.len() + pad, 0xaa);
+    f
+}
+
+#[test]
+fn neighbour_solicitation_of_any_length_gets_a_whole_advertisement() {
+    with_env6(|env, _| {
+        let gw = gateway6(NET_A);
+        // 78 bytes (grown to the advertisement's 86), and 110 (trimmed).
+        for pad in [0, 32] {
+            let pkt = unicast_solicit(E1, gw, pad);
+            let r = env.run_container(E1, &pkt);
+            assert_eq!(r.verdict, TC_ACT_REDIRECT, "{} bytes", pkt.len());
+            assert_advert(&r.out, E1, ip6_of(E1), gw, true);
+        }
+        env.assert_no_drops();
+    });
+}
+
+#[test]
+fn neighbour_solicitation_behind_an_extension_header_is_left_to_the_stack() {
+    with_env6(|env, _| {
+        let gw = gateway6(NET_A);
+        let mut body = vec![0u8; 4];
+        body.extend_from_slice(&gw);
+        let m = icmp6(ip6_of(E1), gw, ICMPV6_NEIGH_SOLICIT, 0, &body);
+        let pkt = eth(
+            E1.host_mac,
+            E1.mac,
+            ETH_P_IPV6,
+            &ipv6(
+                ip6_of(E1),
+                gw,
+                PROTO_DSTOPTS,
+                255,
+                &opts_hdr(PROTO_ICMPV6, 1, &m),
+                None,
+            ),
+        );
+        let r = env.run_container(E1, &pkt);
+        assert_eq!(r.verdict, TC_ACT_OK);
+        assert_eq!(r.out, pkt, "not answered");
+        env.assert_no_drops();
+    });
+}
+
 #[test]
 fn neighbour_solicitation_for_other_network_endpoint_is_not_answered() {
     with_env6(|env, _| {
