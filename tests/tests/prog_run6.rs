@@ -221,6 +221,45 @@ fn link_local_ndp_and_mld_go_to_the_stack() {
     });
 }
 
+/// A neighbour advertisement (or another message with a 16-byte target)
+/// from `e`'s link-local address to all nodes.
+fn nd_message(e: EpDef, typ: u8, target: [u8; 16]) -> Vec<u8> {
+    let ll = link_local(e);
+    let all_nodes = ip6([0xff02, 0, 0, 0, 0, 0, 0, 1]);
+    let mut body = vec![0x20, 0, 0, 0];
+    body.extend_from_slice(&target);
+    let m = icmp6(ll, all_nodes, typ, 0, &body);
+    eth(
+        multicast_mac(all_nodes),
+        e.mac,
+        ETH_P_IPV6,
+        &ipv6(ll, all_nodes, PROTO_ICMPV6, 255, &m, None),
+    )
+}
+
+#[test]
+fn container_advertises_only_its_own_addresses_and_is_never_a_router() {
+    with_env6(|env, _| {
+        for own in [ip6_of(E1), link_local(E1)] {
+            let r = env.run_container(E1, &nd_message(E1, ICMPV6_NEIGH_ADVERT, own));
+            assert_eq!(r.verdict, TC_ACT_OK, "advertising {}", ip6_str(own));
+        }
+        env.assert_no_drops();
+        // Another endpoint's address, or the gateway's.
+        for other in [ip6_of(E2), gateway6(NET_A)] {
+            let r = env.run_container(E1, &nd_message(E1, ICMPV6_NEIGH_ADVERT, other));
+            assert_eq!(r.verdict, TC_ACT_SHOT, "advertising {}", ip6_str(other));
+        }
+        // A router advertisement and a redirect.
+        for typ in [ICMPV6_ROUTER_ADVERT, ICMPV6_REDIRECT] {
+            let r = env.run_container(E1, &nd_message(E1, typ, FAR6));
+            assert_eq!(r.verdict, TC_ACT_SHOT, "type {typ}");
+        }
+        env.assert_only_drop(DropReason::SpoofedSource);
+        assert_eq!(env.drop_count(DropReason::SpoofedSource), 4);
+    });
+}
+
 #[test]
 fn link_local_source_is_spoofed_for_anything_but_ndp() {
     with_env6(|env, _| {
