@@ -2,6 +2,9 @@
 //! `harness` (a private namespace with the interfaces the programs look up,
 //! a freshly loaded object with unpinned maps, runners for each program) and
 //! `pkt` (hand-written packet builders and an independent RFC 1071
-//! checksum).
+//! checksum); `ip6` and `pkt6` the same for IPv6 (the dual-stack maps and
+//! the tail-called `dp_from_container6`, IPv6 packet builders).
 pub mod harness;
+pub mod ip6;
 pub mod pkt;
+pub mod pkt6;
