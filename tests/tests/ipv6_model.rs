@@ -662,3 +662,46 @@ fn host_and_containers_reach_each_other_over_ipv6() {
         "a cannot ping its gateway"
     );
 }
+
+#[test]
+fn deleted_dual_stack_veth_is_recreated_with_its_ipv6_side() {
+    let h = Host::start();
+    dual(&h, "dual", "10.77.0.0/24", "fd00:77::/64");
+    h.ok(&["container", "create", "--network", "dual", "a"]);
+    h.ok(&["container", "create", "--network", "dual", "b"]);
+    let (a6, b6) = ("fd00:77::2", "fd00:77::3");
+    assert!(h.ping(&Ns::c("a"), b6));
+    let ifname = host_if(&h, "a", "dual");
+    let old_index = h.host_ifindex(&ifname);
+    h.run_ok(&Ns::Host, &["ip", "link", "del", &ifname]);
+    // The endpoint is re-made: IPv6 address and route inside, IPv6 maps
+    // pointing at the new veth, and traffic both ways.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            h.run_in(&Ns::Host, &["ip", "link", "show", &ifname])
+                .status
+                .success()
+                && h.ping_once(&Ns::c("a"), b6)
+        }),
+        "endpoint not re-made; log:\n{}",
+        h.log()
+    );
+    let new_index = h.host_ifindex(&ifname);
+    assert_ne!(new_index, old_index);
+    assert!(
+        wait_until(REPAIR, || h
+            .map_entries("DP_IF_ENDPOINTS6")
+            .iter()
+            .any(|(k, v)| *k == json!(new_index) && v["ip"] == v6_bytes(a6))),
+        "DP_IF_ENDPOINTS6 does not follow the new veth"
+    );
+    assert_eq!(
+        endpoints6_entry(&h, a6).unwrap()["ifindex"],
+        json!(new_index)
+    );
+    let addr = h.exec_ok("a", &["ip", "-6", "addr", "show", "dev", "eth0"]);
+    assert!(addr.contains("fd00:77::2/64"), "{addr}");
+    assert!(!host_ipv6_disabled(&h, &ifname));
+    assert!(h.ping(&Ns::c("b"), a6));
+    assert!(h.ping(&Ns::Host, a6));
+}

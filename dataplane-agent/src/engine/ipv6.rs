@@ -330,6 +330,34 @@ mod tests {
     }
 
     #[test]
+    fn networks_stored_before_ipv6_still_load() {
+        let mut n = Network {
+            id: 3,
+            name: "old".into(),
+            driver: "bridge".into(),
+            pool: Pool::new("10.9.0.0/24".parse().unwrap(), None, None).unwrap(),
+            mtu: 1500,
+            internal: false,
+            icc: true,
+            last_ip: None,
+            builtin: false,
+            user_subnet: true,
+            masquerade: true,
+            host_binding: None,
+            parent: None,
+            ipv6: None,
+        };
+        let mut v = serde_json::to_value(&n).unwrap();
+        v.as_object_mut().unwrap().remove("ipv6");
+        assert_eq!(serde_json::from_value::<Network>(v).unwrap(), n);
+        // And a dual-stack one round-trips (masquerade defaults to true).
+        n.ipv6 = Some(Ipv6Pool::new("fd00:1::/64".parse().unwrap(), None, None, true).unwrap());
+        let mut v = serde_json::to_value(&n).unwrap();
+        v["ipv6"].as_object_mut().unwrap().remove("masquerade");
+        assert_eq!(serde_json::from_value::<Network>(v).unwrap(), n);
+    }
+
+    #[test]
     fn families_are_sorted_and_need_ipv6() {
         let mut r = req(&["fd00:1::/64"], true);
         let v = parse_request(&mut r).unwrap().unwrap();
