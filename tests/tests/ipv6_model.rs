@@ -577,7 +577,7 @@ fn agent_ipv6_flags_make_the_default_network_dual_stack() {
     // --ip6 on the default network is refused, as --ip.
     assert_error(
         &h.fail(&["container", "create", "--ip6", "fd00:dead:1::9", "x"]),
-        &["user configured subnets"],
+        &["user defined networks only"],
     );
     // New flags while a container uses it: kept; once unused: re-made.
     h.stop_agent();
@@ -704,4 +704,21 @@ fn deleted_dual_stack_veth_is_recreated_with_its_ipv6_side() {
     assert!(!host_ipv6_disabled(&h, &ifname));
     assert!(h.ping(&Ns::c("b"), a6));
     assert!(h.ping(&Ns::Host, a6));
+}
+
+#[test]
+fn ipv6_default_route_moves_with_a_disconnect() {
+    let h = Host::start();
+    dual(&h, "aa", "10.78.0.0/24", "fd00:78::/64");
+    dual(&h, "bb", "10.79.0.0/24", "fd00:79::/64");
+    h.ok(&["container", "create", "--network", "bb", "c"]);
+    h.ok(&["network", "connect", "aa", "c"]);
+    // Docker's rule: the network first by name carries the default route.
+    let routes = h.exec_ok("c", &["ip", "-6", "route", "show", "default"]);
+    assert!(routes.contains("via fd00:78::1"), "{routes}");
+    let table = h.ok(&["container", "ls"]);
+    assert!(table.contains("fd00:79::2/64"), "{table}");
+    h.ok(&["network", "disconnect", "aa", "c"]);
+    let routes = h.exec_ok("c", &["ip", "-6", "route", "show", "default"]);
+    assert!(routes.contains("via fd00:79::1"), "{routes}");
 }

@@ -138,6 +138,11 @@ pub(crate) fn parse_static(
             net.name
         )));
     }
+    if net.builtin {
+        return Err(bad(format!(
+            "--ip6 {ip}: user specified IP address is supported on user defined networks only"
+        )));
+    }
     if !user_subnet6(net) {
         return Err(bad(format!(
             "--ip6 {ip}: user specified IP address is supported only when connecting to networks with user configured subnets"
