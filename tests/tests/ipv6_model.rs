@@ -221,6 +221,19 @@ fn bad_ipv6_inputs_get_one_line_errors_and_change_nothing() {
     h.ok(&["network", "create", "--ipv6", "auto6"]);
     h.ok(&["container", "create", "--network", "dual", "a"]);
     h.ok(&["container", "create", "--network", "plain", "c"]);
+    // An IPv6 prefix of the host's own (on its uplink).
+    h.run_ok(
+        &Ns::Host,
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:db8:80::5/64",
+            "dev",
+            &h.uplink,
+            "nodad",
+        ],
+    );
     let cases: &[(&[&str], &[&str])] = &[
         (
             &[
@@ -314,6 +327,17 @@ fn bad_ipv6_inputs_get_one_line_errors_and_change_nothing() {
                 "n",
             ],
             &["overlaps", "dual"],
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "--ipv6",
+                "--subnet",
+                "2001:db8:80::/48",
+                "n",
+            ],
+            &["overlaps 2001:db8:80::/64", "of this host"],
         ),
         (
             &["network", "create", "--ipv6", "--driver", "lan", "n"],
