@@ -2,8 +2,9 @@
 //! (issue 16, east-west): dual-stack containers find each other by
 //! neighbour discovery answered in eBPF (with the host-side MAC, like ARP)
 //! and talk over ICMPv6 and TCP; a different network and `--icc=false` deny
-//! IPv6 exactly as they deny IPv4, with the same drop counters; the host
-//! and a container reach each other over IPv6.
+//! IPv6 exactly as they deny IPv4, with the same drop counters, and a
+//! `--link` (keyed by the IPv4 identities) opens its ports over IPv6 too;
+//! the host and a container reach each other over IPv6.
 
 use std::time::Duration;
 
@@ -213,4 +214,55 @@ fn host_and_container_talk_over_ipv6() {
         "the host saw the container's own address: {:?}",
         sh.lines()
     );
+}
+
+#[test]
+fn link_on_icc_disabled_network_covers_ipv6() {
+    // The default network, dual stack, with icc off; links are keyed by the
+    // IPv4 identities and apply to both families.
+    let h = Host::start_with(&["--icc=false", "--ipv6"]);
+    h.ok(&[
+        "container",
+        "create",
+        "--network",
+        "bridge",
+        "--expose",
+        "5000",
+        "s1",
+    ]);
+    h.ok(&[
+        "container",
+        "create",
+        "--network",
+        "bridge",
+        "--link",
+        "s1:db",
+        "s2",
+    ]);
+    h.ok(&["container", "create", "--network", "bridge", "s3"]);
+    let s1 = ip6_on(&h, "s1", "bridge");
+    let s2 = ip6_on(&h, "s2", "bridge");
+    let srv1 = server6(&h, &Ns::c("s1"), 5000);
+    let _srv1b = server6(&h, &Ns::c("s1"), 5002);
+    let srv2 = server6(&h, &Ns::c("s2"), 5000);
+
+    // The linking container opens the exposed port (and its replies flow).
+    assert!(h.tcp_ok(&Ns::c("s2"), &s1, 5000), "s2 -> s1:5000 over IPv6");
+    assert!(srv1.lines().contains(&s2), "{:?}", srv1.lines());
+    // Not another port, not the other way, not an unlinked container.
+    let denied = [
+        ("s2", s1.clone(), 5002, "link_port_not_allowed"),
+        ("s1", s2.clone(), 5000, "link_port_not_allowed"),
+        ("s3", s1.clone(), 5000, "icc_disabled"),
+    ];
+    for (from, dst, port, reason) in denied {
+        let before = drops(&h, from, "bridge", reason);
+        assert!(
+            !h.tcp_ok(&Ns::c(from), &dst, port),
+            "{from} -> [{dst}]:{port} should be denied"
+        );
+        let after = drops(&h, from, "bridge", reason);
+        assert!(after > before, "{from}: {reason} did not move");
+    }
+    assert!(srv2.lines().is_empty(), "s2 saw peers: {:?}", srv2.lines());
 }
