@@ -718,7 +718,7 @@ fn fuzz_frame(rng: &mut Rng) -> Vec<u8> {
     match rng.below(4) {
         0 => {}
         1 => {
-            for _ in 0..1 + rng.below(4) {
+            for _ in 0..=rng.below(4) {
                 let i = ETH_LEN + rng.below(f.len() - ETH_LEN);
                 f[i] = rng.next() as u8;
             }
