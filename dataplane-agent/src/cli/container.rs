@@ -27,6 +27,9 @@ pub(crate) enum ContainerCmd {
         network: Option<String>,
         #[arg(long)]
         ip: Option<String>,
+        /// Static IPv6 address (dual-stack networks with a user subnet).
+        #[arg(long)]
+        ip6: Option<String>,
         #[arg(long)]
         hostname: Option<String>,
         /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp|/sctp].
@@ -109,6 +112,7 @@ pub(crate) fn execute(cmd: ContainerCmd, ctx: &Ctx) -> Result<()> {
             name,
             network,
             ip,
+            ip6,
             hostname,
             publish,
             publish_all,
@@ -124,6 +128,7 @@ pub(crate) fn execute(cmd: ContainerCmd, ctx: &Ctx) -> Result<()> {
                 name,
                 network,
                 ip,
+                ip6,
                 hostname,
                 publish,
                 publish_all,
@@ -267,7 +272,19 @@ fn print_ls(v: &[ContainerView]) {
                         .join(","),
                     ct.endpoints
                         .iter()
-                        .map(|e| format!("{}/{}", e.ip, e.prefix_len))
+                        .map(|e| {
+                            if e.global_ipv6_address.is_empty() {
+                                format!("{}/{}", e.ip, e.prefix_len)
+                            } else {
+                                format!(
+                                    "{}/{} {}/{}",
+                                    e.ip,
+                                    e.prefix_len,
+                                    e.global_ipv6_address,
+                                    e.global_ipv6_prefix_len
+                                )
+                            }
+                        })
                         .collect::<Vec<_>>()
                         .join(","),
                     ports_summary(&ct.ports, &ct.expose),

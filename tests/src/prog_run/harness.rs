@@ -401,6 +401,11 @@ impl Env {
         self.ifindex[name]
     }
 
+    /// The loaded object, for fixtures that load more of it (`ip6`).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
     /// The entry the agent writes: the network's policy flags included.
     pub fn info(&self, e: EpDef) -> EndpointInfo {
         let net_flags = NETWORKS
