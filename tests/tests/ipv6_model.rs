@@ -746,3 +746,66 @@ fn ipv6_default_route_moves_with_a_disconnect() {
     let routes = h.exec_ok("c", &["ip", "-6", "route", "show", "default"]);
     assert!(routes.contains("via fd00:79::1"), "{routes}");
 }
+
+/// `dataplane-cni ADD` for a sandbox namespace on `network`: its result.
+fn cni_add(h: &Host, network: &str, netns: &str) -> Value {
+    use std::{io::Write, process::Stdio};
+    let conf = json!({
+        "cniVersion": "1.0.0", "name": network, "type": "dataplane-cni",
+        "socket": h.socket,
+    })
+    .to_string();
+    let mut child = Command::new(dataplane_bin().with_file_name("dataplane-cni"))
+        .env_remove("DATAPLANE_SOCKET")
+        .env("CNI_PATH", "/nonexistent")
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", "cni6")
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn cni_add_on_a_dual_stack_network_reports_and_plumbs_ipv6() {
+    let h = Host::start();
+    dual(&h, "dual", "10.81.0.0/24", "fd00:81::/64");
+    let sandbox = format!("{}-cni6", h.id);
+    sh_ok("ip", &["netns", "add", &sandbox]);
+    let netns = format!("/run/netns/{sandbox}");
+    let res = std::panic::catch_unwind(|| {
+        let r = cni_add(&h, "dual", &netns);
+        let ips = r["ips"].as_array().unwrap();
+        assert_eq!(ips.len(), 2, "{r}");
+        assert_eq!(ips[1]["address"], "fd00:81::2/64", "{r}");
+        assert_eq!(ips[1]["gateway"], "fd00:81::1");
+        assert!(
+            r["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["dst"] == "::/0" && x["gw"] == "fd00:81::1"),
+            "{r}"
+        );
+        let addr = sh_ok("ip", &["-n", &sandbox, "-6", "addr", "show", "dev", "eth0"]);
+        assert!(addr.contains("fd00:81::2/64"), "{addr}");
+        assert!(endpoints6_entry(&h, "fd00:81::2").is_some());
+        assert!(h.ping(&Ns::Host, "fd00:81::2"));
+    });
+    let _ = Command::new("ip").args(["netns", "del", &sandbox]).status();
+    if let Err(e) = res {
+        std::panic::resume_unwind(e);
+    }
+}
