@@ -3,55 +3,15 @@
 //! the addresses and routes in the container's namespace and on the host,
 //! the IPv6 maps (`DP_ENDPOINTS6`, `DP_IF_ENDPOINTS6`, `DP_NETWORKS6`), the
 //! inspect fields with Docker's names, bad input that changes nothing,
-//! restarts, tamper repair, and AAAA/ip6.arpa answers of the embedded
-//! resolver (real queries to 127.0.0.11 from inside a container).
+//! restarts, tamper repair, and IPv6 traffic between the host and
+//! containers. Names and CNI: `ipv6_model_names.rs`.
 
 use std::{net::Ipv6Addr, process::Command, time::Duration};
 
-use dataplane_tests::*;
-use serde_json::{json, Value};
+use dataplane_tests::{ipv6::*, *};
+use serde_json::json;
 
 const REPAIR: Duration = Duration::from_secs(5);
-
-fn dual(h: &Host, name: &str, v4: &str, v6: &str) {
-    h.ok(&[
-        "network", "create", "--ipv6", "--subnet", v4, "--subnet", v6, name,
-    ]);
-}
-
-fn v6_bytes(ip: &str) -> Value {
-    json!(ip.parse::<Ipv6Addr>().unwrap().octets())
-}
-
-fn host_if(h: &Host, c: &str, net: &str) -> String {
-    h.endpoint(c, net)["host_interface"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// `disable_ipv6` of a host-side interface.
-fn host_ipv6_disabled(h: &Host, ifname: &str) -> bool {
-    let p = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
-    h.run_ok(&Ns::Host, &["cat", &p]).trim() == "1"
-}
-
-/// The `DP_ENDPOINTS6` value of `ip6`, if any.
-fn endpoints6_entry(h: &Host, ip6: &str) -> Option<Value> {
-    let k = v6_bytes(ip6);
-    h.map_entries("DP_ENDPOINTS6")
-        .into_iter()
-        .find(|(key, _)| key["ip"] == k)
-        .map(|(_, v)| v)
-}
-
-fn endpoints_entry(h: &Host, ip4: &str) -> Option<Value> {
-    let k = ip_bytes(ip4);
-    h.map_entries("DP_ENDPOINTS")
-        .into_iter()
-        .find(|(key, _)| key["ip"] == k)
-        .map(|(_, v)| v)
-}
 
 #[test]
 fn dual_stack_endpoint_has_ipv6_address_routes_and_map_entries() {
@@ -513,75 +473,6 @@ fn deleted_endpoints6_entry_and_gateway_are_restored() {
         }),
         "IPv6 gateway or route not restored; log:\n{}",
         h.log()
-    );
-}
-
-/// `dig TYPE NAME` (or `dig -x ADDR`) in container `c` against 127.0.0.11:
-/// (status, answer data).
-fn dig(h: &Host, c: &str, args: &[&str]) -> (String, Vec<String>) {
-    let mut a = vec![
-        "dig",
-        "+noall",
-        "+comments",
-        "+answer",
-        "+tries=1",
-        "+timeout=4",
-        "@127.0.0.11",
-    ];
-    a.extend_from_slice(args);
-    let out = stdout(&h.exec(c, &a));
-    let status = out
-        .lines()
-        .find_map(|l| l.split("status: ").nth(1))
-        .map(|s| s.split(',').next().unwrap_or("").to_string())
-        .unwrap_or_default();
-    let data = out
-        .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
-        .collect();
-    (status, data)
-}
-
-#[test]
-fn embedded_dns_answers_aaaa_and_ip6_arpa_ptr() {
-    let h = Host::start();
-    dual(&h, "dual", "10.72.0.0/24", "fd00:72::/64");
-    h.ok(&["network", "create", "--subnet", "10.73.0.0/24", "plain"]);
-    h.ok(&["container", "create", "--network", "dual", "a"]);
-    h.ok(&[
-        "container",
-        "create",
-        "--network",
-        "dual",
-        "--network-alias",
-        "www",
-        "b",
-    ]);
-    h.ok(&["container", "create", "--network", "plain", "c"]);
-    h.ok(&["network", "connect", "plain", "a"]);
-    let b4 = h.ip_of("b");
-    let b6 = "fd00:72::3";
-    assert_eq!(h.endpoint("b", "dual")["GlobalIPv6Address"], b6);
-    for name in ["b", "www", "b.dual"] {
-        assert_eq!(
-            dig(&h, "a", &[name, "AAAA"]),
-            ("NOERROR".into(), vec![b6.to_string()]),
-            "AAAA {name}"
-        );
-        assert_eq!(
-            dig(&h, "a", &[name, "A"]),
-            ("NOERROR".into(), vec![b4.clone()]),
-            "A {name}"
-        );
-    }
-    // A name without an IPv6 address: NOERROR, no answers (Docker's).
-    assert_eq!(dig(&h, "a", &["c", "AAAA"]), ("NOERROR".into(), vec![]));
-    assert_eq!(dig(&h, "a", &["c", "A"]).1, vec![h.ip_of("c")]);
-    // PTR of the IPv6 address.
-    assert_eq!(
-        dig(&h, "a", &["-x", b6]),
-        ("NOERROR".into(), vec!["b.dual.".to_string()])
     );
 }
 
