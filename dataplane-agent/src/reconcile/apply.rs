@@ -6,7 +6,7 @@ use dataplane_common::prog_names;
 use super::plan::Step;
 use crate::{
     datapath, endpoint_progs,
-    engine::{endpoint_info, AgentConfig, Engine, Inner, XdpModeChoice},
+    engine::{endpoint_info, Engine, Inner, UplinkMode},
     kernel,
 };
 
@@ -80,20 +80,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Attach an uplink program (TC or XDP, in the configured XDP mode).
+    /// Attach an uplink program (TC, or XDP in the interface's mode).
     pub(super) fn attach_uplink(&self, g: &mut Inner, prog: &str, ifname: &str) -> Result<()> {
         if prog == prog_names::XDP_UPLINK {
-            let is_virtual = crate::engine::host_ifs::is_virtual(g, ifname);
-            g.dp.attach_xdp(ifname, xdp_mode(&self.cfg, is_virtual))
+            let mode = match crate::engine::host_ifs::mode(g, ifname) {
+                UplinkMode::XdpGeneric => datapath::XdpMode::Skb,
+                _ => datapath::XdpMode::Default,
+            };
+            g.dp.attach_xdp(ifname, mode)
         } else {
             g.dp.attach(prog, ifname)
         }
-    }
-}
-
-fn xdp_mode(cfg: &AgentConfig, is_virtual: bool) -> datapath::XdpMode {
-    match (cfg.xdp_mode, is_virtual) {
-        (XdpModeChoice::Native, _) | (XdpModeChoice::Auto, false) => datapath::XdpMode::Default,
-        (XdpModeChoice::Generic, _) | (XdpModeChoice::Auto, true) => datapath::XdpMode::Skb,
     }
 }
