@@ -7,13 +7,12 @@ use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::rules::{DockerRules, Link, PortMap};
-use crate::{capture, capture_ok, check_interrupted, describe, mounts_under};
+use crate::{capture_ok, describe, mounts_under};
 
 #[path = "topo_agent.rs"]
 mod agent;

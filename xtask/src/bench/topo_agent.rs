@@ -61,7 +61,7 @@ impl World {
     /// the same directories: containers, maps and links stay; the uplink's
     /// programs are swapped by the reconciler) and waits until the uplink
     /// carries that mode's programs.
-    pub(super) fn restart_dataplane(&mut self, mode: &str) -> Result<()> {
+    pub(in crate::bench) fn restart_dataplane(&mut self, mode: &str) -> Result<()> {
         if let Some(mut a) = self.agent.take() {
             // SAFETY: kill(2) on the pid of our own child, not yet reaped.
             unsafe {
@@ -97,7 +97,7 @@ impl World {
     /// The dataplane uplink's mode as the kernel shows it: "xdp-generic",
     /// "xdp-native", "xdp-offload" (from `ip link show`), else "tcx" when
     /// `dp_tc_uplink` is pinned on it, else "none".
-    pub(super) fn dataplane_uplink_mode(&self) -> Result<String> {
+    pub(in crate::bench) fn dataplane_uplink_mode(&self) -> Result<String> {
         let xdp = self.dataplane_xdp_mode()?;
         if xdp != "none" {
             return Ok(format!("xdp-{xdp}"));
