@@ -63,6 +63,15 @@ pub(crate) fn set_links(g: &mut Inner) {
     }
 }
 
+/// How XDP is attached to `ifname` as last read (`XDP_ATTACHED_*`).
+pub(crate) fn xdp_attached(g: &Inner, ifname: &str) -> u8 {
+    g.host_ifs
+        .iter()
+        .chain(g.uplink.iter())
+        .find(|u| u.name == ifname)
+        .map_or(0, |u| u.xdp_attached)
+}
+
 /// The uplink mode of `ifname`: `--uplink-mode`, `auto` resolved by whether
 /// it is a virtual device.
 pub(crate) fn mode(g: &Inner, ifname: &str) -> UplinkMode {

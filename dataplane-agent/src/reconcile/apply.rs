@@ -4,6 +4,10 @@ use anyhow::{anyhow, Result};
 use dataplane_common::prog_names;
 
 use super::plan::Step;
+
+/// `IFLA_XDP_ATTACHED` values.
+const XDP_ATTACHED_DRV: u8 = 1;
+const XDP_ATTACHED_SKB: u8 = 2;
 use crate::{
     datapath, endpoint_progs,
     engine::{endpoint_info, Engine, Inner, UplinkMode},
@@ -83,9 +87,23 @@ impl Engine {
     /// Attach an uplink program (TC, or XDP in the interface's mode).
     pub(super) fn attach_uplink(&self, g: &mut Inner, prog: &str, ifname: &str) -> Result<()> {
         if prog == prog_names::XDP_UPLINK {
-            let mode = match crate::engine::host_ifs::mode(g, ifname) {
-                UplinkMode::XdpGeneric => datapath::XdpMode::Skb,
-                _ => datapath::XdpMode::Default,
+            let generic = crate::engine::host_ifs::mode(g, ifname) == UplinkMode::XdpGeneric;
+            // A pinned link keeps the attach mode it was made with (swapping
+            // its program does not change it): after a switch between
+            // xdp-native and xdp-generic it is made anew.
+            let other = if generic {
+                XDP_ATTACHED_DRV
+            } else {
+                XDP_ATTACHED_SKB
+            };
+            if crate::engine::host_ifs::xdp_attached(g, ifname) == other {
+                tracing::info!(%ifname, "XDP attach mode changes: the link is made anew");
+                g.dp.detach(prog, ifname);
+            }
+            let mode = if generic {
+                datapath::XdpMode::Skb
+            } else {
+                datapath::XdpMode::Default
             };
             g.dp.attach_xdp(ifname, mode)
         } else {
