@@ -132,5 +132,4 @@ fn auto_uplink_mode_is_tcx_on_a_veth() {
     h.stop_agent();
     h.start_agent_with(&["--uplink-mode", "auto"]);
     assert_mode(&h, "tcx");
-    assert!(h.log().contains("mode=Tcx"), "{}", h.log());
 }
