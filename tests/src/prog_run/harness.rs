@@ -549,6 +549,12 @@ impl Env {
             .expect("BPF_PROG_TEST_RUN dp_from_uplink")
     }
 
+    /// [`Env::run_tc_uplink_on`] on the uplink, with the kernel's refusal
+    /// as an error.
+    pub fn try_run_tc_uplink(&self, pkt: &[u8]) -> Result<Run, String> {
+        self.run(prog_names::TC_UPLINK, self.ifx(UPLINK_IF), pkt)
+    }
+
     /// Run dp_tc_uplink (the `tcx` uplink mode: dp_from_uplink with
     /// dp_xdp_uplink's early work) as if `pkt` arrived on `ifname`.
     pub fn run_tc_uplink_on(&self, ifname: &str, pkt: &[u8]) -> Run {
