@@ -141,12 +141,18 @@ fn try_from_uplink<const EARLY: bool>(ctx: &TcContext, ifindex: u32) -> Result<i
     if ip.frag == Frag::Later {
         return later_fragment(ctx, &ip);
     }
-    if EARLY && ip.ports_present() {
+    let cfg = maps::config();
+    // Published host ports never lie in the masquerade range (the agent
+    // refuses both): a masquerade reply skips the port lookups.
+    if EARLY
+        && ip.ports_present()
+        && !cfg.is_some_and(|c| c.nat_port_min <= ip.dport && ip.dport <= c.nat_port_max)
+    {
         if let Some(t) = maps::port_lookup(ip.dst, ip.dport, ip.proto) {
             return publish(ctx, &ip, &t);
         }
     }
-    if maps::config().is_none() {
+    if cfg.is_none() {
         return Ok(TC_ACT_OK);
     }
     // Replies come to the address of the interface a flow left by (the

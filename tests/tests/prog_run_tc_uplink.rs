@@ -323,3 +323,38 @@ fn tc_uplink_translates_and_delivers_a_published_port_in_one_pass() {
         env.assert_no_drops();
     });
 }
+
+/// A masquerade reply arriving on the uplink (its port in the masquerade
+/// range, where no port is ever published) goes back to the container in
+/// one pass, as through XDP + dp_from_uplink.
+#[test]
+fn tc_uplink_delivers_masquerade_replies() {
+    with_env(|env| {
+        setup(env);
+        let seg = tcp(E1.ip, FAR, 40000, 80, TCP_SYN, b"");
+        let out = eth(
+            E1.host_mac,
+            E1.mac,
+            ETH_P_IP,
+            &Ip4::new(E1.ip, FAR, PROTO_TCP).build(&seg),
+        );
+        let run = env.run_container(E1, &out);
+        assert_eq!(run.verdict, TC_ACT_REDIRECT);
+        let port = View(&run.out).sport();
+        assert!((NAT_MIN..=NAT_MAX).contains(&port));
+        let reply = frame(
+            &Ip4::new(FAR, UPLINK_IP, PROTO_TCP),
+            &tcp(FAR, UPLINK_IP, 80, port, TCP_SYN | TCP_ACK, b""),
+        );
+        let tcx = through(env, Mode::Tcx, UPLINK_IF, &reply);
+        let xdp = through(env, Mode::Xdp, UPLINK_IF, &reply);
+        assert_eq!(tcx, xdp);
+        let Outcome::Redirect(got) = tcx else {
+            panic!("masquerade reply not delivered: {tcx:?}");
+        };
+        let v = View(&got);
+        v.assert_checksums();
+        assert_eq!((v.ip_dst(), v.dport(), v.dst_mac()), (E1.ip, 40000, E1.mac));
+        env.assert_no_drops();
+    });
+}

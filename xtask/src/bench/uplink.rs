@@ -6,8 +6,10 @@
 //! throughput, request/response, new connections) and the early drop of a
 //! direct-access flood (softirq ns per dropped packet), interleaved with the
 //! same figures of the ceiling and iptables; container-to-container is
-//! measured once per repetition (no uplink on that path). Writes
-//! `uplink.md` and `uplink.json`; states the issue-12 targets met or missed.
+//! measured once per repetition (no uplink on that path). `--quick` makes 5
+//! repetitions here (the modes differ by less than the noise of a shared
+//! 2-core machine), `--smoke` 1, the full size 5. Writes `uplink.md` and
+//! `uplink.json`; states the issue-12 targets met or missed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -124,8 +126,9 @@ pub(super) fn measure(w: &mut World, plan: &Plan, fl: &Path, out_dir: &Path) -> 
     w.setup_dataplane()?;
     let mut s = Samples::new();
     let mut seen_modes = Vec::new();
-    for rep in 0..plan.reps {
-        println!("==> uplink modes: repetition {}/{}", rep + 1, plan.reps);
+    let reps = reps(plan);
+    for rep in 0..reps {
+        println!("==> uplink modes: repetition {}/{reps}", rep + 1);
         for m in [Mode::Ceiling, Mode::Iptables] {
             let e = w.endpoints(m).clone();
             path_figures(w, plan, &mut s, m.name(), &e.out, &e.pub_ip, "published")?;
@@ -158,6 +161,14 @@ pub(super) fn measure(w: &mut World, plan: &Plan, fl: &Path, out_dir: &Path) -> 
     )?;
     println!("{md}");
     Ok(())
+}
+
+fn reps(plan: &Plan) -> usize {
+    if plan.level == super::Level::Smoke {
+        plan.reps
+    } else {
+        plan.reps.max(5)
+    }
 }
 
 /// (median, min, max).
@@ -218,7 +229,7 @@ fn report(s: &Samples, plan: &Plan, seen: &[String]) -> (String, serde_json::Val
     setups.extend(MODES.iter().map(|m| format!("dataplane {m}")));
     let mut md = format!(
         "# Uplink modes\n\n{} repetitions (median [min–max]), each repetition measures the ceiling, iptables and the dataplane agent in each `--uplink-mode` in turn (the agent restarted with the same state; the order of the modes rotates). The uplink is a veth. Modes the kernel showed on the uplink: {}. c2c does not cross the uplink: it is measured once per repetition (\"dataplane\").\n\n| metric | {} |\n|{}\n",
-        plan.reps,
+        reps(plan),
         seen.join(", "),
         setups.join(" | "),
         " --- |".repeat(setups.len() + 1)
@@ -296,7 +307,7 @@ fn report(s: &Samples, plan: &Plan, seen: &[String]) -> (String, serde_json::Val
     }
     md.push_str("\nThe ceiling is a bare veth pair between two namespaces (no routing hop, no programs); the machine has 2 vCPUs shared with other builds, so the spread between repetitions is part of the result.\n");
     let js = json!({
-        "reps": plan.reps,
+        "reps": reps(plan),
         "modes_seen": seen,
         "samples": jrows,
         "targets": {
