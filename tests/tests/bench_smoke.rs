@@ -267,7 +267,7 @@ fn per_packet_cost(c: &Value, md: &str) {
         &["dp_from_container", "dp_from_uplink", "dp_xdp_uplink"]
     };
     for prog in loaded {
-        let m = calls[prog]
+        let m = calls[*prog]
             .as_object()
             .unwrap_or_else(|| panic!("no calls of {prog}"));
         assert!(

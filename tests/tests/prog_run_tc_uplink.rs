@@ -271,8 +271,7 @@ fn same_outcomes_on(ifname: &'static str, host: [u8; 4]) {
             Outcome::Pass(out) => assert_eq!(out, pkt, "{what}: passed untouched"),
             // A fragment's L4 checksum covers the whole datagram.
             Outcome::Redirect(out) if !what.contains("fragment") => View(out).assert_checksums(),
-            Outcome::Redirect(_) => {}
-            Outcome::Drop => {}
+            Outcome::Redirect(_) | Outcome::Drop => {}
         }
     }
     assert_eq!(tcx_state, xdp_state, "{ifname}: counters and tables");

@@ -133,6 +133,7 @@ pub enum UplinkMode {
 
 impl UplinkMode {
     /// The mode an interface gets: `Auto` resolved by the kind of device.
+    #[must_use]
     pub fn resolve(self, is_virtual: bool) -> UplinkMode {
         match (self, is_virtual) {
             (UplinkMode::Auto, true) => UplinkMode::Tcx,

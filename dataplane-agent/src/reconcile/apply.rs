@@ -72,7 +72,7 @@ impl Engine {
                 } else if let Some(at) = endpoint_progs::attach_type(prog) {
                     g.dp.attach_tc(prog, ifname, at)?;
                 } else {
-                    self.attach_uplink(g, prog, ifname)?;
+                    attach_uplink(g, prog, ifname)?;
                 }
             }
             Step::Detach { prog, ifname } => g.dp.detach(prog, ifname),
@@ -83,31 +83,31 @@ impl Engine {
         }
         Ok(())
     }
+}
 
-    /// Attach an uplink program (TC, or XDP in the interface's mode).
-    pub(super) fn attach_uplink(&self, g: &mut Inner, prog: &str, ifname: &str) -> Result<()> {
-        if prog == prog_names::XDP_UPLINK {
-            let generic = crate::engine::host_ifs::mode(g, ifname) == UplinkMode::XdpGeneric;
-            // A pinned link keeps the attach mode it was made with (swapping
-            // its program does not change it): after a switch between
-            // xdp-native and xdp-generic it is made anew.
-            let other = if generic {
-                XDP_ATTACHED_DRV
-            } else {
-                XDP_ATTACHED_SKB
-            };
-            if crate::engine::host_ifs::xdp_attached(g, ifname) == other {
-                tracing::info!(%ifname, "XDP attach mode changes: the link is made anew");
-                g.dp.detach(prog, ifname);
-            }
-            let mode = if generic {
-                datapath::XdpMode::Skb
-            } else {
-                datapath::XdpMode::Default
-            };
-            g.dp.attach_xdp(ifname, mode)
+/// Attach an uplink program (TC, or XDP in the interface's mode).
+pub(super) fn attach_uplink(g: &mut Inner, prog: &str, ifname: &str) -> Result<()> {
+    if prog == prog_names::XDP_UPLINK {
+        let generic = crate::engine::host_ifs::mode(g, ifname) == UplinkMode::XdpGeneric;
+        // A pinned link keeps the attach mode it was made with (swapping
+        // its program does not change it): after a switch between
+        // xdp-native and xdp-generic it is made anew.
+        let other = if generic {
+            XDP_ATTACHED_DRV
         } else {
-            g.dp.attach(prog, ifname)
+            XDP_ATTACHED_SKB
+        };
+        if crate::engine::host_ifs::xdp_attached(g, ifname) == other {
+            tracing::info!(%ifname, "XDP attach mode changes: the link is made anew");
+            g.dp.detach(prog, ifname);
         }
+        let mode = if generic {
+            datapath::XdpMode::Skb
+        } else {
+            datapath::XdpMode::Default
+        };
+        g.dp.attach_xdp(ifname, mode)
+    } else {
+        g.dp.attach(prog, ifname)
     }
 }

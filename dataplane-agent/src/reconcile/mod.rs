@@ -217,7 +217,7 @@ impl Engine {
         if let Some(u) = g.uplink.clone() {
             let mode = crate::engine::host_ifs::mode(g, &u.name);
             for p in mode.programs() {
-                self.attach_uplink(g, p, &u.name)?;
+                apply::attach_uplink(g, p, &u.name)?;
                 fixed.insert(((*p).to_string(), u.name.clone()));
             }
             info!(uplink = %u.name, ip = ?u.ip, ?mode, "uplink");

@@ -204,7 +204,6 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
     let plan = Plan::new(opts.level);
     raise_nofile();
     match opts.only.as_deref() {
-        None => {}
         Some("overlay") => {
             overlay::measure(opts.level, &bin, &lg, opts.release, &out_dir)?;
             println!(
@@ -214,7 +213,7 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
             );
             return Ok(());
         }
-        Some("uplink" | "cost") => {}
+        None | Some("uplink" | "cost") => {}
         Some(other) => bail!("unknown bench section {other:?} (known: overlay, uplink, cost)"),
     }
 
