@@ -664,6 +664,14 @@ impl Host {
     /// Like [`Host::start_agent`], with extra agent flags.
     pub fn start_agent_with(&mut self, extra_agent_args: &[&str]) {
         assert!(self.agent.is_none(), "agent already running");
+        // `DATAPLANE_TEST_UPLINK_MODE`: every agent in that --uplink-mode
+        // (unless the test picks one).
+        let mode: Vec<String> = match uplink_mode_env() {
+            Some(m) if !extra_agent_args.contains(&"--uplink-mode") => {
+                vec!["--uplink-mode".into(), m]
+            }
+            _ => Vec::new(),
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -672,6 +680,7 @@ impl Host {
         let child = Command::new(dataplane_bin())
             .arg("agent")
             .args(self.agent_dir_args())
+            .args(&mode)
             .args(extra_agent_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -703,5 +712,22 @@ impl Host {
         let out = self.ok(&["drops", "--format", "json"]);
         serde_json::from_str(&out)
             .unwrap_or_else(|e| panic!("`dataplane drops` printed {out:?}: {e}"))
+    }
+}
+
+/// `DATAPLANE_TEST_UPLINK_MODE` (`xdp-generic`, `xdp-native`, `tcx`,
+/// `auto`): the `--uplink-mode` of every agent the tests start.
+pub fn uplink_mode_env() -> Option<String> {
+    std::env::var("DATAPLANE_TEST_UPLINK_MODE")
+        .ok()
+        .filter(|m| !m.is_empty())
+}
+
+/// The programs the agent keeps on each served host interface in the tests'
+/// uplink mode (the test uplinks are veths: `auto` is `tcx` there).
+pub fn uplink_programs() -> &'static [&'static str] {
+    match uplink_mode_env().as_deref() {
+        Some("xdp-generic" | "xdp-native") => &["dp_from_uplink", "dp_xdp_uplink"],
+        _ => &["dp_tc_uplink"],
     }
 }

@@ -400,7 +400,7 @@ impl Demo {
         if client != OUTSIDE_ADDR {
             bail!("the published server saw {client:?}, expected the real client {OUTSIDE_ADDR}");
         }
-        println!("ok: translated by XDP on the uplink; the container sees the real client {OUTSIDE_ADDR}");
+        println!("ok: translated on the uplink (dp_tc_uplink at TC ingress on this veth); the container sees the real client {OUTSIDE_ADDR}");
 
         self.header("isolation: db (network bridge) cannot reach web (network frontend)");
         let web_direct = format!("TCP:{web_ip}:8080,connect-timeout=2");
