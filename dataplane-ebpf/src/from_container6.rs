@@ -10,7 +10,9 @@
 //!   (anti-spoofing).
 //! - To another endpoint (`DP_ENDPOINTS6`): the same policy as IPv4 (same
 //!   network, `--icc=false` and links keyed by the IPv4 identities, internal
-//!   networks), then straight into its namespace with `bpf_redirect_peer`.
+//!   networks), then straight into its namespace with `bpf_redirect_peer`,
+//!   or, for an endpoint on another node (`EP_F_REMOTE`, a dual-stack
+//!   cluster network), over the overlay (`overlay::to_remote`).
 //! - The gateway, link-local and multicast destinations go to the stack;
 //!   the rest of the network's subnet does not exist; `::1`, `::` and
 //!   IPv4-mapped destinations are refused; everything else is beyond the
@@ -35,7 +37,7 @@ use dataplane_common::{
 use crate::{
     egress6, events, forward,
     maps::{self, DP_ENDPOINTS6, DP_IF_ENDPOINTS, DP_LINKS, DP_NETWORKS, DP_NETWORKS6},
-    ndp,
+    ndp, overlay,
     parse::{self, ETH_LEN},
     parse6::{self, Ipv6},
 };
@@ -163,8 +165,8 @@ fn to_endpoint(
         }
     }
     if peer.flags & EP_F_REMOTE != 0 {
-        // Remote endpoints are reached over the overlay for IPv4 only.
-        return Err(DropReason::NoRoute);
+        // An endpoint of a dual-stack cluster network on another node.
+        return overlay::to_remote(ctx, ep, peer, true);
     }
     forward::deliver(ctx, peer)
 }
