@@ -26,6 +26,9 @@ use crate::{
     kernel, model, vxlan,
 };
 
+/// A local endpoint of an overlay network: container, MAC, IPv6 address.
+type Local = (String, [u8; 6], Option<Ipv6Addr>);
+
 fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut out = [0u8; 6];
     let mut parts = s.split(':');
@@ -127,7 +130,6 @@ impl Engine {
         }
 
         // This node's endpoint records in etcd.
-        type Local = (String, [u8; 6], Option<Ipv6Addr>);
         let mut local: BTreeMap<(String, Ipv4Addr), Local> = BTreeMap::new();
         for c in g.containers.values() {
             for e in &c.endpoints {
