@@ -134,6 +134,17 @@ fn dual_stack_overlay_carries_ipv6_between_hosts() {
         "a forged IPv6 source reached the container: {:?}",
         sink.lines()
     );
+    drop(sink);
+
+    // A removed remote endpoint leaves the other node's IPv6 map, and its
+    // address is unreachable from there.
+    c.h(2).ok(&["container", "rm", "c2"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || endpoints6_entry(c.h(1), &c2_6)
+            .is_none()),
+        "h1 kept {c2_6} in DP_ENDPOINTS6"
+    );
+    assert!(!c.h(1).ping_once(&Ns::c("c1"), &c2_6));
 }
 
 #[test]

@@ -286,10 +286,34 @@ impl Engine {
                 ov.unloaded = unloaded;
             }
             changes += ov.maps.sync(&want)?;
-            ov.remote6 = remote6;
         }
+        changes += sync_remote6(g, remote6);
         Ok(changes)
     }
+}
+
+/// Writes the changes of the remote endpoints' `DP_ENDPOINTS6` entries at
+/// once (the IPv6 pass that follows keeps them, as `Overlay::remote6`, and
+/// would otherwise report them as repairs); returns how many changed.
+fn sync_remote6(g: &mut Inner, remote6: HashMap<Endpoint6Key, EndpointInfo>) -> usize {
+    let Some(ov) = g.overlay.as_mut() else {
+        return 0;
+    };
+    let old = std::mem::replace(&mut ov.remote6, remote6);
+    let mut n = 0;
+    for k in old.keys().filter(|k| !ov.remote6.contains_key(k)) {
+        let _ = g.dp.ip6.endpoints6.remove(k);
+        n += 1;
+    }
+    for (k, v) in &ov.remote6 {
+        if old.get(k) != Some(v) {
+            if let Err(e) = g.dp.ip6.endpoints6.insert(k, v, 0) {
+                warn!("writing a remote endpoint's IPv6 entry: {e}");
+            }
+            n += 1;
+        }
+    }
+    n
 }
 
 /// The IPv6 address a remote endpoint of a dual-stack network announces,
