@@ -165,8 +165,12 @@ fn to_endpoint(
         }
     }
     if peer.flags & EP_F_REMOTE != 0 {
-        // An endpoint of a dual-stack cluster network on another node.
-        return overlay::to_remote(ctx, ep, peer, true);
+        // An endpoint of a dual-stack cluster network on another node. A
+        // non-GSO packet above the overlay MTU is dropped
+        // (`untranslatable_fragment`): the stack has no IPv6 route through
+        // the VXLAN device to answer "packet too big" from, and could route
+        // it out unencapsulated. Containers get the overlay MTU by default.
+        return overlay::to_remote(ctx, ep, peer, false);
     }
     forward::deliver(ctx, peer)
 }

@@ -29,9 +29,10 @@ const UNDERLAY_TTL: u8 = 64;
 
 /// Send the packet (from local endpoint `ep`) to the remote endpoint `peer`
 /// (its IPv4 record, whatever the packet's family). `dont_fragment`: a
-/// packet too big for the underlay goes to the stack (which answers it)
-/// rather than being dropped; always so for IPv6, which routers never
-/// fragment.
+/// packet too big for the underlay goes to the stack (which answers it
+/// through its IPv4 route to the overlay subnet) rather than being dropped
+/// (`untranslatable_fragment`; IPv6 callers pass `false`: see
+/// `from_container6`).
 #[inline(always)]
 pub fn to_remote(
     ctx: &TcContext,

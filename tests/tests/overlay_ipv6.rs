@@ -259,3 +259,45 @@ fn dual_stack_overlay_isolation_and_bad_input() {
     }
     assert!(!h.ls("container").to_string().contains("\"x4\""));
 }
+
+#[test]
+fn dual_stack_overlay_drops_ipv6_too_big_for_the_underlay() {
+    let c = Cluster::start(2, &[]);
+    // --mtu 1500 on the containers, but the overlay carries 1450.
+    dual_overlay(
+        &c,
+        1,
+        "ovm6",
+        "10.101.0.0/16",
+        "fd00:101::/64",
+        &["--mtu", "1500"],
+    );
+    assert!(wait_listed(&c, 2, "ovm6"));
+    c.h(1)
+        .ok(&["container", "create", "--network", "ovm6", "m1"]);
+    c.h(2)
+        .ok(&["container", "create", "--network", "ovm6", "m2"]);
+    let m2 = ip6_on(c.h(2), "m2", "ovm6");
+    assert!(wait_until(Duration::from_secs(10), || c
+        .h(1)
+        .ping_once(&Ns::c("m1"), &m2)));
+    // 1500 bytes of IPv6 (1452 of ICMPv6 payload): dropped and counted,
+    // never sent unencapsulated.
+    let before = drops(&c, 1, "untranslatable_fragment");
+    let big = c
+        .h(1)
+        .exec("m1", &["ping", "-n", "-c1", "-W2", "-s", "1452", &m2]);
+    assert!(
+        !big.status.success(),
+        "a 1500-byte IPv6 packet crossed a 1450 overlay"
+    );
+    assert!(drops(&c, 1, "untranslatable_fragment") > before);
+    // What fits goes through (1450 bytes of IPv6).
+    let fits = c
+        .h(1)
+        .exec("m1", &["ping", "-n", "-c1", "-W2", "-s", "1402", &m2]);
+    assert!(
+        fits.status.success(),
+        "a 1450-byte IPv6 packet did not cross"
+    );
+}
