@@ -91,6 +91,20 @@ fn dual_stack_overlay_carries_ipv6_between_hosts() {
         srv.lines()
     );
     drop(srv);
+    // Bulk TCP over IPv6 (GSO segments through the overlay) completes.
+    let mut bulk = c.h(2).spawn_in(
+        &Ns::c("c2"),
+        &[
+            "sh",
+            "-c",
+            "echo READY; socat -u TCP6-LISTEN:7100,reuseaddr - | wc -c",
+        ],
+    );
+    bulk.wait_line("READY", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    let send = format!("head -c 8388608 /dev/zero | socat -u - TCP6:[{c2_6}]:7100");
+    c.h(1).exec_ok("c1", &["sh", "-c", &send]);
+    bulk.wait_line("8388608", Duration::from_secs(20));
     // The remote peer's neighbour entry: answered in eBPF with c1's
     // host-side MAC (no NDP crosses the overlay).
     let neigh = c.h(1).exec_ok("c1", &["ip", "-6", "neigh", "show", &c2_6]);
