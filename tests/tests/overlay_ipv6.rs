@@ -40,7 +40,7 @@ fn derived(v6_prefix: &str, v4: &str, v4_prefix_len: u32) -> String {
 
 #[test]
 fn dual_stack_overlay_carries_ipv6_between_hosts() {
-    let c = Cluster::start(2, &[]);
+    let mut c = Cluster::start(2, &[]);
     dual_overlay(&c, 1, "ov6", "10.96.0.0/16", "fd00:96::/64", &[]);
     assert!(wait_listed(&c, 2, "ov6"), "ov6 not listed on h2");
     // The other node materialised the IPv6 side from the cluster record.
@@ -105,6 +105,21 @@ fn dual_stack_overlay_carries_ipv6_between_hosts() {
     let send = format!("head -c 8388608 /dev/zero | socat -u - TCP6:[{c2_6}]:7100");
     c.h(1).exec_ok("c1", &["sh", "-c", &send]);
     bulk.wait_line("8388608", Duration::from_secs(20));
+
+    // After h1's agent restarts, its remote IPv6 entry is there and IPv6
+    // flows.
+    c.h_mut(1).stop_agent();
+    c.h_mut(1).start_agent_with(&[
+        "--cluster-store",
+        dataplane_tests::multihost::STORE,
+        "--node-name",
+        "h1",
+    ]);
+    assert!(
+        c.h(1).ping(&Ns::c("c1"), &c2_6),
+        "ping6 after h1's agent restarted"
+    );
+    assert!(endpoints6_entry(c.h(1), &c2_6).is_some());
     // The remote peer's neighbour entry: answered in eBPF with c1's
     // host-side MAC (no NDP crosses the overlay).
     let neigh = c.h(1).exec_ok("c1", &["ip", "-6", "neigh", "show", &c2_6]);
