@@ -35,6 +35,7 @@ fn spec(name: &str, subnet: &str, vni: Option<u32>) -> NetworkSpec {
         subnet: subnet.parse().unwrap(),
         vni,
         options: BTreeMap::new(),
+        subnet6: None,
     }
 }
 
@@ -675,6 +676,7 @@ fn sync_of_5000_nodes_x_20_endpoints() {
                     node: name.clone(),
                     mac: format!("02:00:{:02x}:{:02x}:{:02x}:{:02x}", n >> 8, n & 0xff, 0, e),
                     container: format!("c{n}-{e}"),
+                    ip6: None,
                 };
                 ops.push(TxnOp::put(k.endpoint("ov1", ip), serde_json::to_vec(&ep).unwrap(), None));
             }

@@ -29,10 +29,15 @@ pub mod ip6_map_names {
 pub mod ip6_prog_names {
     /// IPv6 from a container (tail-called by `dp_from_container`).
     pub const FROM_CONTAINER6: &str = "dp_from_container6";
+    /// Inner IPv6 from the overlay (tail-called by `dp_from_overlay`).
+    pub const FROM_OVERLAY6: &str = "dp_from_overlay6";
 }
 
 /// `DP_CALLS` slot of `dp_from_container6`.
 pub const CALL_FROM_CONTAINER6: u32 = 0;
+/// `DP_CALLS` slot of `dp_from_overlay6` (1 and 2 are the north-south
+/// programs').
+pub const CALL_FROM_OVERLAY6: u32 = 3;
 /// `DP_CALLS` size.
 pub const MAX_CALLS: u32 = 16;
 

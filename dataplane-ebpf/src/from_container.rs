@@ -294,7 +294,7 @@ fn to_endpoint(
         }
     }
     if peer.flags & EP_F_REMOTE != 0 {
-        return overlay::to_remote(ctx, ep, peer, ip);
+        return overlay::to_remote(ctx, ep, peer, ip.dont_fragment);
     }
     forward::deliver(ctx, peer)
 }

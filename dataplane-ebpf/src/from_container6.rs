@@ -13,7 +13,9 @@
 //!   (anti-spoofing).
 //! - To another endpoint (`DP_ENDPOINTS6`): the same policy as IPv4 (same
 //!   network, `--icc=false` and links keyed by the IPv4 identities, internal
-//!   networks), then straight into its namespace with `bpf_redirect_peer`.
+//!   networks), then straight into its namespace with `bpf_redirect_peer`,
+//!   or, for an endpoint on another node (`EP_F_REMOTE`, a dual-stack
+//!   cluster network), over the overlay (`overlay::to_remote`).
 //! - The gateway, link-local and multicast destinations go to the stack;
 //!   the rest of the network's subnet does not exist; `::1`, `::` and
 //!   IPv4-mapped destinations are refused; everything else is beyond the
@@ -38,7 +40,7 @@ use dataplane_common::{
 use crate::{
     egress6, events, forward,
     maps::{self, DP_ENDPOINTS6, DP_IF_ENDPOINTS, DP_LINKS, DP_NETWORKS, DP_NETWORKS6},
-    ndp,
+    ndp, overlay,
     parse::{self, ETH_LEN},
     parse6::{self, Ipv6},
 };
@@ -166,8 +168,12 @@ fn to_endpoint(
         }
     }
     if peer.flags & EP_F_REMOTE != 0 {
-        // Remote endpoints are reached over the overlay for IPv4 only.
-        return Err(DropReason::NoRoute);
+        // An endpoint of a dual-stack cluster network on another node. A
+        // non-GSO packet above the overlay MTU is dropped
+        // (`untranslatable_fragment`): the stack has no IPv6 route through
+        // the VXLAN device to answer "packet too big" from, and could route
+        // it out unencapsulated. Containers get the overlay MTU by default.
+        return overlay::to_remote(ctx, ep, peer, false);
     }
     forward::deliver(ctx, peer)
 }

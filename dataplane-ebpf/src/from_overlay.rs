@@ -5,6 +5,8 @@
 //! - The underlay source must be a node of the cluster (`DP_OV_PEERS`,
 //!   `overlay_unknown_node`) and the VNI one of its cluster networks
 //!   (`DP_OV_VNIS`, `overlay_unknown_vni`).
+//! - An inner IPv6 frame goes on in `from_overlay6` (a tail call through
+//!   `DP_CALLS`), with the same rules.
 //! - The inner frame must be untagged IPv4 whose source is an endpoint of
 //!   that network hosted by that very node (`DP_OV_REMOTE`: anti-spoofing
 //!   against the endpoint registry, `spoofed_source`), without source
@@ -16,18 +18,14 @@
 //! - Delivered with `bpf_redirect_peer`, addressed to the container's MAC
 //!   from its host-side MAC.
 
-use aya_ebpf::{
-    bindings::{bpf_tunnel_key, TC_ACT_SHOT},
-    helpers::bpf_skb_get_tunnel_key,
-    macros::classifier,
-    programs::TcContext,
-};
-use dataplane_common::{DropReason, EndpointKey, RemoteKey, EP_F_REMOTE};
+use aya_ebpf::{bindings::TC_ACT_SHOT, macros::classifier, programs::TcContext};
+use dataplane_common::{DropReason, EndpointKey, EP_F_REMOTE};
 
 use crate::{
     events, forward,
-    maps::{self, DP_ENDPOINTS, DP_OV_PEERS, DP_OV_REMOTE, DP_OV_VNIS},
-    parse::{self, ETH_LEN, ETH_P_IP},
+    maps::{self, DP_ENDPOINTS},
+    overlay,
+    parse::{self, ETH_LEN, ETH_P_IP, ETH_P_IPV6},
 };
 
 #[classifier]
@@ -63,33 +61,7 @@ pub fn dp_from_overlay(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn try_from_overlay(ctx: &TcContext) -> Result<i32, DropReason> {
-    // SAFETY: bpf_tunnel_key is plain C data: all zeroes is a valid value.
-    let mut tk: bpf_tunnel_key = unsafe { core::mem::zeroed() };
-    // SAFETY: the context is this program's skb and `tk` a stack struct of
-    // the size passed, which the helper fills in.
-    let rc = unsafe {
-        bpf_skb_get_tunnel_key(
-            ctx.skb.skb,
-            &mut tk,
-            core::mem::size_of::<bpf_tunnel_key>() as u32,
-            0,
-        )
-    };
-    if rc < 0 {
-        // No tunnel metadata (or IPv6 underlay): not from a node.
-        return Err(DropReason::OverlayUnknownNode);
-    }
-    // SAFETY: the helper filled the IPv4 member of the union (no
-    // BPF_F_TUNINFO_IPV6 flag); it is a plain integer.
-    let remote = unsafe { tk.__bindgen_anon_1.remote_ipv4 }.to_be_bytes();
-    // SAFETY: map lookup; the value (plain data) is copied out at once.
-    let Some(node) = (unsafe { DP_OV_PEERS.get(EndpointKey { ip: remote }) }).copied() else {
-        return Err(DropReason::OverlayUnknownNode);
-    };
-    // SAFETY: as above.
-    let Some(net_id) = (unsafe { DP_OV_VNIS.get(tk.tunnel_id) }).copied() else {
-        return Err(DropReason::OverlayUnknownVni);
-    };
+    let (node, net_id) = overlay::tunnel_source(ctx)?;
     parse::pull_ipv4(ctx);
     let eth = parse::read::<[u8; 14]>(ctx, 0).ok_or(DropReason::Malformed)?;
     let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
@@ -98,16 +70,19 @@ fn try_from_overlay(ctx: &TcContext) -> Result<i32, DropReason> {
     if vlan_present != 0 || parse::is_vlan(ethertype) {
         return Err(DropReason::VlanTagged);
     }
+    if ethertype == ETH_P_IPV6 {
+        // SAFETY: a tail call into `dp_from_overlay6` through `DP_CALLS`;
+        // it returns only when the slot is empty (IPv6 not loaded).
+        unsafe { maps::DP_CALLS.tail_call(ctx, dataplane_common::CALL_FROM_OVERLAY6) };
+        return Err(DropReason::UnsupportedEthertype);
+    }
     if ethertype != ETH_P_IP {
-        // Nodes answer ARP locally: only IPv4 crosses the overlay.
+        // Nodes answer ARP and NDP locally: only IP crosses the overlay.
         return Err(DropReason::UnsupportedEthertype);
     }
     let ip = parse::parse_ipv4(ctx, ETH_LEN).map_err(|_| DropReason::Malformed)?;
-    let src = RemoteKey { net_id, ip: ip.src };
-    // SAFETY: map lookup; the value (plain data) is read at once.
-    match unsafe { DP_OV_REMOTE.get(&src) } {
-        Some(r) if r.node == node => {}
-        _ => return Err(DropReason::SpoofedSource),
+    if !overlay::hosted_by(net_id, ip.src, node) {
+        return Err(DropReason::SpoofedSource);
     }
     if ip.l4_off > ETH_LEN + 20
         && parse::has_source_route(&parse::Pkt::tc(ctx), ETH_LEN, ip.l4_off - ETH_LEN)

@@ -10,7 +10,9 @@
 //! - `from_uplink`: TC ingress on the host's uplink.
 //! - `xdp_uplink`: XDP on the host's uplink (early drops, published ports).
 //! - `from_overlay`: TC ingress on the VXLAN device (packets from other
-//!   nodes); `overlay` holds the egress side used by `from_container`.
+//!   nodes); its inner IPv6 goes on in `from_overlay6` (a tail call);
+//!   `overlay` holds the egress side used by `from_container` and
+//!   `from_container6`.
 //! - `sock`: cgroup connect4/sendmsg4/recvmsg4 (published ports from the host).
 //!
 //! Maps are defined once, in `maps`; packet parsing with explicit bounds checks
@@ -31,6 +33,7 @@ mod frag;
 mod from_container;
 mod from_container6;
 mod from_overlay;
+mod from_overlay6;
 mod from_uplink;
 mod icmp_err;
 mod lan;

@@ -28,6 +28,8 @@ pub mod docker;
 pub mod ipv6;
 /// Simulated multi-host clusters (overlay tests).
 pub mod multihost;
+/// Dual-stack overlay helpers (IPv6 across simulated hosts).
+pub mod multihost6;
 /// A private Podman with the CNI backend (for the CNI plugin tests).
 pub mod podman;
 /// Servers and clients run inside the namespaces.

@@ -2,7 +2,7 @@
 //! with create-if-absent (the network must exist), deleted only if unchanged
 //! since this node wrote them; reaping a dead node's entries.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp};
 
@@ -29,7 +29,22 @@ impl Cluster {
         mac: &str,
         container: &str,
     ) -> Result<WrittenEndpoint, ClusterError> {
+        self.create_endpoint6(network, ip, None, mac, container)
+            .await
+    }
+
+    /// [`Cluster::create_endpoint`] announcing the endpoint's IPv6 address
+    /// too (dual-stack networks).
+    pub async fn create_endpoint6(
+        &self,
+        network: &str,
+        ip: Ipv4Addr,
+        ip6: Option<Ipv6Addr>,
+        mac: &str,
+        container: &str,
+    ) -> Result<WrittenEndpoint, ClusterError> {
         let record = EndpointRecord {
+            ip6,
             version: RECORD_VERSION,
             network: network.to_string(),
             ip,

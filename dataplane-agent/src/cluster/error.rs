@@ -58,6 +58,16 @@ pub enum ClusterError {
         other: Ipv4Net,
         network: String,
     },
+    /// A dual-stack cluster network's IPv6 subnet (the message says why).
+    #[error("{0}")]
+    BadSubnet6(String),
+    /// A dual-stack cluster network's IPv6 subnet overlaps another's.
+    #[error("IPv6 subnet {subnet} overlaps {other} of cluster network {network}")]
+    Subnet6Overlap {
+        subnet: ipnet::Ipv6Net,
+        other: ipnet::Ipv6Net,
+        network: String,
+    },
     #[error("subnet {0} is too small for a cluster network (at most /30)")]
     SubnetTooSmall(Ipv4Net),
     #[error("no such cluster network: {0}")]

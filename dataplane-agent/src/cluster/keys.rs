@@ -16,9 +16,9 @@
 //! refuses versions it does not know instead of guessing.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::ClusterError;
@@ -59,6 +59,14 @@ pub struct NetworkRecord {
     pub block_len: u8,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Dual stack: the IPv6 subnet (addresses derived from the IPv4 ones,
+    /// see [`super::dual`]); absent in records of IPv4-only networks and
+    /// of agents from before dual stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
+    /// The IPv6 gateway every node answers for (first host address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// An IPAM block of a network's subnet, owned by one node.
@@ -80,6 +88,9 @@ pub struct EndpointRecord {
     /// Container-side MAC, `aa:bb:cc:dd:ee:ff`.
     pub mac: String,
     pub container: String,
+    /// The endpoint's IPv6 address on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
 }
 
 /// What a key under the prefix names.
@@ -276,6 +287,19 @@ mod tests {
         );
         assert_eq!(k.parse("/dp/v1/unknown/x"), None);
         assert_eq!(k.parse("/other/nodes/h1"), None);
+    }
+
+    #[test]
+    fn records_from_before_dual_stack_still_parse() {
+        let old = br#"{"version":1,"network":"ov1","ip":"10.90.0.2","node":"h1","mac":"02:42:0a:5a:00:02","container":"a"}"#;
+        let ep: EndpointRecord = decode("k", old).unwrap();
+        assert_eq!(ep.ip6, None);
+        let old = br#"{"version":1,"name":"ov1","vni":4096,"subnet":"10.90.0.0/24","gateway":"10.90.0.1","block_len":26}"#;
+        let net: NetworkRecord = decode("k", old).unwrap();
+        assert_eq!((net.subnet6, net.gateway6), (None, None));
+        // And an IPv4-only record is written as before.
+        let text = String::from_utf8(encode(&net).unwrap()).unwrap();
+        assert!(!text.contains("subnet6"), "{text}");
     }
 
     #[test]

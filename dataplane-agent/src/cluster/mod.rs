@@ -9,6 +9,8 @@
 //!   subnets never overlapping).
 //! - [`ipam`]: per-node address blocks claimed by transaction; addresses are
 //!   then allocated locally (no etcd round trip, works while etcd is away).
+//! - [`dual`]: dual-stack networks (IPv6 addresses derived from the IPv4
+//!   ones).
 //! - [`endpoints`]: create-if-absent, delete-if-unchanged.
 //! - [`view`] and [`watch`]: the in-memory view, its change events and the
 //!   watcher that keeps it converged (re-list + mark and sweep on compaction
@@ -18,6 +20,7 @@
 //! `events` for ordered [`ClusterEvent`]s to apply to maps.
 
 pub mod client;
+pub mod dual;
 pub mod endpoints;
 mod error;
 pub mod ipam;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp};
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::keys::{decode, encode, valid_name, KeyKind, NetworkRecord, RECORD_VERSION};
 use super::{Cluster, ClusterError};
@@ -30,6 +30,8 @@ pub struct NetworkSpec {
     pub subnet: Ipv4Net,
     pub vni: Option<u32>,
     pub options: BTreeMap<String, String>,
+    /// Dual stack: the IPv6 subnet (see [`super::dual`]).
+    pub subnet6: Option<Ipv6Net>,
 }
 
 impl Cluster {
@@ -64,6 +66,12 @@ impl Cluster {
         if subnet.prefix_len() > 30 {
             return Err(ClusterError::SubnetTooSmall(subnet));
         }
+        let subnet6 = spec.subnet6.map(|s| s.trunc());
+        if let Some(s6) = spec.subnet6 {
+            if let Some(reason) = super::dual::check_subnet6(subnet, s6) {
+                return Err(ClusterError::BadSubnet6(reason));
+            }
+        }
         if let Some(v) = spec.vni {
             if v == 0 || v > MAX_VNI {
                 return Err(ClusterError::VniOutOfRange(v));
@@ -80,6 +88,8 @@ impl Cluster {
                 gateway: first_host(subnet),
                 block_len: DEFAULT_BLOCK_LEN.max(subnet.prefix_len()),
                 options: spec.options.clone(),
+                subnet6,
+                gateway6: subnet6.map(|s6| super::dual::derive(subnet, s6, first_host(subnet))),
             };
             let name_key = self.keys.network(&spec.name);
             let vni_key = self.keys.vni(vni);
@@ -161,6 +171,19 @@ fn check_new_network(
             network: other.name.clone(),
         });
     }
+    if let Some(s6) = spec.subnet6 {
+        if let Some((other, n)) = existing
+            .iter()
+            .filter_map(|n| n.subnet6.map(|o| (o, n)))
+            .find(|(o, _)| o.contains(&s6.network()) || s6.contains(&o.network()))
+        {
+            return Err(ClusterError::Subnet6Overlap {
+                subnet: s6,
+                other,
+                network: n.name.clone(),
+            });
+        }
+    }
     match spec.vni {
         Some(vni) => match existing.iter().find(|n| n.vni == vni) {
             Some(n) => Err(ClusterError::VniInUse {
@@ -194,6 +217,8 @@ mod tests {
             gateway: first_host(subnet),
             block_len: 26,
             options: BTreeMap::new(),
+            subnet6: None,
+            gateway6: None,
         }
     }
 
@@ -203,6 +228,7 @@ mod tests {
             subnet: subnet.parse().unwrap(),
             vni,
             options: BTreeMap::new(),
+            subnet6: None,
         }
     }
 
@@ -230,6 +256,18 @@ mod tests {
             check_new_network(&s, s.subnet, &existing),
             Err(ClusterError::SubnetOverlap { .. })
         ));
+        let mut dual = rec("d", "10.94.0.0/24", 4099);
+        dual.subnet6 = Some("fd00:94::/64".parse().unwrap());
+        let existing6 = [dual];
+        let mut s = spec("e", "10.95.0.0/24", None);
+        s.subnet6 = Some("fd00:94::/80".parse().unwrap());
+        let e = check_new_network(&s, s.subnet, &existing6).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "IPv6 subnet fd00:94::/80 overlaps fd00:94::/64 of cluster network d"
+        );
+        s.subnet6 = Some("fd00:95::/64".parse().unwrap());
+        assert!(check_new_network(&s, s.subnet, &existing6).is_ok());
         let s = spec("c", "10.93.0.0/24", Some(4097));
         assert!(matches!(
             check_new_network(&s, s.subnet, &existing),

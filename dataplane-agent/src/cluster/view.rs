@@ -403,6 +403,7 @@ mod tests {
             node: node.into(),
             mac: "02:00:00:00:00:01".into(),
             container: "c".into(),
+            ip6: None,
         }
     }
 

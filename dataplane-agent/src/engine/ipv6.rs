@@ -187,6 +187,21 @@ pub(crate) fn plan_endpoint6(
             None => Ok(()),
         };
     };
+    if let Some(derived) =
+        super::overlay::overlay_ip6(net, ep.ip).filter(|_| net.driver == "overlay")
+    {
+        // Cluster networks: derived from the IPv4 address (cluster::dual).
+        if let Some(ip) = ip6.filter(|ip| *ip != derived) {
+            return Err(bad(format!(
+                "--ip6 {ip}: on overlay network {} the IPv6 address follows the IPv4 one ({derived} for {})",
+                net.name, ep.ip
+            )));
+        }
+        ep.ip6 = Some(derived);
+        ep.prefix_len6 = pool.prefix_len;
+        ep.gateway6 = Some(pool.gateway);
+        return Ok(());
+    }
     let used: BTreeSet<Ipv6Addr> = g
         .containers
         .values()
@@ -263,6 +278,12 @@ pub(crate) fn remove_endpoint6(g: &mut Inner, ep: &Endpoint) {
 /// records (`v4`, by IPv4 address).
 pub(crate) fn want(g: &Inner, v4: &HashMap<[u8; 4], EndpointInfo>) -> Ip6Want {
     let mut w = Ip6Want::default();
+    // Remote endpoints of dual-stack cluster networks (the overlay pass);
+    // a local endpoint's entry wins.
+    if let Some(ov) = &g.overlay {
+        w.endpoints6
+            .extend(ov.remote6.iter().map(|(k, v)| (*k, *v)));
+    }
     for n in g.networks.values() {
         if let Some(p) = &n.ipv6 {
             w.networks6.insert(n.id, network6_info(p));

@@ -104,9 +104,9 @@ impl Engine {
             return Err(bad(format!("network name {:?} is reserved", req.name)));
         }
         let driver = req.driver.clone().unwrap_or_else(|| "bridge".into());
-        if req.ipv6 && driver != "bridge" {
+        if req.ipv6 && driver != "bridge" && driver != "overlay" {
             return Err(bad(format!(
-                "--ipv6 is not supported by driver {driver:?} (only bridge networks are dual stack)"
+                "--ipv6 is not supported by driver {driver:?} (only bridge and overlay networks are dual stack)"
             )));
         }
         let mut req = req;

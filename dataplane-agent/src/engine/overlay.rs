@@ -9,8 +9,18 @@
 //! in line with the cluster view. Addresses come from the node's IPAM blocks;
 //! endpoints are published to etcd when they are plumbed and withdrawn when
 //! they are removed (and re-synced by the reconciler after an etcd outage).
+//!
+//! Dual-stack cluster networks (`--ipv6` and an IPv6 `--subnet`) carry their
+//! IPv6 subnet in the cluster record; an endpoint's IPv6 address is derived
+//! from its IPv4 one ([`cluster::dual`]) and announced in its record, and the
+//! overlay pass gives remote endpoints `DP_ENDPOINTS6` entries
+//! ([`Overlay::remote6`], merged into the IPv6 maps by `engine::ipv6::want`).
 
+use std::net::Ipv6Addr;
 use std::time::Duration;
+
+use dataplane_common::Endpoint6Key;
+use ipnet::Ipv6Net;
 
 use tokio::sync::mpsc;
 
@@ -21,6 +31,7 @@ use crate::{
         ClusterEvent, WatchConfig, WatchHandle,
     },
     datapath::OverlayMaps,
+    ipam::v6::OPT_GATEWAY_MODE6,
     vxlan,
 };
 
@@ -60,6 +71,9 @@ pub(crate) struct Overlay {
     pub(crate) mtu: u32,
     /// Remote endpoints left out of the maps for want of room (last pass).
     pub(crate) unloaded: usize,
+    /// `DP_ENDPOINTS6` entries of the remote endpoints of dual-stack
+    /// networks (their IPv4 records, `EP_F_REMOTE`), from the last pass.
+    pub(crate) remote6: HashMap<Endpoint6Key, EndpointInfo>,
 }
 
 /// Stable key of a node in `DP_OV_NODES` (FNV-1a of its name, never 0): the
@@ -79,11 +93,13 @@ pub(crate) fn cluster_error(e: ClusterError) -> Error {
         | ClusterError::InvalidName(_)
         | ClusterError::InvalidStore { .. }
         | ClusterError::VniOutOfRange(_)
+        | ClusterError::BadSubnet6(_)
         | ClusterError::SubnetTooSmall(_) => Error::InvalidArgument(e.to_string()),
         ClusterError::NoSuchNetwork(_) => Error::NotFound(e.to_string()),
         ClusterError::NetworkExists(_)
         | ClusterError::VniInUse { .. }
         | ClusterError::SubnetOverlap { .. }
+        | ClusterError::Subnet6Overlap { .. }
         | ClusterError::NetworkInUse { .. }
         | ClusterError::AddressInUse { .. }
         | ClusterError::EndpointChanged { .. }
@@ -147,6 +163,7 @@ impl Overlay {
             port: opts.vxlan_port,
             mtu,
             unloaded: 0,
+            remote6: HashMap::new(),
         })
     }
 
@@ -185,7 +202,11 @@ impl Engine {
         &self,
         req: NetworkCreate,
     ) -> ApiResult<NetworkView> {
-        if req.gateway.is_some() || req.ip_range.is_some() {
+        if req.gateway.is_some()
+            || req.ip_range.is_some()
+            || req.gateway6.is_some()
+            || req.ip_range6.is_some()
+        {
             return Err(bad(
                 "--gateway and --ip-range are not supported with --driver overlay",
             ));
@@ -199,11 +220,20 @@ impl Engine {
             .map(ipam::parse_subnet)
             .transpose()?
             .ok_or_else(|| bad("--driver overlay needs --subnet"))?;
+        let subnet6 = overlay_subnet6(&req, subnet)?;
         let mut g = self.inner.lock().await;
         let g = &mut *g;
         let Some(ov) = g.overlay.as_ref() else {
             return Err(cluster_error(ClusterError::NoClusterStore));
         };
+        if let Some(s6) = subnet6 {
+            crate::ipam::v6::check_overlap6(
+                s6,
+                g.networks
+                    .values()
+                    .filter_map(|n| n.ipv6.as_ref().map(|p| (n.name.as_str(), p.net()))),
+            )?;
+        }
         if g.networks.contains_key(&req.name) {
             return Err(Error::Conflict(format!(
                 "network {} already exists",
@@ -226,11 +256,15 @@ impl Engine {
         if let Some(mtu) = req.mtu {
             options.insert("mtu".to_string(), mtu.to_string());
         }
+        if let Some(mode) = req.options.get(OPT_GATEWAY_MODE6) {
+            options.insert(OPT_GATEWAY_MODE6.to_string(), mode.clone());
+        }
         let spec = NetworkSpec {
             name: req.name.clone(),
             subnet,
             vni: None,
             options,
+            subnet6,
         };
         let record = ov
             .cluster
@@ -302,10 +336,11 @@ impl Engine {
             masquerade: opt("masquerade") != Some("false"),
             host_binding: None,
             parent: None,
-            ipv6: None,
+            ipv6: pool6(record)?,
         };
         kernel::add_gateway(&g.host, net.pool.gateway).await?;
         g.dp.upsert_network(net.id, network_info(&net))?;
+        super::ipv6::add_network6(g, &net).await?;
         g.store.apply(Change {
             put_networks: vec![&net],
             ..Default::default()
@@ -355,7 +390,7 @@ impl Engine {
             .unwrap_or_default();
         match ov
             .cluster
-            .create_endpoint(&ep.network, ep.ip, &fmt_mac(&ep.mac), &container)
+            .create_endpoint6(&ep.network, ep.ip, ep.ip6, &fmt_mac(&ep.mac), &container)
             .await
         {
             Ok(_) => Ok(()),
@@ -404,6 +439,46 @@ impl Engine {
                 .collect()
         }))
     }
+}
+
+/// The IPv6 subnet of a new cluster network: `--ipv6` needs one (cluster
+/// networks take no default IPv6 subnet: every node must agree on it), with
+/// room for the IPv4 host part ([`cluster::dual`]).
+fn overlay_subnet6(req: &NetworkCreate, subnet: Ipv4Net) -> ApiResult<Option<Ipv6Net>> {
+    if !req.ipv6 {
+        return Ok(None);
+    }
+    let s6 = req
+        .subnet6
+        .as_deref()
+        .map(crate::ipam::v6::parse_subnet6)
+        .transpose()?
+        .ok_or_else(|| bad("--driver overlay --ipv6 needs an IPv6 --subnet"))?;
+    if let Some(reason) = cluster::dual::check_subnet6(subnet, s6) {
+        return Err(bad(reason));
+    }
+    if let Some(mode) = req.options.get(OPT_GATEWAY_MODE6) {
+        crate::ipam::v6::masquerade_for(s6, Some(mode))?;
+    }
+    Ok(Some(s6))
+}
+
+/// The IPv6 side of the local network of a dual-stack cluster network.
+fn pool6(record: &cluster::NetworkRecord) -> Result<Option<Ipv6Pool>> {
+    let Some(s6) = record.subnet6 else {
+        return Ok(None);
+    };
+    let mode = record.options.get(OPT_GATEWAY_MODE6).map(String::as_str);
+    let masq = crate::ipam::v6::masquerade_for(s6, mode)?;
+    Ok(Some(Ipv6Pool::new(s6, None, record.gateway6, masq)?))
+}
+
+/// The IPv6 address of `ip` on the overlay network `net` (dual stack): the
+/// rule of [`cluster::dual`], which every node applies alike.
+pub(crate) fn overlay_ip6(net: &Network, ip: Ipv4Addr) -> Option<Ipv6Addr> {
+    net.ipv6
+        .as_ref()
+        .map(|p| cluster::dual::derive(net.pool.subnet, p.net(), ip))
 }
 
 /// Deletes this node's endpoint record of `(network, ip)` if etcd has one.

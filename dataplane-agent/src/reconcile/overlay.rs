@@ -2,25 +2,32 @@
 //! device and its program, the local networks of the cluster networks, one
 //! route per overlay subnet through the device, this node's endpoint
 //! records in etcd (re-published or withdrawn after an etcd outage or a
-//! crash) and the overlay maps, all from the current cluster view.
+//! crash) and the overlay maps, all from the current cluster view. On
+//! dual-stack cluster networks, remote endpoints that announce the IPv6
+//! address the network's rule gives them (`cluster::dual`) get
+//! `DP_ENDPOINTS6` entries too (written by the IPv6 pass that follows).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::Result;
 use dataplane_common::{
-    prog_names, EndpointInfo, OverlayConfig, OverlayNode, RemoteEndpoint, RemoteKey, EP_F_REMOTE,
-    MAX_ENDPOINTS, MAX_REMOTE_ENDPOINTS,
+    prog_names, Endpoint6Key, EndpointInfo, OverlayConfig, OverlayNode, RemoteEndpoint, RemoteKey,
+    EP_F_REMOTE, MAX_ENDPOINTS, MAX_REMOTE_ENDPOINTS,
 };
 use ipnet::Ipv4Net;
 use tracing::{info, warn};
 
 use super::Pass;
 use crate::{
+    cluster,
     datapath::OverlayWant,
-    engine::{node_key, overlay_withdraw, Engine, Inner},
+    engine::{ipv6, node_key, overlay_withdraw, Engine, Inner},
     kernel, model, vxlan,
 };
+
+/// A local endpoint of an overlay network: container, MAC, IPv6 address.
+type Local = (String, [u8; 6], Option<Ipv6Addr>);
 
 fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut out = [0u8; 6];
@@ -87,6 +94,7 @@ impl Engine {
                     ..Default::default()
                 })?;
                 g.dp.remove_network(n.id);
+                ipv6::remove_network6(g, &n).await;
                 if !g
                     .networks
                     .values()
@@ -122,14 +130,14 @@ impl Engine {
         }
 
         // This node's endpoint records in etcd.
-        let mut local: BTreeMap<(String, Ipv4Addr), (String, [u8; 6])> = BTreeMap::new();
+        let mut local: BTreeMap<(String, Ipv4Addr), Local> = BTreeMap::new();
         for c in g.containers.values() {
             for e in &c.endpoints {
                 if g.networks
                     .get(&e.network)
                     .is_some_and(|n| n.driver == "overlay")
                 {
-                    local.insert((e.network.clone(), e.ip), (c.name.clone(), e.mac));
+                    local.insert((e.network.clone(), e.ip), (c.name.clone(), e.mac, e.ip6));
                 }
             }
         }
@@ -146,7 +154,7 @@ impl Engine {
                     }
                 }
                 let mut reclaimed: BTreeSet<&str> = BTreeSet::new();
-                for ((net, ip), (container, mac)) in &local {
+                for ((net, ip), (container, mac, ip6)) in &local {
                     if view.written_endpoint(net, *ip).is_none() {
                         // Missing from etcd: if the other nodes reaped this
                         // one (a partition longer than the grace period),
@@ -164,7 +172,10 @@ impl Engine {
                         }
                         info!(network = %net, %ip, "publishing an endpoint of this node");
                         let mac = model::fmt_mac(mac);
-                        if let Err(e) = ov.cluster.create_endpoint(net, *ip, &mac, container).await
+                        if let Err(e) = ov
+                            .cluster
+                            .create_endpoint6(net, *ip, *ip6, &mac, container)
+                            .await
                         {
                             warn!("publishing {ip}: {e}");
                         }
@@ -210,6 +221,7 @@ impl Engine {
             }
         }
         let mut vni_of: HashMap<&str, u32> = HashMap::new();
+        let mut ip6_of: HashMap<RemoteKey, Ipv6Addr> = HashMap::new();
         for rec in view.networks().values() {
             if let Some(n) = g.networks.get(&rec.name).filter(|n| n.driver == "overlay") {
                 want.vnis.insert(rec.vni, n.id);
@@ -244,9 +256,21 @@ impl Engine {
                 node: node_key(&ep.node),
                 vni: *vni,
             };
+            if let Some(ip6) = remote_ip6(&view, g, ep) {
+                ip6_of.insert(key, ip6);
+            }
             want.remote.insert(key, (info, remote));
         }
         let unloaded = fit_to_maps(g, &mut want);
+        let remote6: HashMap<Endpoint6Key, EndpointInfo> = want
+            .remote
+            .iter()
+            .filter_map(|(k, (info, _))| {
+                ip6_of
+                    .get(k)
+                    .map(|ip6| (Endpoint6Key { ip: ip6.octets() }, *info))
+            })
+            .collect();
         if let Some(ov) = g.overlay.as_mut() {
             if unloaded != ov.unloaded {
                 if unloaded > 0 {
@@ -263,7 +287,51 @@ impl Engine {
             }
             changes += ov.maps.sync(&want)?;
         }
+        changes += sync_remote6(g, remote6);
         Ok(changes)
+    }
+}
+
+/// Writes the changes of the remote endpoints' `DP_ENDPOINTS6` entries at
+/// once (the IPv6 pass that follows keeps them, as `Overlay::remote6`, and
+/// would otherwise report them as repairs); returns how many changed.
+fn sync_remote6(g: &mut Inner, remote6: HashMap<Endpoint6Key, EndpointInfo>) -> usize {
+    let Some(ov) = g.overlay.as_mut() else {
+        return 0;
+    };
+    let old = std::mem::replace(&mut ov.remote6, remote6);
+    let mut n = 0;
+    for k in old.keys().filter(|k| !ov.remote6.contains_key(k)) {
+        let _ = g.dp.ip6.endpoints6.remove(k);
+        n += 1;
+    }
+    for (k, v) in &ov.remote6 {
+        if old.get(k) != Some(v) {
+            if let Err(e) = g.dp.ip6.endpoints6.insert(k, v, 0) {
+                warn!("writing a remote endpoint's IPv6 entry: {e}");
+            }
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The IPv6 address a remote endpoint of a dual-stack network announces,
+/// if it is the one the network's rule gives its IPv4 address (anything
+/// else is ignored: the endpoint stays reachable over IPv4 only).
+fn remote_ip6(
+    view: &cluster::ClusterView,
+    g: &Inner,
+    ep: &cluster::EndpointRecord,
+) -> Option<Ipv6Addr> {
+    let ip6 = ep.ip6?;
+    g.networks.get(&ep.network)?.ipv6.as_ref()?;
+    let rec = view.networks().get(&ep.network)?;
+    if cluster::dual::ip6_of(rec, ep.ip) == Some(ip6) {
+        Some(ip6)
+    } else {
+        tracing::debug!(network = %ep.network, ip = %ep.ip, %ip6, node = %ep.node, "a remote endpoint announces an IPv6 address the network's rule does not give it: ignored");
+        None
     }
 }
 

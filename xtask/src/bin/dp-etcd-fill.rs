@@ -147,6 +147,7 @@ async fn try_main(args: &[String]) -> Result<(), String> {
                 node: name.clone(),
                 mac: format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3]),
                 container: format!("{name}-c{i}"),
+                ip6: None,
             };
             node_ops.push(TxnOp::put(
                 keys.endpoint(network, ip),
