@@ -5,7 +5,8 @@
 //!   IPv6 goes on in `from_container6` (a tail call through `DP_CALLS`).
 //! - `to_container`: TC egress on the same veths (nothing forwarded by the
 //!   host's stack reaches a container).
-//! - `from_uplink`: TC ingress on the host's uplink.
+//! - `from_uplink`: TC ingress on the host's uplink; IPv6 goes on in
+//!   `from_uplink6` (a tail call through `DP_CALLS`).
 //! - `xdp_uplink`: XDP on the host's uplink (early drops, published ports).
 //! - `from_overlay`: TC ingress on the VXLAN device (packets from other
 //!   nodes); `overlay` holds the egress side used by `from_container`.
@@ -25,14 +26,18 @@ mod csum;
 mod events;
 mod forward;
 mod frag;
+mod frag6;
 mod from_container;
 mod from_container6;
 mod from_overlay;
 mod from_uplink;
+mod from_uplink6;
+mod icmp6_err;
 mod icmp_err;
 mod lan;
 mod maps;
 mod nat;
+mod nat6;
 mod overlay;
 mod parse;
 mod sock;

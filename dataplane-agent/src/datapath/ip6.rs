@@ -3,8 +3,8 @@
 //! (`dataplane_common::ip6`), kept in sync by the engine and reconciler.
 
 use dataplane_common::{
-    ip6_map_names, ip6_prog_names, Endpoint6, Endpoint6Key, EndpointInfo, Network6Info,
-    CALL_FROM_CONTAINER6,
+    ip6_map_names, ip6_prog_names, nat6_prog_names, Endpoint6, Endpoint6Key, EndpointInfo,
+    Network6Info, CALL_FROM_CONTAINER6, CALL_FROM_UPLINK6,
 };
 
 use super::*;
@@ -19,7 +19,16 @@ pub struct Ip6Maps {
 /// slots (a pinned program array keeps them while the agent is down; a
 /// restarted agent replaces them in place, with no gap).
 pub(super) fn load_calls(ebpf: &mut Ebpf) -> Result<()> {
-    let name = ip6_prog_names::FROM_CONTAINER6;
+    for (name, slot) in [
+        (ip6_prog_names::FROM_CONTAINER6, CALL_FROM_CONTAINER6),
+        (nat6_prog_names::FROM_UPLINK6, CALL_FROM_UPLINK6),
+    ] {
+        load_call(ebpf, name, slot)?;
+    }
+    Ok(())
+}
+
+fn load_call(ebpf: &mut Ebpf, name: &str, slot: u32) -> Result<()> {
     let prog: &mut SchedClassifier = ebpf
         .program_mut(name)
         .ok_or_else(|| anyhow!("program {name} missing"))?
@@ -33,7 +42,7 @@ pub(super) fn load_calls(ebpf: &mut Ebpf) -> Result<()> {
     let mut calls = aya::maps::ProgramArray::try_from(map)
         .with_context(|| format!("map {} has an unexpected type", ip6_map_names::CALLS))?;
     calls
-        .set(CALL_FROM_CONTAINER6, &fd, 0)
+        .set(slot, &fd, 0)
         .with_context(|| format!("putting {name} into {}", ip6_map_names::CALLS))?;
     Ok(())
 }

@@ -119,6 +119,7 @@ impl Datapath {
             .chain(dataplane_common::frag_map_names::ALL)
             .chain(dataplane_common::host_if_map_names::ALL)
             .chain(dataplane_common::ip6_map_names::ALL)
+            .chain(dataplane_common::nat6_map_names::ALL)
             .chain(["AYA_LOGS"])
         {
             paths.push((name, maps_dir.join(name)));
@@ -514,6 +515,7 @@ pub fn remove_pins(root: &Path) -> Result<()> {
     ours.extend(dataplane_common::frag_map_names::ALL);
     ours.extend(dataplane_common::host_if_map_names::ALL);
     ours.extend(dataplane_common::ip6_map_names::ALL);
+    ours.extend(dataplane_common::nat6_map_names::ALL);
     ours.push("AYA_LOGS");
     for name in ours {
         let _ = std::fs::remove_file(root.join("maps").join(name));

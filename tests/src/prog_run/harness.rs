@@ -397,6 +397,11 @@ impl Env {
         env
     }
 
+    /// The loaded object (to load more programs or take more maps).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
     pub fn ifx(&self, name: &str) -> u32 {
         self.ifindex[name]
     }
