@@ -282,7 +282,8 @@ pub fn set_sysctl(path: &str, value: &str) -> Result<()> {
 fn prepare_host_if(name: &str) -> Result<()> {
     // bpf_fib_lookup() refuses to route for devices with forwarding off.
     set_sysctl(&format!("/proc/sys/net/ipv4/conf/{name}/forwarding"), "1")?;
-    // No IPv6 on host-side veths: the datapath is IPv4.
+    // No IPv6 on the host-side veths of IPv4-only endpoints (dual-stack
+    // ones turn it on again: `kernel6::configure_endpoint6`).
     let _ = set_sysctl(&format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
     Ok(())
 }
@@ -421,6 +422,7 @@ async fn configure_endpoint(host: &Handle, netns: &Path, ep: &Endpoint) -> Resul
             .with_context(|| format!("adding default route via {}", ep.gateway))?;
     }
     add_host_route(host, ep, hl.index).await?;
+    crate::kernel6::configure_endpoint6(host, netns, &ns, ep, cl.index, hl.index).await?;
     Ok(hl)
 }
 

@@ -3,7 +3,8 @@
 //! - `model`, `ipam`: the core model and address management (pure).
 //! - `engine`: the agent's core, used by every front end.
 //! - `error`: the error type every verb returns, with its kind.
-//! - `kernel`: namespaces, veths, addresses and routes over netlink.
+//! - `kernel`: namespaces, veths, addresses and routes over netlink;
+//!   `kernel6`: their IPv6 side (dual stack).
 //! - `datapath`: the eBPF programs and their pinned maps and links.
 //! - `endpoint_progs`: the programs on a container's host-side veth.
 //! - `store`: desired state in redb.
@@ -25,6 +26,7 @@ pub mod engine;
 pub mod error;
 pub mod ipam;
 pub mod kernel;
+pub mod kernel6;
 pub mod model;
 pub mod monitor;
 pub mod ports;

@@ -4,7 +4,7 @@
 //! HTTP API, later a Docker or CNI plugin) speaks. It knows nothing about
 //! netlink or BPF.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,28 @@ pub struct Network {
     /// Driver `lan`: the host interface on whose LAN the containers live.
     #[serde(default)]
     pub parent: Option<String>,
+    /// Dual stack (`--ipv6`): the network's IPv6 subnet and gateway.
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Pool>,
+}
+
+/// The IPv6 side of a dual-stack network (`network create --ipv6`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Pool {
+    pub subnet: Ipv6Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv6Addr,
+    /// `--ip-range` of the IPv6 family: addresses are allocated from it.
+    #[serde(default)]
+    pub ip_range: Option<(Ipv6Addr, u8)>,
+    /// Last IPv6 address handed out (allocation goes round-robin after it).
+    #[serde(default)]
+    pub last_ip: Option<Ipv6Addr>,
+    /// Masquerade IPv6 traffic leaving the host: the default for ULA
+    /// subnets (fd00::/8), routed for global ones, as
+    /// `com.docker.network.bridge.gateway_mode_ipv6=nat|routed` says.
+    #[serde(default = "yes")]
+    pub masquerade: bool,
 }
 
 fn yes() -> bool {
@@ -149,6 +171,14 @@ pub struct Endpoint {
     /// on this network (embedded DNS).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Dual stack: the endpoint's IPv6 address, prefix and gateway (None on
+    /// IPv4-only networks).
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub prefix_len6: u8,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// Docker's legacy `--link NAME[:ALIAS]` (a policy: not a kernel link
@@ -220,6 +250,18 @@ pub struct NetworkCreate {
     /// Driver `lan`: the parent interface (`--parent`).
     #[serde(default)]
     pub parent: Option<String>,
+    /// `--ipv6`: dual stack (Docker's `EnableIPv6`).
+    #[serde(default, alias = "enable_ipv6")]
+    pub ipv6: bool,
+    /// The IPv6 `--subnet`, `--gateway` and `--ip-range` (the CLI sorts
+    /// the repeated flags by family; an IPv6 value in `subnet`, `gateway` or
+    /// `ip_range` is taken as these too).
+    #[serde(default)]
+    pub subnet6: Option<String>,
+    #[serde(default)]
+    pub gateway6: Option<String>,
+    #[serde(default)]
+    pub ip_range6: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -231,6 +273,9 @@ pub struct ContainerCreate {
     pub network: Option<String>,
     #[serde(default)]
     pub ip: Option<String>,
+    /// `--ip6`: a static IPv6 address (dual-stack user subnets only).
+    #[serde(default)]
+    pub ip6: Option<String>,
     #[serde(default)]
     pub hostname: Option<String>,
     /// `-p` specs.
@@ -269,6 +314,9 @@ pub struct ConnectRequest {
     pub container: String,
     #[serde(default)]
     pub ip: Option<String>,
+    /// `--ip6`: a static IPv6 address.
+    #[serde(default)]
+    pub ip6: Option<String>,
     /// `disconnect --force` (accepted as Docker's; a disconnect never needs it here).
     #[serde(default)]
     pub force: bool,
@@ -338,6 +386,35 @@ pub struct NetworkView {
     /// Drops counted on this network's endpoints, by reason.
     #[serde(default)]
     pub drops: std::collections::BTreeMap<String, u64>,
+    /// Dual stack (Docker's field).
+    #[serde(rename = "EnableIPv6", default)]
+    pub enable_ipv6: bool,
+    /// Docker's `IPAM`: one `Config` entry per address family.
+    #[serde(rename = "IPAM", default)]
+    pub ipam: IpamView,
+    /// IPv6 egress: `nat` (masqueraded) or `routed`; None without IPv6.
+    #[serde(default)]
+    pub gateway_mode_ipv6: Option<String>,
+}
+
+/// Docker's `IPAM` object of `network inspect`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IpamView {
+    #[serde(rename = "Driver", default)]
+    pub driver: String,
+    #[serde(rename = "Config", default)]
+    pub config: Vec<IpamConfigView>,
+}
+
+/// One address family's subnet, gateway and range (Docker's names).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IpamConfigView {
+    #[serde(rename = "Subnet")]
+    pub subnet: String,
+    #[serde(rename = "Gateway", default, skip_serializing_if = "String::is_empty")]
+    pub gateway: String,
+    #[serde(rename = "IPRange", default, skip_serializing_if = "String::is_empty")]
+    pub ip_range: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -346,6 +423,9 @@ pub struct NetworkMember {
     /// None on `host` and `none`.
     pub ip: Option<Ipv4Addr>,
     pub mac: Option<String>,
+    /// Its IPv6 address on a dual-stack network.
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -361,6 +441,13 @@ pub struct EndpointView {
     #[serde(default)]
     pub aliases: Vec<String>,
     pub counters: Option<CountersView>,
+    /// Dual stack, with Docker's names (empty / 0 without IPv6).
+    #[serde(rename = "GlobalIPv6Address", default)]
+    pub global_ipv6_address: String,
+    #[serde(rename = "GlobalIPv6PrefixLen", default)]
+    pub global_ipv6_prefix_len: u8,
+    #[serde(rename = "IPv6Gateway", default)]
+    pub ipv6_gateway: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

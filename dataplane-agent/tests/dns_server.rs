@@ -192,6 +192,7 @@ fn zone_changes_apply_to_the_next_query_and_stop_closes_the_sockets() {
             network: "front".into(),
             ip: Ipv4Addr::new(10, 88, 0, 77),
             aliases: vec![],
+            ip6: None,
         }],
         links: vec![],
     });

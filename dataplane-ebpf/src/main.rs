@@ -2,7 +2,9 @@
 //!
 //! One file per attach point:
 //! - `from_container`: TC ingress on the host side of every container veth;
-//!   IPv6 goes on in `from_container6` (a tail call through `DP_CALLS`).
+//!   IPv6 goes on in `from_container6` (a tail call through `DP_CALLS`):
+//!   IPv6 parsing in `parse6`, neighbour discovery in `ndp`, destinations
+//!   beyond the host in `egress6`.
 //! - `to_container`: TC egress on the same veths (nothing forwarded by the
 //!   host's stack reaches a container).
 //! - `from_uplink`: TC ingress on the host's uplink; IPv6 goes on in
@@ -23,6 +25,7 @@
 #![no_main]
 
 mod csum;
+mod egress6;
 mod events;
 mod forward;
 mod frag;
@@ -38,8 +41,10 @@ mod lan;
 mod maps;
 mod nat;
 mod nat6;
+mod ndp;
 mod overlay;
 mod parse;
+mod parse6;
 mod sock;
 mod to_container;
 mod xdp_uplink;

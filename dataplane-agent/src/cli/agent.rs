@@ -60,6 +60,13 @@ pub(crate) struct AgentArgs {
     /// replaces the defaults, as dockerd's --default-address-pool).
     #[arg(long, value_name = "base=CIDR,size=N")]
     default_address_pool: Vec<String>,
+    /// The default network is dual stack (as dockerd's --ipv6).
+    #[arg(long)]
+    ipv6: bool,
+    /// IPv6 subnet of the default network (as dockerd's --fixed-cidr-v6;
+    /// default: the first free fd00:dead:N::/64).
+    #[arg(long, value_name = "CIDR")]
+    fixed_cidr_v6: Option<String>,
     /// Not supported: there is no Linux bridge (refused with the reason).
     #[arg(short = 'b', long, hide = true, value_name = "BRIDGE")]
     bridge: Option<String>,
@@ -186,6 +193,18 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
     let defaults = DaemonDefaults {
         mtu: args.mtu,
         fixed_cidr: args.fixed_cidr,
+        ipv6: args.ipv6,
+        fixed_cidr_v6: args
+            .fixed_cidr_v6
+            .as_deref()
+            .map(|s| {
+                s.parse::<ipnet::Ipv6Net>().map_err(|_| {
+                    anyhow::anyhow!(
+                        "invalid --fixed-cidr-v6 {s:?}: expected an IPv6 CIDR such as fd00:1::/64"
+                    )
+                })
+            })
+            .transpose()?,
         ip_masq: args.ip_masq,
         bind_ip: args.ip,
         dns: args.dns,

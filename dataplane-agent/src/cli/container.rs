@@ -27,6 +27,9 @@ pub(crate) enum ContainerCmd {
         network: Option<String>,
         #[arg(long)]
         ip: Option<String>,
+        /// Static IPv6 address (dual-stack networks with a user subnet).
+        #[arg(long)]
+        ip6: Option<String>,
         #[arg(long)]
         hostname: Option<String>,
         /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp|/sctp].
@@ -109,6 +112,7 @@ pub(crate) fn execute(cmd: ContainerCmd, ctx: &Ctx) -> Result<()> {
             name,
             network,
             ip,
+            ip6,
             hostname,
             publish,
             publish_all,
@@ -124,6 +128,7 @@ pub(crate) fn execute(cmd: ContainerCmd, ctx: &Ctx) -> Result<()> {
                 name,
                 network,
                 ip,
+                ip6,
                 hostname,
                 publish,
                 publish_all,

@@ -11,12 +11,19 @@ pub(crate) enum NetworkCmd {
     /// Create a network.
     Create {
         name: String,
+        /// Subnet in CIDR format; give one IPv4 and one IPv6 (with --ipv6)
+        /// for a dual-stack network.
         #[arg(long)]
-        subnet: Option<String>,
+        subnet: Vec<String>,
+        /// Gateway of the subnet of the same family (repeatable, as --subnet).
         #[arg(long)]
-        gateway: Option<String>,
+        gateway: Vec<String>,
+        /// Range addresses are allocated from (repeatable, as --subnet).
         #[arg(long)]
-        ip_range: Option<String>,
+        ip_range: Vec<String>,
+        /// Dual stack: IPv6 as well (an IPv6 --subnet, or a default one).
+        #[arg(long)]
+        ipv6: bool,
         #[arg(long)]
         mtu: Option<u32>,
         #[arg(long)]
@@ -50,6 +57,9 @@ pub(crate) enum NetworkCmd {
         container: String,
         #[arg(long)]
         ip: Option<String>,
+        /// Static IPv6 address (dual-stack networks with a user subnet).
+        #[arg(long)]
+        ip6: Option<String>,
         /// A name of the container on this network (embedded DNS); repeatable.
         #[arg(long = "alias", value_name = "NAME")]
         aliases: Vec<String>,
@@ -71,6 +81,7 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
             subnet,
             gateway,
             ip_range,
+            ipv6,
             mtu,
             internal,
             icc,
@@ -78,6 +89,9 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
             opt,
             parent,
         } => {
+            let (subnet, subnet6) = by_family("--subnet", subnet)?;
+            let (gateway, gateway6) = by_family("--gateway", gateway)?;
+            let (ip_range, ip_range6) = by_family("--ip-range", ip_range)?;
             let options = opt
                 .iter()
                 .map(|o| {
@@ -97,6 +111,10 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
                 icc,
                 options,
                 parent,
+                ipv6,
+                subnet6,
+                gateway6,
+                ip_range6,
             };
             let v: NetworkView =
                 ctx.call(|c| async move { Ok(c.post("/v1/networks", &req).await?) })?;
@@ -127,12 +145,14 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
             network,
             container,
             ip,
+            ip6,
             aliases,
         } => {
             let path = format!("/v1/networks/{network}/connect");
             let req = ConnectRequest {
                 container,
                 ip,
+                ip6,
                 force: false,
                 aliases,
                 ..Default::default()
@@ -157,6 +177,18 @@ pub(crate) fn execute(cmd: NetworkCmd, ctx: &Ctx) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Split a repeated `--subnet`/`--gateway`/`--ip-range` into its IPv4 and
+/// IPv6 value (at most one of each family, as Docker's).
+fn by_family(flag: &str, values: Vec<String>) -> Result<(Option<String>, Option<String>)> {
+    let (v6, v4): (Vec<String>, Vec<String>) = values.into_iter().partition(|v| v.contains(':'));
+    if v4.len() > 1 || v6.len() > 1 {
+        return Err(anyhow!(
+            "{flag} given more than once for one address family (one IPv4 and one IPv6 at most)"
+        ));
+    }
+    Ok((v4.into_iter().next(), v6.into_iter().next()))
 }
 
 fn print_ls(v: &[NetworkView]) {

@@ -56,3 +56,62 @@ impl Ip6Maps {
         })
     }
 }
+
+/// What the IPv6 maps should hold (computed by the engine from its state).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Ip6Want {
+    pub endpoints6: std::collections::HashMap<Endpoint6Key, EndpointInfo>,
+    pub if_endpoints6: std::collections::HashMap<u32, Endpoint6>,
+    pub networks6: std::collections::HashMap<u32, Network6Info>,
+}
+
+impl Ip6Maps {
+    /// Make the three maps hold exactly `want` (the diff only is written);
+    /// returns how many entries changed.
+    pub fn sync(&mut self, want: &Ip6Want) -> Result<usize> {
+        Ok(
+            super::overlay::sync_map(&mut self.endpoints6, &want.endpoints6)?
+                + super::overlay::sync_map(&mut self.if_endpoints6, &want.if_endpoints6)?
+                + super::overlay::sync_map(&mut self.networks6, &want.networks6)?,
+        )
+    }
+
+    /// A dual-stack endpoint: its IPv6 address maps to its IPv4 record
+    /// `info`, and its host veth (`info.ifindex`) to its IPv6 address.
+    pub fn upsert_endpoint6(&mut self, ip: std::net::Ipv6Addr, info: EndpointInfo) -> Result<()> {
+        let ip = ip.octets();
+        self.endpoints6.insert(Endpoint6Key { ip }, info, 0)?;
+        self.if_endpoints6
+            .insert(info.ifindex, Endpoint6 { ip }, 0)?;
+        Ok(())
+    }
+
+    /// Remove an endpoint's IPv6 entries (`ifindex`: its host veth's, when
+    /// known; else the one its `DP_ENDPOINTS6` entry names).
+    pub fn remove_endpoint6(&mut self, ip: std::net::Ipv6Addr, ifindex: Option<u32>) {
+        let key = Endpoint6Key { ip: ip.octets() };
+        let ifindex = ifindex.or_else(|| self.endpoints6.get(&key, 0).ok().map(|i| i.ifindex));
+        let _ = self.endpoints6.remove(&key);
+        if let Some(i) = ifindex {
+            let _ = self.if_endpoints6.remove(&i);
+        }
+    }
+
+    pub fn upsert_network6(&mut self, id: u32, info: Network6Info) -> Result<()> {
+        self.networks6.insert(id, info, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_network6(&mut self, id: u32) {
+        let _ = self.networks6.remove(&id);
+    }
+
+    /// The `DP_ENDPOINTS6` entries, by IPv6 address.
+    pub fn endpoints6(&self) -> std::collections::HashMap<std::net::Ipv6Addr, EndpointInfo> {
+        self.endpoints6
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (std::net::Ipv6Addr::from(k.ip), v))
+            .collect()
+    }
+}

@@ -19,7 +19,7 @@ mod overlay;
 mod syscall;
 
 pub use host_ifs::HostIfMap;
-pub use ip6::Ip6Maps;
+pub use ip6::{Ip6Maps, Ip6Want};
 pub use overlay::{OverlayMaps, OverlayWant};
 
 pub use gc::{monotonic_ns, Gc};

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use hickory_proto::{
     op::{Edns, Header, Message, MessageType, OpCode, ResponseCode},
     rr::{
-        rdata::{A, PTR},
+        rdata::{A, AAAA, PTR},
         DNSClass, Name, RData, Record, RecordType,
     },
     serialize::binary::{BinDecodable, BinDecoder},
@@ -54,7 +54,13 @@ pub fn handle(zone: &Zone, asker: &str, raw: &[u8], udp: bool) -> Handled {
         },
         qtype => match zone.lookup(asker, &qname) {
             Answer::NotLocal => return Handled::Forward(Box::new(query)),
-            // A known name without data of this type (AAAA, MX, ...): NODATA.
+            // AAAA: the IPv6 addresses of those that have one (none: NODATA).
+            Answer::Local(ips) if qtype == RecordType::AAAA => ips
+                .into_iter()
+                .filter_map(|ip| zone.ip6_of(ip))
+                .map(|ip| Record::from_rdata(q.name().clone(), LOCAL_TTL, RData::AAAA(AAAA(ip))))
+                .collect(),
+            // A known name without data of this type (MX, ...): NODATA.
             Answer::Local(_) if qtype != RecordType::A => vec![],
             Answer::Local(ips) => ips
                 .into_iter()
@@ -72,10 +78,11 @@ pub fn handle(zone: &Zone, asker: &str, raw: &[u8], udp: bool) -> Handled {
 
 fn ptr_answer(zone: &Zone, asker: &str, name: &Name) -> Option<Record> {
     let net = name.parse_arpa_name().ok()?;
-    let (IpAddr::V4(ip), 32) = (net.addr(), net.prefix_len()) else {
-        return None;
+    let target = match (net.addr(), net.prefix_len()) {
+        (IpAddr::V4(ip), 32) => zone.reverse(asker, ip)?,
+        (IpAddr::V6(ip), 128) => zone.reverse6(asker, ip)?,
+        _ => return None,
     };
-    let target = zone.reverse(asker, ip)?;
     let target = Name::from_ascii(format!("{target}.")).ok()?;
     Some(Record::from_rdata(
         name.clone(),
@@ -170,6 +177,7 @@ mod tests {
                 network: "net".into(),
                 ip: Ipv4Addr::new(10, 9, 0, 2),
                 aliases: vec![],
+                ip6: None,
             }],
             links: vec![],
         }];
@@ -181,6 +189,7 @@ mod tests {
                     network: "net".into(),
                     ip: Ipv4Addr::new(10, 9, 1, i),
                     aliases: vec!["big".into()],
+                    ip6: None,
                 }],
                 links: vec![],
             });
@@ -273,6 +282,7 @@ mod tests {
                 network: "proj_default".into(),
                 ip: Ipv4Addr::new(10, 7, 0, 2),
                 aliases: vec![],
+                ip6: None,
             }],
             links: vec![],
         }]);

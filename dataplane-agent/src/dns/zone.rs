@@ -13,7 +13,11 @@
 //! order and the first network that knows the name answers; several
 //! containers with one alias all answer, in random order.
 
-use std::{collections::HashMap, net::Ipv4Addr, sync::Arc};
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
 use arc_swap::ArcSwap;
 use rand::seq::SliceRandom;
@@ -45,6 +49,8 @@ pub struct ZoneEndpoint {
     pub network: String,
     pub ip: Ipv4Addr,
     pub aliases: Vec<String>,
+    /// Its IPv6 address on a dual-stack network (AAAA answers).
+    pub ip6: Option<Ipv6Addr>,
 }
 
 /// `--link TARGET:ALIAS`.
@@ -82,6 +88,10 @@ pub struct Zone {
     membership: HashMap<String, Vec<String>>,
     /// Lowercase container name -> (lowercase alias, lowercase target).
     links: HashMap<String, Vec<(String, String)>>,
+    /// Dual stack: an endpoint's IPv4 address (its identity in the zone)
+    /// -> its IPv6 address, and back.
+    ip6_of: HashMap<Ipv4Addr, Ipv6Addr>,
+    ip4_of: HashMap<Ipv6Addr, Ipv4Addr>,
 }
 
 fn push_unique(v: &mut Vec<Ipv4Addr>, ip: Ipv4Addr) {
@@ -114,6 +124,10 @@ impl Zone {
                     push_unique(n.names.entry(k).or_default(), ep.ip);
                 }
                 n.reverse.insert(ep.ip, c.name.clone());
+                if let Some(ip6) = ep.ip6 {
+                    zone.ip6_of.insert(ep.ip, ip6);
+                    zone.ip4_of.insert(ip6, ep.ip);
+                }
                 n.containers.insert(cname.clone(), ep.ip);
                 if !nets.contains(&ep.network) {
                     nets.push(ep.network.clone());
@@ -192,6 +206,19 @@ impl Zone {
             .find_map(|(net, n)| n.reverse.get(&ip).map(|name| format!("{name}.{net}")))
     }
 
+    /// The IPv6 address of the endpoint whose IPv4 address is `ip` (AAAA:
+    /// the names resolve as for A, then map to IPv6; a name without one
+    /// has no AAAA data, as in Docker's resolver).
+    pub fn ip6_of(&self, ip: Ipv4Addr) -> Option<Ipv6Addr> {
+        self.ip6_of.get(&ip).copied()
+    }
+
+    /// The name of the IPv6 address `ip` for PTR (ip6.arpa).
+    pub fn reverse6(&self, asker: &str, ip: Ipv6Addr) -> Option<String> {
+        let v4 = *self.ip4_of.get(&ip)?;
+        self.reverse(asker, v4)
+    }
+
     /// Number of containers in the zone.
     pub fn len(&self) -> usize {
         self.membership.len()
@@ -231,6 +258,7 @@ mod tests {
                 .iter()
                 .map(std::string::ToString::to_string)
                 .collect(),
+            ip6: None,
         }
     }
 

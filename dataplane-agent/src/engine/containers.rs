@@ -30,7 +30,7 @@ impl Engine {
             }
         }
         let ip = req.ip.as_deref().map(ipam::parse_ip).transpose()?;
-        if ip.is_some() && mode != NetworkMode::Bridge {
+        if (ip.is_some() || req.ip6.is_some()) && mode != NetworkMode::Bridge {
             return Err(bad(format!(
                 "--ip needs a network; network mode {} has no address of its own",
                 mode.describe()
@@ -107,6 +107,7 @@ impl Engine {
         if let (Some(ip), Some(net)) = (ip, &net) {
             check_static_ip_allowed(net, ip)?;
         }
+        let ip6 = super::ipv6::parse_static(net.as_ref(), req.ip6.as_deref())?;
         let id = random_id();
         // Docker's default hostname: the short container id (own namespaces).
         let hostname = match (&req.hostname, &mode) {
@@ -136,7 +137,7 @@ impl Engine {
         let mut net_after = None;
         if let Some(net) = &net {
             let ip = self.overlay_address(g, net, ip).await?;
-            let (mut ep, n2) = Self::plan_endpoint(g, net, &c, ip)?;
+            let (mut ep, n2) = Self::plan_endpoint(g, net, &c, ip, ip6)?;
             ep.aliases.clone_from(&req.network_aliases);
             c.endpoints.push(ep);
             net_after = Some(n2);
@@ -310,30 +311,37 @@ impl Engine {
         };
         let endpoints = eps
             .iter()
-            .map(|e| EndpointView {
-                network: e.network.clone(),
-                interface: e.interface.clone(),
-                host_interface: e.host_interface.clone(),
-                ip: e.ip,
-                prefix_len: e.prefix_len,
-                mac: fmt_mac(&e.mac),
-                gateway: e.gateway,
-                mtu: e.mtu,
-                aliases: e.aliases.clone(),
-                counters: g
-                    .ifindexes
-                    .get(&e.host_interface)
-                    .and_then(|i| g.dp.endpoint_stats(*i))
-                    .map(|s| CountersView {
-                        tx_packets: s.tx_packets,
-                        tx_bytes: s.tx_bytes,
-                        rx_packets: s.rx_packets,
-                        rx_bytes: s.rx_bytes,
-                        drops: DropReason::ALL
-                            .iter()
-                            .map(|r| (r.name().to_string(), s.drops[*r as usize]))
-                            .collect(),
-                    }),
+            .map(|e| {
+                let mut v = EndpointView {
+                    network: e.network.clone(),
+                    interface: e.interface.clone(),
+                    host_interface: e.host_interface.clone(),
+                    ip: e.ip,
+                    prefix_len: e.prefix_len,
+                    mac: fmt_mac(&e.mac),
+                    gateway: e.gateway,
+                    mtu: e.mtu,
+                    aliases: e.aliases.clone(),
+                    counters: g
+                        .ifindexes
+                        .get(&e.host_interface)
+                        .and_then(|i| g.dp.endpoint_stats(*i))
+                        .map(|s| CountersView {
+                            tx_packets: s.tx_packets,
+                            tx_bytes: s.tx_bytes,
+                            rx_packets: s.rx_packets,
+                            rx_bytes: s.rx_bytes,
+                            drops: DropReason::ALL
+                                .iter()
+                                .map(|r| (r.name().to_string(), s.drops[*r as usize]))
+                                .collect(),
+                        }),
+                    global_ipv6_address: String::new(),
+                    global_ipv6_prefix_len: 0,
+                    ipv6_gateway: String::new(),
+                };
+                super::ipv6::fill_endpoint_view(e, &mut v);
+                v
             })
             .collect();
         ContainerView {

@@ -1,7 +1,8 @@
 //! Daemon-wide defaults with dockerd's names and meaning: `--mtu`,
 //! `--fixed-cidr`, `--ip-masq` (the default network), `--ip` (default host
 //! address of published ports), `--dns`/`--dns-search` (containers' defaults)
-//! and `--default-address-pool` (where automatic subnets come from).
+//! `--default-address-pool` (where automatic subnets come from), and
+//! `--ipv6`/`--fixed-cidr-v6` (the default network is dual stack).
 //!
 //! They are parsed and validated here once, before the agent starts, so that a
 //! bad value stops the agent with one line and changes nothing.
@@ -97,6 +98,11 @@ pub struct DaemonDefaults {
     pub dns_search: Vec<String>,
     /// `--default-address-pool`: where automatic subnets come from.
     pub address_pools: Vec<AddressPool>,
+    /// `--ipv6`: the default network is dual stack.
+    pub ipv6: bool,
+    /// `--fixed-cidr-v6`: the default network's IPv6 subnet (default: the
+    /// first free `fd00:dead:N::/64`).
+    pub fixed_cidr_v6: Option<ipnet::Ipv6Net>,
 }
 
 impl Default for DaemonDefaults {
@@ -109,6 +115,8 @@ impl Default for DaemonDefaults {
             dns: Vec::new(),
             dns_search: Vec::new(),
             address_pools: docker_default_pools(),
+            ipv6: false,
+            fixed_cidr_v6: None,
         }
     }
 }
@@ -124,6 +132,20 @@ impl DaemonDefaults {
             }
             if !subnet.contains(&f) {
                 bail!("invalid --fixed-cidr {f}: not inside the default network's subnet {subnet} (--bip)");
+            }
+        }
+        if let Some(f) = self.fixed_cidr_v6 {
+            if !self.ipv6 {
+                bail!("--fixed-cidr-v6 {f} needs --ipv6");
+            }
+            if f.trunc() != f {
+                bail!("invalid --fixed-cidr-v6 {f}: host bits are set");
+            }
+            if f.prefix_len() > ipam::v6::MAX_PREFIX6 {
+                bail!(
+                    "invalid --fixed-cidr-v6 {f}: the prefix must be /{} or shorter",
+                    ipam::v6::MAX_PREFIX6
+                );
             }
         }
         ipam::validate_mtu(self.mtu).map_err(|e| anyhow!("invalid --mtu: {e}"))?;
@@ -168,6 +190,8 @@ impl DaemonDefaults {
             mtu: Some(self.mtu),
             icc: Some(icc),
             options,
+            ipv6: self.ipv6,
+            subnet6: self.fixed_cidr_v6.map(|f| f.to_string()),
             ..Default::default()
         })
     }
@@ -203,6 +227,12 @@ pub(crate) fn default_network_matches(n: &Network, want: &NetworkCreate) -> bool
         && Some(n.mtu) == want.mtu
         && Some(n.icc) == want.icc
         && n.masquerade != want.options.contains_key(OPT_MASQ)
+        && match (&n.ipv6, want.ipv6, &want.subnet6) {
+            (None, false, _) => true,
+            (Some(p), true, Some(s)) => p.net().to_string() == *s,
+            (Some(_), true, None) => true,
+            _ => false,
+        }
 }
 
 impl Engine {

@@ -14,6 +14,7 @@ impl Engine {
         net: &Network,
         c: &Container,
         ip: Option<Ipv4Addr>,
+        ip6: Option<std::net::Ipv6Addr>,
     ) -> ApiResult<(Endpoint, Network)> {
         let used: BTreeSet<Ipv4Addr> = g
             .containers
@@ -60,9 +61,14 @@ impl Engine {
             mtu: net.mtu,
             default_route,
             aliases: Vec::new(),
+            ip6: None,
+            prefix_len6: 0,
+            gateway6: None,
         };
+        let mut ep = ep;
         let mut n2 = net.clone();
         n2.last_ip = Some(ip);
+        super::ipv6::plan_endpoint6(g, net, ip6, &mut ep, &mut n2)?;
         Ok((ep, n2))
     }
 
@@ -77,7 +83,9 @@ impl Engine {
             .get(&ep.network)
             .ok_or_else(|| anyhow!("network {} vanished", ep.network))?;
         let link = kernel::create_endpoint(&g.host, ns, ep).await?;
-        g.dp.upsert_endpoint(endpoint_info(ep, Some(net), &link))?;
+        let info = endpoint_info(ep, Some(net), &link);
+        g.dp.upsert_endpoint(info)?;
+        super::ipv6::add_endpoint6(g, ep, info)?;
         endpoint_progs::attach(&mut g.dp, &ep.host_interface)?;
         g.ifindexes.insert(ep.host_interface.clone(), link.index);
         self.overlay_publish(g, ns, ep).await?;
@@ -87,6 +95,7 @@ impl Engine {
     pub(crate) async fn unplumb_endpoint(&self, g: &mut Inner, ep: &Endpoint) {
         self.overlay_unpublish(g, ep).await;
         endpoint_progs::detach(&mut g.dp, &ep.host_interface);
+        super::ipv6::remove_endpoint6(g, ep);
         g.dp.remove_endpoint(ep.ip.octets());
         if let Some(idx) = g.ifindexes.remove(&ep.host_interface) {
             g.dp.remove_if_endpoint(idx);
@@ -130,6 +139,7 @@ impl Engine {
         if let Some(ip) = ip {
             super::containers::check_static_ip_allowed(&net, ip)?;
         }
+        let ip6 = super::ipv6::parse_static(Some(&net), req.ip6.as_deref())?;
         if c.endpoints.iter().any(|e| e.network == network) {
             return Err(Error::Conflict(format!(
                 "container {} is already connected to network {network}",
@@ -137,7 +147,7 @@ impl Engine {
             )));
         }
         let ip = self.overlay_address(g, &net, ip).await?;
-        let (mut ep, net_after) = Self::plan_endpoint(g, &net, &c, ip)?;
+        let (mut ep, net_after) = Self::plan_endpoint(g, &net, &c, ip, ip6)?;
         ep.aliases.clone_from(&req.aliases);
         super::attached::apply_connect_options(&c, &req, &mut ep)?;
         let ns = self.netns_path(&c.name);
@@ -329,6 +339,7 @@ mod tests {
             masquerade: true,
             host_binding: None,
             parent: None,
+            ipv6: None,
         };
         (name.into(), n)
     }
@@ -345,6 +356,9 @@ mod tests {
             mtu: 1500,
             default_route,
             aliases: Vec::new(),
+            ip6: None,
+            prefix_len6: 0,
+            gateway6: None,
         }
     }
 

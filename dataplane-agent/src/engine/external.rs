@@ -81,7 +81,7 @@ impl Engine {
             links: Vec::new(),
             dns: crate::dns::files::DnsConfig::default(),
         };
-        let (mut ep, net_after) = Self::plan_endpoint(g, &net, &c, Some(ip))?;
+        let (mut ep, net_after) = Self::plan_endpoint(g, &net, &c, Some(ip), None)?;
         ep.interface = external_peer_name(&ep.host_interface);
         if let Some(m) = mac {
             ep.mac = m;

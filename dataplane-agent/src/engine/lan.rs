@@ -111,6 +111,7 @@ impl Engine {
             masquerade: false,
             host_binding: None,
             parent: Some(parent.clone()),
+            ipv6: None,
         };
         ipam::validate_mtu(net.mtu)?;
         g.dp.upsert_network(id, network_info(&net))?;

@@ -57,6 +57,7 @@ mod daemon_options;
 mod endpoints;
 mod external;
 pub(crate) mod host_ifs;
+pub(crate) mod ipv6;
 mod lan;
 mod lifecycle;
 mod link_policy;

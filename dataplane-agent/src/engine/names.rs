@@ -75,6 +75,7 @@ pub(crate) fn zone_of(containers: &BTreeMap<String, Container>) -> Zone {
                     network: e.network.clone(),
                     ip: e.ip,
                     aliases: e.aliases.clone(),
+                    ip6: e.ip6,
                 })
                 .collect(),
             links: c
@@ -284,6 +285,9 @@ mod tests {
                         mtu: 1500,
                         default_route: true,
                         aliases: vec!["www".into()],
+                        ip6: None,
+                        prefix_len6: 0,
+                        gateway6: None,
                     }
                 })
                 .collect(),

@@ -60,6 +60,8 @@ pub(crate) fn net_options(req: &NetworkCreate) -> ApiResult<NetOptions> {
                 mtu = Some(m);
             }
             OPT_MASQ => masquerade = parse_bool_opt(k, v)?,
+            // Checked with the IPv6 side (`ipv6::parse_request`).
+            crate::ipam::v6::OPT_GATEWAY_MODE6 => {}
             OPT_HOST_IP => {
                 host_binding =
                     Some(ipam::parse_ip(v).map_err(|e| bad(format!("option {k}: {e}")))?);
@@ -102,6 +104,13 @@ impl Engine {
             return Err(bad(format!("network name {:?} is reserved", req.name)));
         }
         let driver = req.driver.clone().unwrap_or_else(|| "bridge".into());
+        if req.ipv6 && driver != "bridge" {
+            return Err(bad(format!(
+                "--ipv6 is not supported by driver {driver:?} (only bridge networks are dual stack)"
+            )));
+        }
+        let mut req = req;
+        let v6 = super::ipv6::parse_request(&mut req)?;
         if driver == "overlay" {
             return self.create_overlay_network(req).await;
         }
@@ -187,6 +196,7 @@ impl Engine {
             })?,
         };
         let pool = Pool::new(subnet, range, gateway)?;
+        let ipv6 = super::ipv6::plan_pool(g, v6)?;
         let id = g.networks.values().map(|n| n.id).max().unwrap_or(0) + 1;
         let net = Network {
             id,
@@ -202,16 +212,21 @@ impl Engine {
             masquerade: opts.masquerade,
             host_binding: opts.host_binding,
             parent: None,
+            ipv6,
         };
         // Kernel, then store.
         kernel::add_gateway(&g.host, net.pool.gateway).await?;
-        let res = g.dp.upsert_network(id, network_info(&net)).and_then(|()| {
-            g.store.apply(Change {
-                put_networks: vec![&net],
-                ..Default::default()
-            })
-        });
+        let res = match super::ipv6::add_network6(g, &net).await {
+            Ok(()) => g.dp.upsert_network(id, network_info(&net)).and_then(|()| {
+                g.store.apply(Change {
+                    put_networks: vec![&net],
+                    ..Default::default()
+                })
+            }),
+            Err(e) => Err(e),
+        };
         if let Err(e) = res {
+            super::ipv6::remove_network6(g, &net).await;
             g.dp.remove_network(id);
             let _ = kernel::del_gateway(&g.host, net.pool.gateway).await;
             return Err(e.into());
@@ -270,6 +285,7 @@ impl Engine {
             ..Default::default()
         })?;
         g.dp.remove_network(net.id);
+        super::ipv6::remove_network6(g, &net).await;
         let shared_gw = g
             .networks
             .values()
@@ -339,9 +355,13 @@ impl Engine {
                     container: c.name.clone(),
                     ip: None,
                     mac: None,
+                    ip6: None,
                 })
                 .collect(),
             drops: BTreeMap::new(),
+            enable_ipv6: false,
+            ipam: IpamView::default(),
+            gateway_mode_ipv6: None,
         }
     }
 
@@ -354,6 +374,7 @@ impl Engine {
                     container: c.name.clone(),
                     ip: Some(e.ip),
                     mac: Some(fmt_mac(&e.mac)),
+                    ip6: e.ip6,
                 });
                 if let Some(s) = g
                     .ifindexes
@@ -366,7 +387,7 @@ impl Engine {
                 }
             }
         }
-        NetworkView {
+        let mut v = NetworkView {
             id: n.id,
             name: n.name.clone(),
             driver: n.driver.clone(),
@@ -381,7 +402,12 @@ impl Engine {
             parent: n.parent.clone(),
             containers: members,
             drops,
-        }
+            enable_ipv6: false,
+            ipam: IpamView::default(),
+            gateway_mode_ipv6: None,
+        };
+        super::ipv6::fill_view(n, &mut v);
+        v
     }
 }
 

@@ -302,6 +302,7 @@ impl Engine {
             masquerade: opt("masquerade") != Some("false"),
             host_binding: None,
             parent: None,
+            ipv6: None,
         };
         kernel::add_gateway(&g.host, net.pool.gateway).await?;
         g.dp.upsert_network(net.id, network_info(&net))?;

@@ -15,6 +15,8 @@ use std::str::FromStr;
 
 use ipnet::Ipv4Net;
 
+pub mod v6;
+
 /// Error type: every variant's Display is a one-line human message that names
 /// the problem and the offending value.
 #[derive(Debug, Clone, PartialEq, Eq)]

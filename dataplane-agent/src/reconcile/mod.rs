@@ -19,6 +19,7 @@
 //! never touched.
 
 mod apply;
+mod ip6;
 mod lan;
 mod observe;
 mod overlay;
@@ -158,6 +159,11 @@ impl Engine {
             if let Err(e) = self.apply(g, s).await {
                 warn!("{s} failed (retried at the next pass): {e:#}");
             }
+        }
+        match self.converge_ip6(g).await {
+            Ok(0) => {}
+            Ok(n) => debug!(changes = n, "IPv6 reconciled"),
+            Err(e) => warn!("IPv6 pass failed (retried): {e:#}"),
         }
         match self.converge_p2p(g).await {
             Ok(0) => {}

@@ -342,6 +342,7 @@ mod tests {
             masquerade: true,
             host_binding: None,
             parent: None,
+            ipv6: None,
         }
     }
 
@@ -363,6 +364,9 @@ mod tests {
                 mtu: 1500,
                 default_route: true,
                 aliases: Vec::new(),
+                ip6: None,
+                prefix_len6: 0,
+                gateway6: None,
             }],
             ports: Vec::new(),
             expose: Vec::new(),

@@ -113,6 +113,7 @@ fn ep(network: &str, ip: Ipv4Addr, aliases: &[&str]) -> ZoneEndpoint {
             .iter()
             .map(std::string::ToString::to_string)
             .collect(),
+        ip6: None,
     }
 }
 

@@ -1,0 +1,630 @@
+//! IPv6 dual stack, the agent's side (issue 16): `network create --ipv6`
+//! with a second `--subnet`, `--ip6`, the agent's `--ipv6`/`--fixed-cidr-v6`;
+//! the addresses and routes in the container's namespace and on the host,
+//! the IPv6 maps (`DP_ENDPOINTS6`, `DP_IF_ENDPOINTS6`, `DP_NETWORKS6`), the
+//! inspect fields with Docker's names, bad input that changes nothing,
+//! restarts, tamper repair, and AAAA/ip6.arpa answers of the embedded
+//! resolver (real queries to 127.0.0.11 from inside a container).
+
+use std::{net::Ipv6Addr, process::Command, time::Duration};
+
+use dataplane_tests::*;
+use serde_json::{json, Value};
+
+const REPAIR: Duration = Duration::from_secs(5);
+
+fn dual(h: &Host, name: &str, v4: &str, v6: &str) {
+    h.ok(&[
+        "network", "create", "--ipv6", "--subnet", v4, "--subnet", v6, name,
+    ]);
+}
+
+fn v6_bytes(ip: &str) -> Value {
+    json!(ip.parse::<Ipv6Addr>().unwrap().octets())
+}
+
+fn host_if(h: &Host, c: &str, net: &str) -> String {
+    h.endpoint(c, net)["host_interface"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `disable_ipv6` of a host-side interface.
+fn host_ipv6_disabled(h: &Host, ifname: &str) -> bool {
+    let p = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+    h.run_ok(&Ns::Host, &["cat", &p]).trim() == "1"
+}
+
+/// The `DP_ENDPOINTS6` value of `ip6`, if any.
+fn endpoints6_entry(h: &Host, ip6: &str) -> Option<Value> {
+    let k = v6_bytes(ip6);
+    h.map_entries("DP_ENDPOINTS6")
+        .into_iter()
+        .find(|(key, _)| key["ip"] == k)
+        .map(|(_, v)| v)
+}
+
+fn endpoints_entry(h: &Host, ip4: &str) -> Option<Value> {
+    let k = ip_bytes(ip4);
+    h.map_entries("DP_ENDPOINTS")
+        .into_iter()
+        .find(|(key, _)| key["ip"] == k)
+        .map(|(_, v)| v)
+}
+
+#[test]
+fn dual_stack_endpoint_has_ipv6_address_routes_and_map_entries() {
+    let h = Host::start();
+    dual(&h, "dual", "10.61.0.0/24", "fd00:61::/64");
+    h.ok(&["network", "create", "--subnet", "10.62.0.0/24", "plain"]);
+    h.ok(&["container", "create", "--network", "dual", "a"]);
+    h.ok(&["container", "create", "--network", "plain", "p"]);
+
+    // Inspect: Docker's names.
+    let ep = h.endpoint("a", "dual");
+    assert_eq!(ep["GlobalIPv6Address"], "fd00:61::2", "{ep}");
+    assert_eq!(ep["GlobalIPv6PrefixLen"], 64);
+    assert_eq!(ep["IPv6Gateway"], "fd00:61::1");
+    let n = h.inspect_network("dual");
+    assert_eq!(n["EnableIPv6"], true, "{n}");
+    let cfg = n["IPAM"]["Config"].as_array().unwrap();
+    assert_eq!(cfg.len(), 2, "{n}");
+    assert_eq!(cfg[0]["Subnet"], "10.61.0.0/24");
+    assert_eq!(cfg[1]["Subnet"], "fd00:61::/64");
+    assert_eq!(cfg[1]["Gateway"], "fd00:61::1");
+    assert_eq!(n["gateway_mode_ipv6"], "nat", "ULA subnets are masqueraded");
+    assert_eq!(n["containers"][0]["ip6"], "fd00:61::2");
+    let pn = h.inspect_network("plain");
+    assert_eq!(pn["EnableIPv6"], false);
+    assert_eq!(pn["IPAM"]["Config"].as_array().unwrap().len(), 1);
+    assert_eq!(h.endpoint("p", "plain")["GlobalIPv6Address"], "");
+
+    // Inside the container: the address (no DAD) and the default route.
+    let addr = h.exec_ok("a", &["ip", "-6", "addr", "show", "dev", "eth0"]);
+    assert!(addr.contains("inet6 fd00:61::2/64"), "{addr}");
+    assert!(
+        !addr.contains("fd00:61::2/64 scope global tentative"),
+        "{addr}"
+    );
+    let routes = h.exec_ok("a", &["ip", "-6", "route"]);
+    assert!(
+        routes.contains("default via fd00:61::1 dev eth0"),
+        "{routes}"
+    );
+    // The IPv4-only container has no IPv6 on its interface.
+    let paddr = h.exec_ok("p", &["ip", "-6", "addr", "show", "dev", "eth0"]);
+    assert!(!paddr.contains("inet6"), "{paddr}");
+
+    // On the host: the gateway on dp0, a /128 route via the veth, IPv6 on
+    // the dual-stack veth only.
+    let a_if = host_if(&h, "a", "dual");
+    let gw = h.run_ok(&Ns::Host, &["ip", "-6", "addr", "show", "dev", "dp0"]);
+    assert!(gw.contains("inet6 fd00:61::1/128"), "{gw}");
+    let r = h.run_ok(&Ns::Host, &["ip", "-6", "route", "show", "fd00:61::2"]);
+    assert!(r.contains(&format!("dev {a_if}")), "{r}");
+    assert!(!host_ipv6_disabled(&h, &a_if));
+    assert!(host_ipv6_disabled(&h, &host_if(&h, "p", "plain")));
+
+    // Maps: the IPv6 address maps to the endpoint's IPv4 record.
+    let ip4 = h.ip_of("a");
+    let v6 = endpoints6_entry(&h, "fd00:61::2").expect("no DP_ENDPOINTS6 entry");
+    assert_eq!(Some(v6), endpoints_entry(&h, &ip4));
+    let ifidx = h.host_ifindex(&a_if);
+    let ife = h.map_entries("DP_IF_ENDPOINTS6");
+    assert!(
+        ife.iter()
+            .any(|(k, v)| *k == json!(ifidx) && v["ip"] == v6_bytes("fd00:61::2")),
+        "{ife:?}"
+    );
+    let nets = h.map_entries("DP_NETWORKS6");
+    assert_eq!(nets.len(), 1, "{nets:?}");
+    assert_eq!(nets[0].1["subnet"], v6_bytes("fd00:61::"));
+    assert_eq!(nets[0].1["gateway"], v6_bytes("fd00:61::1"));
+    assert_eq!(nets[0].1["prefix_len"], 64);
+    assert_eq!(nets[0].1["flags"], 1, "NET6_F_MASQ");
+
+    // Removing the container and the network takes everything away.
+    h.ok(&["container", "rm", "a"]);
+    assert!(endpoints6_entry(&h, "fd00:61::2").is_none());
+    assert!(h.map_entries("DP_IF_ENDPOINTS6").is_empty());
+    h.ok(&["network", "rm", "dual"]);
+    assert!(h.map_entries("DP_NETWORKS6").is_empty());
+    let gw = h.run_ok(&Ns::Host, &["ip", "-6", "addr", "show", "dev", "dp0"]);
+    assert!(!gw.contains("fd00:61::1"), "{gw}");
+}
+
+#[test]
+fn ip6_static_default_subnets_routed_and_internal_networks() {
+    let h = Host::start();
+    dual(&h, "dual", "10.63.0.0/24", "fd00:63::/64");
+    h.ok(&[
+        "container",
+        "create",
+        "--network",
+        "dual",
+        "--ip6",
+        "fd00:63::10",
+        "s",
+    ]);
+    assert_eq!(h.endpoint("s", "dual")["GlobalIPv6Address"], "fd00:63::10");
+    // The next automatic address skips nothing it need not.
+    h.ok(&["container", "create", "--network", "dual", "t"]);
+    assert_eq!(h.endpoint("t", "dual")["GlobalIPv6Address"], "fd00:63::2");
+    // --ip6 on connect.
+    dual(&h, "dual2", "10.64.0.0/24", "2001:db8:64::/64");
+    h.ok(&[
+        "network",
+        "connect",
+        "--ip6",
+        "2001:db8:64::99",
+        "dual2",
+        "t",
+    ]);
+    assert_eq!(
+        h.endpoint("t", "dual2")["GlobalIPv6Address"],
+        "2001:db8:64::99"
+    );
+    let addr = h.exec_ok("t", &["ip", "-6", "addr"]);
+    assert!(addr.contains("2001:db8:64::99/64"), "{addr}");
+    // A global subnet is routed, unless the option says nat.
+    assert_eq!(h.inspect_network("dual2")["gateway_mode_ipv6"], "routed");
+    h.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "2001:db8:65::/64",
+        "-o",
+        "com.docker.network.bridge.gateway_mode_ipv6=nat",
+        "natted",
+    ]);
+    assert_eq!(h.inspect_network("natted")["gateway_mode_ipv6"], "nat");
+
+    // --ipv6 without an IPv6 subnet: the first free default one.
+    h.ok(&["network", "create", "--ipv6", "auto6"]);
+    let n = h.inspect_network("auto6");
+    assert_eq!(n["IPAM"]["Config"][1]["Subnet"], "fd00:dead:1::/64", "{n}");
+    h.ok(&["network", "create", "--ipv6", "auto6b"]);
+    assert_eq!(
+        h.inspect_network("auto6b")["IPAM"]["Config"][1]["Subnet"],
+        "fd00:dead:2::/64"
+    );
+    h.ok(&["container", "create", "--network", "auto6", "u"]);
+    assert_eq!(
+        h.endpoint("u", "auto6")["GlobalIPv6Address"],
+        "fd00:dead:1::2"
+    );
+
+    // Internal: the address, but no default route (as IPv4).
+    h.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--ipv6",
+        "--subnet",
+        "fd00:66::/64",
+        "intern",
+    ]);
+    h.ok(&["container", "create", "--network", "intern", "i"]);
+    let addr = h.exec_ok("i", &["ip", "-6", "addr"]);
+    assert!(addr.contains("fd00:66::2/64"), "{addr}");
+    let routes = h.exec_ok("i", &["ip", "-6", "route"]);
+    assert!(!routes.contains("default"), "{routes}");
+}
+
+#[test]
+fn bad_ipv6_inputs_get_one_line_errors_and_change_nothing() {
+    let h = Host::start();
+    dual(&h, "dual", "10.67.0.0/24", "fd00:67::/64");
+    h.ok(&["network", "create", "--subnet", "10.68.0.0/24", "plain"]);
+    h.ok(&["network", "create", "--ipv6", "auto6"]);
+    h.ok(&["container", "create", "--network", "dual", "a"]);
+    h.ok(&["container", "create", "--network", "plain", "c"]);
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &[
+                "network",
+                "create",
+                "--ipv6",
+                "--subnet",
+                "fd00:70::1/64",
+                "n",
+            ],
+            &["host bits", "fd00:70::/64"],
+        ),
+        (
+            &["network", "create", "--subnet", "fd00:70::/64", "n"],
+            &["needs --ipv6"],
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "--ipv6",
+                "--subnet",
+                "fd00:70::/64",
+                "--gateway",
+                "fd00:71::1",
+                "n",
+            ],
+            &["gateway", "outside"],
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "--ipv6",
+                "--subnet",
+                "fd00:70::/64",
+                "--subnet",
+                "fd00:71::/64",
+                "n",
+            ],
+            &["--subnet", "more than once"],
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "--ipv6",
+                "--subnet",
+                "fd00:70::/127",
+                "n",
+            ],
+            &["too small"],
+        ),
+        (
+            &["network", "create", "--ipv6", "--subnet", "zz::/64", "n"],
+            &["invalid IPv6 CIDR"],
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "--ipv6",
+                "--subnet",
+                "fd00:70::/64",
+                "--ip-range",
+                "fd00:72::/80",
+                "n",
+            ],
+            &["ip-range", "outside"],
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "--ipv6",
+                "--subnet",
+                "fd00:70::/64",
+                "-o",
+                "com.docker.network.bridge.gateway_mode_ipv6=bogus",
+                "n",
+            ],
+            &["gateway_mode_ipv6", "nat or routed"],
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "--ipv6",
+                "--subnet",
+                "fd00:67::/80",
+                "n",
+            ],
+            &["overlaps", "dual"],
+        ),
+        (
+            &["network", "create", "--ipv6", "--driver", "lan", "n"],
+            &["--ipv6", "not supported"],
+        ),
+        (
+            &[
+                "container",
+                "create",
+                "--network",
+                "dual",
+                "--ip6",
+                "fd00:99::5",
+                "x",
+            ],
+            &["outside subnet"],
+        ),
+        (
+            &[
+                "container",
+                "create",
+                "--network",
+                "dual",
+                "--ip6",
+                "fd00:67::1",
+                "x",
+            ],
+            &["gateway"],
+        ),
+        (
+            &[
+                "container",
+                "create",
+                "--network",
+                "dual",
+                "--ip6",
+                "fd00:67::2",
+                "x",
+            ],
+            &["already in use"],
+        ),
+        (
+            &[
+                "container",
+                "create",
+                "--network",
+                "dual",
+                "--ip6",
+                "nonsense",
+                "x",
+            ],
+            &["invalid IPv6 address"],
+        ),
+        (
+            &[
+                "container",
+                "create",
+                "--network",
+                "plain",
+                "--ip6",
+                "fd00:67::9",
+                "x",
+            ],
+            &["no IPv6"],
+        ),
+        (
+            &[
+                "container",
+                "create",
+                "--network",
+                "host",
+                "--ip6",
+                "fd00:67::9",
+                "x",
+            ],
+            &["network mode"],
+        ),
+        (
+            &[
+                "container",
+                "create",
+                "--network",
+                "auto6",
+                "--ip6",
+                "fd00:dead:1::9",
+                "x",
+            ],
+            &["user configured subnets"],
+        ),
+        (
+            &["network", "connect", "--ip6", "fd00:67::2", "dual", "c"],
+            &["already in use"],
+        ),
+        (
+            &["network", "connect", "--ip6", "fd00:67::9", "plain", "a"],
+            &["no IPv6"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let before = h.snapshot();
+        let err = h.fail(args);
+        assert_error(&err, needles);
+        assert_eq!(h.snapshot(), before, "{args:?} changed something");
+    }
+}
+
+#[test]
+fn ipv6_state_survives_an_agent_restart() {
+    let mut h = Host::start();
+    dual(&h, "dual", "10.69.0.0/24", "fd00:69::/64");
+    h.ok(&["container", "create", "--network", "dual", "a"]);
+    h.ok(&["container", "create", "--network", "dual", "b"]);
+    let endpoints = |h: &Host| {
+        let mut v = h.inspect_container("b")["endpoints"].clone();
+        v[0].as_object_mut().unwrap().remove("counters");
+        v
+    };
+    let before = endpoints(&h);
+    let entry = endpoints6_entry(&h, "fd00:69::3").unwrap();
+    h.stop_agent();
+    h.start_agent();
+    assert_eq!(endpoints(&h), before);
+    assert_eq!(endpoints6_entry(&h, "fd00:69::3"), Some(entry));
+    assert_eq!(h.inspect_network("dual")["EnableIPv6"], true);
+    let addr = h.exec_ok("b", &["ip", "-6", "addr"]);
+    assert!(addr.contains("fd00:69::3/64"), "{addr}");
+    // IPAM remembers what is taken.
+    h.ok(&["container", "create", "--network", "dual", "c"]);
+    assert_eq!(h.endpoint("c", "dual")["GlobalIPv6Address"], "fd00:69::4");
+}
+
+#[test]
+fn deleted_endpoints6_entry_and_gateway_are_restored() {
+    let h = Host::start();
+    dual(&h, "dual", "10.71.0.0/24", "fd00:71::/64");
+    h.ok(&["container", "create", "--network", "dual", "a"]);
+    let entry = endpoints6_entry(&h, "fd00:71::2").unwrap();
+    let map = h.map_path("DP_ENDPOINTS6").display().to_string();
+    let key: Vec<String> = "fd00:71::2"
+        .parse::<Ipv6Addr>()
+        .unwrap()
+        .octets()
+        .iter()
+        .map(u8::to_string)
+        .collect();
+    let mut args = vec!["map", "delete", "pinned", map.as_str(), "key"];
+    args.extend(key.iter().map(String::as_str));
+    sh_ok("bpftool", &args);
+    assert!(endpoints6_entry(&h, "fd00:71::2").is_none());
+    assert!(
+        wait_until(REPAIR, || endpoints6_entry(&h, "fd00:71::2")
+            == Some(entry.clone())),
+        "DP_ENDPOINTS6 entry not restored; log:\n{}",
+        h.log()
+    );
+    assert!(h.log().contains("repairing: IPv6 map entries"));
+    // The gateway address and the host route come back too.
+    h.run_ok(
+        &Ns::Host,
+        &["ip", "addr", "del", "fd00:71::1/128", "dev", "dp0"],
+    );
+    h.run_ok(&Ns::Host, &["ip", "-6", "route", "del", "fd00:71::2/128"]);
+    assert!(
+        wait_until(REPAIR, || {
+            let a = h.run_ok(&Ns::Host, &["ip", "-6", "addr", "show", "dev", "dp0"]);
+            let r = h.run_ok(&Ns::Host, &["ip", "-6", "route", "show", "fd00:71::2"]);
+            a.contains("fd00:71::1/128") && r.contains("dev dp")
+        }),
+        "IPv6 gateway or route not restored; log:\n{}",
+        h.log()
+    );
+}
+
+/// `dig TYPE NAME` (or `dig -x ADDR`) in container `c` against 127.0.0.11:
+/// (status, answer data).
+fn dig(h: &Host, c: &str, args: &[&str]) -> (String, Vec<String>) {
+    let mut a = vec![
+        "dig",
+        "+noall",
+        "+comments",
+        "+answer",
+        "+tries=1",
+        "+timeout=4",
+        "@127.0.0.11",
+    ];
+    a.extend_from_slice(args);
+    let out = stdout(&h.exec(c, &a));
+    let status = out
+        .lines()
+        .find_map(|l| l.split("status: ").nth(1))
+        .map(|s| s.split(',').next().unwrap_or("").to_string())
+        .unwrap_or_default();
+    let data = out
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .collect();
+    (status, data)
+}
+
+#[test]
+fn embedded_dns_answers_aaaa_and_ip6_arpa_ptr() {
+    let h = Host::start();
+    dual(&h, "dual", "10.72.0.0/24", "fd00:72::/64");
+    h.ok(&["network", "create", "--subnet", "10.73.0.0/24", "plain"]);
+    h.ok(&["container", "create", "--network", "dual", "a"]);
+    h.ok(&[
+        "container",
+        "create",
+        "--network",
+        "dual",
+        "--network-alias",
+        "www",
+        "b",
+    ]);
+    h.ok(&["container", "create", "--network", "plain", "c"]);
+    h.ok(&["network", "connect", "plain", "a"]);
+    let b4 = h.ip_of("b");
+    let b6 = "fd00:72::3";
+    assert_eq!(h.endpoint("b", "dual")["GlobalIPv6Address"], b6);
+    for name in ["b", "www", "b.dual"] {
+        assert_eq!(
+            dig(&h, "a", &[name, "AAAA"]),
+            ("NOERROR".into(), vec![b6.to_string()]),
+            "AAAA {name}"
+        );
+        assert_eq!(
+            dig(&h, "a", &[name, "A"]),
+            ("NOERROR".into(), vec![b4.clone()]),
+            "A {name}"
+        );
+    }
+    // A name without an IPv6 address: NOERROR, no answers (Docker's).
+    assert_eq!(dig(&h, "a", &["c", "AAAA"]), ("NOERROR".into(), vec![]));
+    assert_eq!(dig(&h, "a", &["c", "A"]).1, vec![h.ip_of("c")]);
+    // PTR of the IPv6 address.
+    assert_eq!(
+        dig(&h, "a", &["-x", b6]),
+        ("NOERROR".into(), vec!["b.dual.".to_string()])
+    );
+}
+
+#[test]
+fn agent_ipv6_flags_make_the_default_network_dual_stack() {
+    let mut h = Host::start_with(&["--ipv6"]);
+    let n = h.inspect_network("bridge");
+    assert_eq!(n["EnableIPv6"], true, "{n}");
+    assert_eq!(n["IPAM"]["Config"][1]["Subnet"], "fd00:dead:1::/64");
+    h.ok(&["container", "create", "a"]);
+    assert_eq!(
+        h.endpoint("a", "bridge")["GlobalIPv6Address"],
+        "fd00:dead:1::2"
+    );
+    let addr = h.exec_ok("a", &["ip", "-6", "addr"]);
+    assert!(addr.contains("fd00:dead:1::2/64"), "{addr}");
+    // --ip6 on the default network is refused, as --ip.
+    assert_error(
+        &h.fail(&["container", "create", "--ip6", "fd00:dead:1::9", "x"]),
+        &["user configured subnets"],
+    );
+    // New flags while a container uses it: kept; once unused: re-made.
+    h.stop_agent();
+    h.start_agent_with(&["--ipv6", "--fixed-cidr-v6", "fd00:74::/64"]);
+    assert_eq!(
+        h.inspect_network("bridge")["IPAM"]["Config"][1]["Subnet"],
+        "fd00:dead:1::/64"
+    );
+    h.ok(&["container", "rm", "a"]);
+    h.stop_agent();
+    h.start_agent_with(&["--ipv6", "--fixed-cidr-v6", "fd00:74::/64"]);
+    assert_eq!(
+        h.inspect_network("bridge")["IPAM"]["Config"][1]["Subnet"],
+        "fd00:74::/64"
+    );
+    h.ok(&["container", "create", "b"]);
+    assert_eq!(h.endpoint("b", "bridge")["GlobalIPv6Address"], "fd00:74::2");
+    h.ok(&["container", "rm", "b"]);
+    h.stop_agent();
+    h.start_agent();
+    assert_eq!(h.inspect_network("bridge")["EnableIPv6"], false);
+    assert!(h.map_entries("DP_NETWORKS6").is_empty());
+}
+
+#[test]
+fn bad_ipv6_agent_flags_stop_the_agent_with_one_line() {
+    let h = Host::new_namespaces_only();
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--fixed-cidr-v6", "fd00:75::/64"],
+            &["--fixed-cidr-v6", "needs --ipv6"],
+        ),
+        (
+            &["--ipv6", "--fixed-cidr-v6", "fd00:75::1/64"],
+            &["--fixed-cidr-v6", "host bits"],
+        ),
+        (
+            &["--ipv6", "--fixed-cidr-v6", "fd00:75::/127"],
+            &["--fixed-cidr-v6", "/126"],
+        ),
+        (
+            &["--ipv6", "--fixed-cidr-v6", "10.0.0.0/8"],
+            &["--fixed-cidr-v6"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let o = run(Command::new(dataplane_bin())
+            .arg("agent")
+            .args(h.agent_args())
+            .args(*args));
+        assert!(!o.status.success(), "{args:?} accepted");
+        assert_error(&stderr(&o), needles);
+        assert!(!h.state_dir().exists(), "{args:?} left state behind");
+    }
+}
