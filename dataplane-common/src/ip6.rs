@@ -111,6 +111,9 @@ pub mod nat6_map_names {
 pub mod nat6_prog_names {
     /// IPv6 from outside (tail-called by `dp_from_uplink`).
     pub const FROM_UPLINK6: &str = "dp_from_uplink6";
+    /// IPv6 from a container to beyond the host (tail-called by
+    /// `dp_from_container6`).
+    pub const EGRESS6: &str = "dp_egress6";
     /// cgroup/connect6, sendmsg6, recvmsg6: published ports from the host.
     pub const SOCK_CONNECT6: &str = "dp_sock_connect6";
     pub const SOCK_SENDMSG6: &str = "dp_sock_sendmsg6";
@@ -119,6 +122,9 @@ pub mod nat6_prog_names {
 
 /// `DP_CALLS` slot of `dp_from_uplink6`.
 pub const CALL_FROM_UPLINK6: u32 = 1;
+/// `DP_CALLS` slot of `dp_egress6` (IPv6 from a container to beyond the
+/// host: masquerade, routed, published-port replies, hairpin).
+pub const CALL_EGRESS6: u32 = 2;
 
 /// `DP_HOST_IPS6`, `DP_HOST_IFS6` entries.
 pub const MAX_HOST_IPS6: u32 = 1024;

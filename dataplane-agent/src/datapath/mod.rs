@@ -12,9 +12,11 @@
 
 mod bpf_links;
 mod gc;
+mod gc6;
 mod host_ifs;
 mod ip6;
 mod lan;
+mod nat6;
 mod overlay;
 mod syscall;
 
@@ -23,6 +25,8 @@ pub use ip6::{Ip6Maps, Ip6Want};
 pub use overlay::{OverlayMaps, OverlayWant};
 
 pub use gc::{monotonic_ns, Gc};
+pub use gc6::Gc6;
+pub use nat6::{Nat6Maps, Nat6Want};
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},

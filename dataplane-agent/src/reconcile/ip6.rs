@@ -41,6 +41,8 @@ impl Engine {
                 n += 1;
             }
         }
+        // The north-south side: host IPv6 addresses, published ports.
+        n += crate::engine::host_ifs6::sync(g).await?;
         Ok(n)
     }
 }
