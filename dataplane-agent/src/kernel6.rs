@@ -224,3 +224,23 @@ pub async fn del_gateway6(h: &Handle, gw: Ipv6Addr) -> Result<()> {
     }
     Ok(())
 }
+
+/// Make `ifname` carry the IPv6 default route (via `gateway`) inside a
+/// namespace (the default route moved to a dual-stack endpoint).
+pub async fn set_default_route6(netns: &Path, ifname: &str, gateway: Ipv6Addr) -> Result<()> {
+    let ns = crate::kernel::handle_in_netns(netns)?;
+    let l = netdev_by_name(&ns, ifname)
+        .await?
+        .ok_or_else(|| anyhow!("{ifname} missing in the container"))?;
+    let r = RouteMessageBuilder::<Ipv6Addr>::new()
+        .gateway(gateway)
+        .output_interface(l.index)
+        .build();
+    ns.route()
+        .add(r)
+        .replace()
+        .execute()
+        .await
+        .with_context(|| format!("adding IPv6 default route via {gateway}"))?;
+    Ok(())
+}

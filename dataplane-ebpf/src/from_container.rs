@@ -26,8 +26,9 @@
 //!   the host routes it to (the parent).
 //! - Everything else is dropped and counted: VLAN-tagged frames (in the
 //!   packet or in the skb's VLAN metadata: the kernel would strip a VLAN-0
-//!   tag and route what is inside without any of the checks above), IPv6
-//!   (containers have IPv4 only) and any other ethertype; source-routed
+//!   tag and route what is inside without any of the checks above), any
+//!   ethertype but ARP, IPv4 and IPv6 (IPv6 goes on in `from_container6`,
+//!   a tail call with a stack frame of its own); source-routed
 //!   IPv4; and destinations no container may reach (127.0.0.0/8, 0.0.0.0/8,
 //!   240.0.0.0/4).
 

@@ -83,8 +83,7 @@ pub fn from_container(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv6) -> Result<i
     // Type, code, checksum, reserved, then the target address.
     let code = parse::read::<u8>(ctx, ip.l4_off + 1).ok_or(DropReason::Malformed)?;
     let mut target = [0u8; 16];
-    ctx.load_bytes(ip.l4_off + 8, &mut target)
-        .map_err(|_| DropReason::Malformed)?;
+    parse6::load16(ctx, ip.l4_off + 8, &mut target).ok_or(DropReason::Malformed)?;
     if code != 0 || parse6::is_multicast(&target) || target == ip.src {
         // Invalid (the stack drops it) or about the asker itself.
         return Ok(TC_ACT_OK);

@@ -9,7 +9,7 @@
 //! drops it as malformed (fail closed: the stack would act on what the
 //! programs could not check).
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::{helpers::bpf_skb_load_bytes, programs::TcContext};
 
 use crate::parse::{self, Frag, Pkt, ETH_LEN, IPPROTO_TCP, IPPROTO_UDP};
 
@@ -125,6 +125,25 @@ fn bytes<const N: usize>(pkt: &Pkt, off: usize) -> Option<&[u8; N]> {
     Some(unsafe { &*p })
 }
 
+/// Copy the 16 bytes at `off` (an address) into `dst` with the helper.
+#[inline(always)]
+pub fn load16(ctx: &TcContext, off: usize, dst: &mut [u8; 16]) -> Option<()> {
+    // SAFETY: the helper writes exactly 16 bytes into `dst`, a 16-byte
+    // buffer, or fails (bytes beyond the packet) leaving it unspecified.
+    let rc = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const _,
+            off as u32,
+            dst.as_mut_ptr().cast(),
+            16,
+        )
+    };
+    if rc < 0 {
+        return None;
+    }
+    Some(())
+}
+
 /// Parse the IPv6 header at `l3`, its extension headers and, when present,
 /// the L4 header, into `p` (filled in place: returning the value would
 /// copy it through the stack).
@@ -195,8 +214,8 @@ pub fn parse_ipv6(ctx: &TcContext, l3: usize, p: &mut Ipv6) -> Option<()> {
     p.no_ext = !is_ext(first);
     // Copied by the helper: copying them byte by byte costs a stack slot
     // per byte.
-    ctx.load_bytes(l3 + 8, &mut p.src).ok()?;
-    ctx.load_bytes(l3 + 24, &mut p.dst).ok()?;
+    load16(ctx, l3 + 8, &mut p.src)?;
+    load16(ctx, l3 + 24, &mut p.dst)?;
     if frag == Frag::Later {
         return Some(());
     }

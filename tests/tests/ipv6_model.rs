@@ -628,3 +628,32 @@ fn bad_ipv6_agent_flags_stop_the_agent_with_one_line() {
         assert!(!h.state_dir().exists(), "{args:?} left state behind");
     }
 }
+
+/// Packets the datapath counted from `c`'s endpoint on `net`.
+fn tx_packets(h: &Host, c: &str, net: &str) -> u64 {
+    h.endpoint(c, net)["counters"]["tx_packets"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn host_and_containers_reach_each_other_over_ipv6() {
+    let h = Host::start();
+    dual(&h, "dual", "10.76.0.0/24", "fd00:76::/64");
+    h.ok(&["container", "create", "--network", "dual", "a"]);
+    h.ok(&["container", "create", "--network", "dual", "b"]);
+    let (a6, b6) = ("fd00:76::2", "fd00:76::3");
+    assert!(h.ping(&Ns::Host, a6), "host cannot ping {a6}");
+    let before = tx_packets(&h, "a", "dual");
+    assert!(h.ping(&Ns::c("a"), b6), "a cannot ping {b6}");
+    assert!(h.ping(&Ns::c("b"), a6), "b cannot ping {a6}");
+    assert!(
+        tx_packets(&h, "a", "dual") > before,
+        "a's pings did not go through its program"
+    );
+    // The gateway answers too (NDP in eBPF, then the host's stack).
+    assert!(
+        h.ping(&Ns::c("a"), "fd00:76::1"),
+        "a cannot ping its gateway"
+    );
+}

@@ -228,9 +228,8 @@ pub(crate) fn default_network_matches(n: &Network, want: &NetworkCreate) -> bool
         && Some(n.icc) == want.icc
         && n.masquerade != want.options.contains_key(OPT_MASQ)
         && match (&n.ipv6, want.ipv6, &want.subnet6) {
-            (None, false, _) => true,
+            (None, false, _) | (Some(_), true, None) => true,
             (Some(p), true, Some(s)) => p.net().to_string() == *s,
-            (Some(_), true, None) => true,
             _ => false,
         }
 }

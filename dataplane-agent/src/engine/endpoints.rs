@@ -236,6 +236,13 @@ impl Engine {
                     "moving the default route to {}: {e:#}", next.interface
                 );
             }
+            if let Some(gw6) = next.gateway6.filter(|_| next.ip6.is_some()) {
+                let ns = self.netns_path(&c.name);
+                if let Err(e) = crate::kernel6::set_default_route6(&ns, &next.interface, gw6).await
+                {
+                    warn!(container, "moving the IPv6 default route: {e:#}");
+                }
+            }
         }
         // Published ports follow the first endpoint left, or are withdrawn
         // (never left pointing at an address IPAM may hand out again).

@@ -114,7 +114,8 @@ fn user_subnet6(net: &Network) -> bool {
     let [a, b] = DEFAULT_POOL6_BASE;
     net.ipv6.as_ref().is_some_and(|p| {
         let s = p.subnet.segments();
-        !net.builtin && !(s[0] == a && s[1] == b)
+        let default_pool = s[0] == a && s[1] == b;
+        !(net.builtin || default_pool)
     })
 }
 

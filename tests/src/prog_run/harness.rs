@@ -397,13 +397,13 @@ impl Env {
         env
     }
 
-    /// The loaded object (to load more programs or take more maps).
-    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
-        &mut self.ebpf
-    }
-
     pub fn ifx(&self, name: &str) -> u32 {
         self.ifindex[name]
+    }
+
+    /// The loaded object, for fixtures that load more of it (`ip6`).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 
     /// The entry the agent writes: the network's policy flags included.
