@@ -308,6 +308,11 @@ pub fn claim_port(
         return None;
     }
     let range = max - min + 1;
+    if range == 0 {
+        // (No division by zero below: the compiler's check would be a panic
+        // path, which the verifier refuses.)
+        return None;
+    }
     // SAFETY: a BPF helper without arguments.
     let seed = unsafe { aya_ebpf::helpers::bpf_get_prandom_u32() };
     for i in 0..NAT_TRIES {

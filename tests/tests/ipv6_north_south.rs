@@ -190,11 +190,11 @@ fn drops(h: &Host, reason: &str) -> u64 {
 
 /// Wait until `f` holds (the reconciler syncs the IPv6 maps after a change).
 fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..50 {
+    for _ in 0..5 {
         if f() {
             return true;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(300));
     }
     false
 }
@@ -207,7 +207,8 @@ fn ula_container_is_masqueraded_to_the_host_ipv6_address() {
     let srv = server(&h, &Ns::Outside, TCP6_SERVER, "::", 9000);
     assert!(
         eventually(|| tcp6_ok(&h, &Ns::c("a"), OUT6, 9000)),
-        "TCP over IPv6 from a ULA container to outside\n{}",
+        "TCP over IPv6 from a ULA container to outside\ndrops {}\n{}",
+        h.global_drops(),
         h.log()
     );
     assert_eq!(srv.peers()[0], HOST6, "the outside sees the host's address");
