@@ -280,6 +280,10 @@ fn published_port_on_host_ipv6_keeps_client_address_and_hairpins() {
         .as_str()
         .unwrap()
         .to_string();
+    sh_ok(
+        "ip",
+        &["-n", &h.out_ns, "-6", "route", "add", "fd00:73::/64", "via", HOST6],
+    );
     let before = drops(&h, "direct_access_from_outside");
     assert!(!tcp6_ok(&h, &Ns::Outside, &ip6, 80));
     assert!(drops(&h, "direct_access_from_outside") > before);
