@@ -12,7 +12,8 @@
 //! - `xdp_uplink`: XDP on the host's uplink (early drops, published ports).
 //! - `from_overlay`: TC ingress on the VXLAN device (packets from other
 //!   nodes); `overlay` holds the egress side used by `from_container`.
-//! - `sock`: cgroup connect4/sendmsg4/recvmsg4 (published ports from the host).
+//! - `sock`: cgroup connect4/sendmsg4/recvmsg4 (published ports from the
+//!   host); `sock6` the same for IPv6.
 //!
 //! Maps are defined once, in `maps`; packet parsing with explicit bounds checks
 //! lives in `parse`, checksum arithmetic in `csum`; address translation in
@@ -46,6 +47,7 @@ mod overlay;
 mod parse;
 mod parse6;
 mod sock;
+mod sock6;
 mod to_container;
 mod xdp_uplink;
 

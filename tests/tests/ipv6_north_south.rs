@@ -2,7 +2,8 @@
 //! namespace with IPv6 on the uplink link; masquerade of a ULA network (the
 //! outside server sees the host's IPv6 address), a routed network (it sees
 //! the container's), published ports on the host's IPv6 address with the
-//! client address kept, hairpin, direct access dropped, ICMPv6 port
+//! client address kept, hairpin, `[::1]` and the host address from the host
+//! itself, direct access dropped, ICMPv6 port
 //! unreachable for a published UDP port nobody listens on, and 4,000-byte
 //! UDP datagrams (IPv6 fragments) both ways.
 
@@ -275,6 +276,13 @@ fn published_port_on_host_ipv6_keeps_client_address_and_hairpins() {
     assert_eq!(srv.peers()[0], OUT6, "client address kept");
     // Hairpin: another container to the published host address.
     assert!(tcp6_ok(&h, &Ns::c("b"), HOST6, 8080), "hairpin to {url}");
+    // From the host itself: [::1] and the host's IPv6 address (the socket
+    // programs), the container sees a host address.
+    assert!(
+        tcp6_ok(&h, &Ns::Host, "::1", 8080),
+        "[::1]:8080 from the host"
+    );
+    assert!(tcp6_ok(&h, &Ns::Host, HOST6, 8080), "{url} from the host");
     // Direct access to the container's address from outside: dropped.
     let ip6 = h.endpoint("web", "dual")["GlobalIPv6Address"]
         .as_str()
@@ -282,7 +290,16 @@ fn published_port_on_host_ipv6_keeps_client_address_and_hairpins() {
         .to_string();
     sh_ok(
         "ip",
-        &["-n", &h.out_ns, "-6", "route", "add", "fd00:73::/64", "via", HOST6],
+        &[
+            "-n",
+            &h.out_ns,
+            "-6",
+            "route",
+            "add",
+            "fd00:73::/64",
+            "via",
+            HOST6,
+        ],
     );
     let before = drops(&h, "direct_access_from_outside");
     assert!(!tcp6_ok(&h, &Ns::Outside, &ip6, 80));

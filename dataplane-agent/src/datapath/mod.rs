@@ -167,6 +167,9 @@ impl Datapath {
             prog_names::SOCK_CONNECT4,
             prog_names::SOCK_SENDMSG4,
             prog_names::SOCK_RECVMSG4,
+            dataplane_common::nat6_prog_names::SOCK_CONNECT6,
+            dataplane_common::nat6_prog_names::SOCK_SENDMSG6,
+            dataplane_common::nat6_prog_names::SOCK_RECVMSG6,
         ] {
             let prog: &mut CgroupSockAddr = ebpf
                 .program_mut(name)
