@@ -360,3 +360,128 @@ fn extension_headers_are_skipped_and_too_many_are_malformed() {
         assert_eq!(env.run_uplink(&pkt).verdict, TC_ACT_OK);
     });
 }
+
+// ---- From a container to beyond the host: `dp_egress6`, reached through
+// `dp_from_container` -> `dp_from_container6` -> `dp_egress6` ----
+
+use dataplane_tests::prog_run::ip6::{ip6_of, setup6, FAR6, UPLINK_IP6};
+
+/// A frame from endpoint `e` (its own MACs and IPv6 address) carrying `l4`.
+fn from_ep(e: EpDef, dst: [u8; 16], proto: u8, l4: &[u8]) -> Vec<u8> {
+    eth(
+        e.host_mac,
+        e.mac,
+        ETH_P_IPV6,
+        &ip6(ip6_of(e), dst, proto, 64, &[], l4),
+    )
+}
+
+fn egress_env(env: &mut Env, masq: bool) -> V6n {
+    let mut m6 = setup6(env);
+    if masq {
+        m6.set_net_flags(NET_A, dataplane_common::NET6_F_MASQ);
+    }
+    let mut v6 = V6n::new(env);
+    let up = env.ifx(UPLINK_IF);
+    v6.host_ifs6
+        .insert(up, dataplane_common::HostIf6 { ip: UPLINK_IP6 }, 0)
+        .unwrap();
+    v6.host_ips6
+        .insert(dataplane_common::Endpoint6Key { ip: UPLINK_IP6 }, 1, 0)
+        .unwrap();
+    drop(m6);
+    v6
+}
+
+#[test]
+fn masqueraded_network_leaves_with_the_uplink_ipv6_address() {
+    with_env(|env| {
+        let v6 = egress_env(env, true);
+        let l4 = tcp6(ip6_of(E1), FAR6, CPORT, 443, TCP_SYN, b"");
+        let r = env.run_container(E1, &from_ep(E1, FAR6, PROTO_TCP, &l4));
+        assert_eq!(r.verdict, TC_ACT_REDIRECT, "out of the uplink");
+        env.assert_no_drops();
+        let o = View6(&r.out);
+        assert_eq!(o.dst_mac(), NEXT_HOP_MAC);
+        assert_eq!((o.src(), o.dst()), (UPLINK_IP6, FAR6));
+        let sport = o.sport(0);
+        assert!(
+            (NAT_MIN..=NAT_MAX).contains(&sport),
+            "port {sport} of the range"
+        );
+        assert_eq!(o.hop_limit(), 63);
+        o.assert_l4_csum(PROTO_TCP, 0);
+        let back = v6
+            .nat6_in
+            .get(&FlowKey6::new(FAR6, UPLINK_IP6, 443, sport, PROTO_TCP), 0)
+            .expect("reverse entry");
+        assert_eq!((back.addr, back.port), (ip6_of(E1), CPORT));
+        // The reply comes back in through dp_from_uplink6.
+        let l4 = tcp6(FAR6, UPLINK_IP6, 443, sport, TCP_SYN | TCP_ACK, b"");
+        let r = env.run_uplink(&frame6(&ip6(FAR6, UPLINK_IP6, PROTO_TCP, 64, &[], &l4)));
+        assert_delivered6(env, &r, E1);
+        let o = View6(&r.out);
+        assert_eq!((o.dst(), o.dport(0)), (ip6_of(E1), CPORT));
+        o.assert_l4_csum(PROTO_TCP, 0);
+        // What cannot be translated is refused, never routed untranslated.
+        let l4 = [0u8; 8];
+        let r = env.run_container(E1, &from_ep(E1, FAR6, 47, &l4));
+        assert_eq!(r.verdict, TC_ACT_SHOT);
+        env.assert_only_drop(DropReason::UnsupportedProtocol);
+    });
+}
+
+#[test]
+fn routed_network_leaves_untranslated_and_opens_its_reply_path() {
+    with_env(|env| {
+        let v6 = egress_env(env, false);
+        let l4 = udp6(ip6_of(E1), FAR6, CPORT, 53, b"q");
+        let r = env.run_container(E1, &from_ep(E1, FAR6, PROTO_UDP, &l4));
+        assert_eq!(r.verdict, TC_ACT_REDIRECT);
+        assert_eq!(View6(&r.out).src(), ip6_of(E1));
+        let key = FlowKey6::new(FAR6, ip6_of(E1), 53, CPORT, PROTO_UDP);
+        assert!(v6.ct6.get(&key, 0).is_ok(), "reply path recorded");
+        let l4 = udp6(FAR6, ip6_of(E1), 53, CPORT, b"a");
+        let r = env.run_uplink(&frame6(&ip6(FAR6, ip6_of(E1), PROTO_UDP, 64, &[], &l4)));
+        assert_delivered6(env, &r, E1);
+    });
+}
+
+#[test]
+fn published_port_reply_and_port_unreachable_leave_from_the_host_address() {
+    with_env(|env| {
+        let mut v6 = egress_env(env, true);
+        let me = ip6_of(E1);
+        v6.publish([0; 16], 5353, PROTO_UDP, me, 53);
+        let l4 = udp6(CLIENT6, UPLINK_IP6, CPORT, 5353, b"q");
+        let r = env.run_uplink(&frame6(&ip6(CLIENT6, UPLINK_IP6, PROTO_UDP, 64, &[], &l4)));
+        assert_delivered6(env, &r, E1);
+        // The container's reply: from the published address and port.
+        let l4 = udp6(me, CLIENT6, 53, CPORT, b"answer");
+        let r = env.run_container(E1, &from_ep(E1, CLIENT6, PROTO_UDP, &l4));
+        assert_eq!(r.verdict, TC_ACT_REDIRECT);
+        let o = View6(&r.out);
+        assert_eq!((o.src(), o.sport(0)), (UPLINK_IP6, 5353));
+        assert_eq!((o.dst(), o.dport(0)), (CLIENT6, CPORT));
+        o.assert_l4_csum(PROTO_UDP, 0);
+        // Nobody listening: its port unreachable quotes the packet it got.
+        let q = ip6(
+            CLIENT6,
+            me,
+            PROTO_UDP,
+            63,
+            &[],
+            &udp6(CLIENT6, me, CPORT, 53, b"q"),
+        );
+        let l4 = icmp6(me, CLIENT6, 1, 4, [0; 4], &q);
+        let r = env.run_container(E1, &from_ep(E1, CLIENT6, PROTO_ICMPV6, &l4));
+        assert_eq!(r.verdict, TC_ACT_REDIRECT);
+        env.assert_no_drops();
+        let o = View6(&r.out);
+        assert_eq!((o.src(), o.dst()), (UPLINK_IP6, CLIENT6));
+        let quoted = &o.l4(0)[8..];
+        assert_eq!(&quoted[24..40], &UPLINK_IP6, "quoted destination");
+        assert_eq!(u16::from_be_bytes([quoted[42], quoted[43]]), 5353);
+        o.assert_l4_csum(PROTO_ICMPV6, 0);
+    });
+}

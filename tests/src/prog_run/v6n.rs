@@ -187,8 +187,9 @@ impl View6<'_> {
 
 /// The IPv6 maps of a test `Env`, with `dp_from_uplink6` in `DP_CALLS`.
 pub struct V6n {
-    pub endpoints6: HashMap<MapData, Endpoint6Key, EndpointInfo>,
-    pub if_endpoints6: HashMap<MapData, u32, Endpoint6>,
+    /// The endpoint maps, unless `ip6::setup6` took them first.
+    pub endpoints6: Option<HashMap<MapData, Endpoint6Key, EndpointInfo>>,
+    pub if_endpoints6: Option<HashMap<MapData, u32, Endpoint6>>,
     pub ports6: HashMap<MapData, PortKey6, PortTarget6>,
     pub host_ips6: HashMap<MapData, Endpoint6Key, u32>,
     pub host_ifs6: HashMap<MapData, u32, HostIf6>,
@@ -210,9 +211,20 @@ where
     T::try_from(m).unwrap_or_else(|e| panic!("map {name}: {e:?}"))
 }
 
+fn maybe_take<T>(env: &mut Env, name: &str) -> Option<T>
+where
+    T: TryFrom<aya::maps::Map>,
+    <T as TryFrom<aya::maps::Map>>::Error: std::fmt::Debug,
+{
+    let m = env.ebpf_mut().take_map(name)?;
+    Some(T::try_from(m).unwrap_or_else(|e| panic!("map {name}: {e:?}")))
+}
+
 impl V6n {
     /// Load `dp_from_uplink6` into `DP_CALLS`, register the host's IPv6
-    /// address on the uplink and E1, E2 as dual-stack endpoints.
+    /// address on the uplink and E1, E2 as dual-stack endpoints (unless
+    /// `ip6::setup6` registered the endpoints already: then the egress tests'
+    /// addresses are `ip6::ip6_of`).
     pub fn new(env: &mut Env) -> V6n {
         let ebpf = env.ebpf_mut();
         let name = nat6_prog_names::FROM_UPLINK6;
@@ -224,8 +236,8 @@ impl V6n {
             ProgramArray::try_from(ebpf.map_mut(ip6_map_names::CALLS).unwrap()).unwrap();
         calls.set(CALL_FROM_UPLINK6, &fd, 0).unwrap();
         let mut v = V6n {
-            endpoints6: take(env, ip6_map_names::ENDPOINTS6),
-            if_endpoints6: take(env, ip6_map_names::IF_ENDPOINTS6),
+            endpoints6: maybe_take(env, ip6_map_names::ENDPOINTS6),
+            if_endpoints6: maybe_take(env, ip6_map_names::IF_ENDPOINTS6),
             ports6: take(env, nat6_map_names::PORTS6),
             host_ips6: take(env, nat6_map_names::HOST_IPS6),
             host_ifs6: take(env, nat6_map_names::HOST_IFS6),
@@ -239,19 +251,25 @@ impl V6n {
             .unwrap();
         let up = env.ifx(super::harness::UPLINK_IF);
         v.host_ifs6.insert(up, HostIf6 { ip: HOST6 }, 0).unwrap();
-        v.add_endpoint6(env, super::harness::E1, E1_6);
-        v.add_endpoint6(env, super::harness::E2, E2_6);
+        if v.endpoints6.is_some() {
+            v.add_endpoint6(env, super::harness::E1, E1_6);
+            v.add_endpoint6(env, super::harness::E2, E2_6);
+        }
         v
     }
 
     pub fn add_endpoint6(&mut self, env: &Env, e: EpDef, ip: [u8; 16]) {
         let info = env.info(e);
-        self.endpoints6
-            .insert(Endpoint6Key { ip }, info, 0)
-            .unwrap();
-        self.if_endpoints6
-            .insert(info.ifindex, Endpoint6 { ip }, 0)
-            .unwrap();
+        let m = self
+            .endpoints6
+            .as_mut()
+            .expect("endpoint maps taken by setup6");
+        m.insert(Endpoint6Key { ip }, info, 0).unwrap();
+        let m = self
+            .if_endpoints6
+            .as_mut()
+            .expect("endpoint maps taken by setup6");
+        m.insert(info.ifindex, Endpoint6 { ip }, 0).unwrap();
     }
 
     /// Publish `[addr]:port/proto` (`::` for every host address) to `target`.
