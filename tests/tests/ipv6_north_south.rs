@@ -85,11 +85,15 @@ for i in range(3):
 print("TIMEOUT")
 "#;
 
-struct Srv(Bg, std::path::PathBuf);
+/// A server (killed on drop) and the file its peers are written to.
+struct Srv {
+    _bg: Bg,
+    peers: std::path::PathBuf,
+}
 
 impl Srv {
     fn peers(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.1)
+        std::fs::read_to_string(&self.peers)
             .unwrap_or_default()
             .lines()
             .map(str::to_string)
@@ -103,7 +107,10 @@ fn server(h: &Host, ns: &Ns, script: &str, bind: &str, port: u16) -> Srv {
     let p = port.to_string();
     let mut bg = h.spawn_in(ns, &[python(), "-c", script, bind, &p, &f]);
     bg.wait_line("READY", Duration::from_secs(10));
-    Srv(bg, file)
+    Srv {
+        _bg: bg,
+        peers: file,
+    }
 }
 
 fn tcp6_ok(h: &Host, ns: &Ns, ip: &str, port: u16) -> bool {
