@@ -247,3 +247,42 @@ pub async fn set_default_route6(netns: &Path, ifname: &str, gateway: Ipv6Addr) -
         .with_context(|| format!("adding IPv6 default route via {gateway}"))?;
     Ok(())
 }
+
+/// The IPv6 networks the host uses: the prefixes of its main table's routes
+/// and of its global addresses (link-local and multicast left out), so that
+/// a network's IPv6 subnet does not take them over.
+pub async fn host_networks6(h: &Handle) -> Result<Vec<ipnet::Ipv6Net>> {
+    let keep = |ip: Ipv6Addr| !is_link_local(ip) && !ip.is_multicast() && !ip.is_loopback();
+    let mut out = Vec::new();
+    let mut routes = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
+        .execute();
+    while let Some(rt) = routes.try_next().await? {
+        let len = rt.header.destination_prefix_length;
+        if len == 0 || rt.header.table != RouteHeader::RT_TABLE_MAIN {
+            continue;
+        }
+        for a in &rt.attributes {
+            if let RouteAttribute::Destination(RouteAddress::Inet6(ip)) = a {
+                if let (true, Ok(n)) = (keep(*ip), ipnet::Ipv6Net::new(*ip, len)) {
+                    out.push(n.trunc());
+                }
+            }
+        }
+    }
+    let addrs: Vec<_> = h.address().get().execute().try_collect().await?;
+    for a in addrs
+        .iter()
+        .filter(|a| a.header.family == AddressFamily::Inet6)
+    {
+        for x in &a.attributes {
+            if let AddressAttribute::Address(IpAddr::V6(ip)) = x {
+                if let (true, Ok(n)) = (keep(*ip), ipnet::Ipv6Net::new(*ip, a.header.prefix_len)) {
+                    out.push(n.trunc());
+                }
+            }
+        }
+    }
+    Ok(out)
+}

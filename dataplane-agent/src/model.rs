@@ -540,6 +540,9 @@ mod tests {
         assert_eq!(c.endpoints[0].host_interface, "dp0a1b2c3d");
         // State from before embedded DNS: no aliases, no DNS flags.
         assert!(c.endpoints[0].aliases.is_empty());
+        // State from before IPv6: IPv4 only.
+        assert_eq!(c.endpoints[0].ip6, None);
+        assert_eq!(c.endpoints[0].gateway6, None);
         assert_eq!(c.dns, DnsConfig::default());
     }
 }

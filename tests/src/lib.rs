@@ -24,6 +24,8 @@ pub mod prog_run;
 
 /// A private dockerd (for the Docker plugin tests).
 pub mod docker;
+/// Helpers of the IPv6 (dual stack) tests.
+pub mod ipv6;
 /// Simulated multi-host clusters (overlay tests).
 pub mod multihost;
 /// A private Podman with the CNI backend (for the CNI plugin tests).

@@ -272,7 +272,19 @@ fn print_ls(v: &[ContainerView]) {
                         .join(","),
                     ct.endpoints
                         .iter()
-                        .map(|e| format!("{}/{}", e.ip, e.prefix_len))
+                        .map(|e| {
+                            if e.global_ipv6_address.is_empty() {
+                                format!("{}/{}", e.ip, e.prefix_len)
+                            } else {
+                                format!(
+                                    "{}/{} {}/{}",
+                                    e.ip,
+                                    e.prefix_len,
+                                    e.global_ipv6_address,
+                                    e.global_ipv6_prefix_len
+                                )
+                            }
+                        })
                         .collect::<Vec<_>>()
                         .join(","),
                     ports_summary(&ct.ports, &ct.expose),

@@ -191,6 +191,22 @@ impl<'a> Ctx<'a> {
     fn result(&self, ep: &EndpointView, net: &NetworkView) -> Value {
         let v = &self.conf.cni_version;
         let gw = (!net.internal).then(|| ep.gateway.to_string());
+        // Dual stack: the IPv6 address too, and its default route.
+        let gw6 = (!net.internal && !ep.ipv6_gateway.is_empty()).then(|| ep.ipv6_gateway.clone());
+        let mut ips = vec![IpConfig {
+            version: types::pre_1_0(v).then(|| "4".to_string()),
+            address: format!("{}/{}", ep.ip, ep.prefix_len),
+            gateway: gw.clone(),
+            interface: 1,
+        }];
+        if !ep.global_ipv6_address.is_empty() {
+            ips.push(IpConfig {
+                version: types::pre_1_0(v).then(|| "6".to_string()),
+                address: format!("{}/{}", ep.global_ipv6_address, ep.global_ipv6_prefix_len),
+                gateway: gw6.clone(),
+                interface: 1,
+            });
+        }
         let r = AddResult {
             cni_version: v.clone(),
             interfaces: vec![
@@ -205,18 +221,17 @@ impl<'a> Ctx<'a> {
                     sandbox: self.env.netns.clone(),
                 },
             ],
-            ips: vec![IpConfig {
-                version: types::pre_1_0(v).then(|| "4".to_string()),
-                address: format!("{}/{}", ep.ip, ep.prefix_len),
-                gateway: gw.clone(),
-                interface: 1,
-            }],
+            ips,
             routes: gw
                 .map(|g| Route {
                     dst: "0.0.0.0/0".into(),
                     gw: Some(g),
                 })
                 .into_iter()
+                .chain(gw6.map(|g| Route {
+                    dst: "::/0".into(),
+                    gw: Some(g),
+                }))
                 .collect(),
             dns: self
                 .conf

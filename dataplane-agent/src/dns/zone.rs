@@ -317,6 +317,29 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_addresses_follow_the_names_and_reverse() {
+        let mut a = ep("dual", [10, 5, 0, 2], &["www"]);
+        a.ip6 = Some("fd00:5::2".parse().unwrap());
+        let z = Zone::new(&[
+            c("a", "aaaaaaaaaaaaaa", vec![a]),
+            c("b", "bbbbbbbbbbbbbb", vec![ep("dual", [10, 5, 0, 3], &[])]),
+        ]);
+        let Answer::Local(ips) = z.lookup("b", "www") else {
+            panic!("www unknown");
+        };
+        assert_eq!(ips, vec![Ipv4Addr::new(10, 5, 0, 2)]);
+        assert_eq!(z.ip6_of(ips[0]), Some("fd00:5::2".parse().unwrap()));
+        assert_eq!(z.ip6_of(Ipv4Addr::new(10, 5, 0, 3)), None);
+        assert_eq!(
+            z.reverse6("b", "fd00:5::2".parse().unwrap()).as_deref(),
+            Some("a.dual")
+        );
+        assert_eq!(z.reverse6("b", "fd00:5::9".parse().unwrap()), None);
+        // Not visible to a container on no shared network.
+        assert_eq!(z.reverse6("nobody", "fd00:5::2".parse().unwrap()), None);
+    }
+
+    #[test]
     fn container_name_resolves_case_insensitively_with_or_without_dot() {
         let z = sample();
         for q in ["web", "WEB", "Web.", "wEb"] {

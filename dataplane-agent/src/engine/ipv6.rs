@@ -91,18 +91,39 @@ fn subnets6(g: &Inner) -> Vec<(String, Ipv6Net)> {
 }
 
 /// The network's IPv6 pool: the subnet asked for (not overlapping another
-/// network's), or the first free default one.
-pub(crate) fn plan_pool(g: &Inner, r: Option<V6Request>) -> ApiResult<Option<Ipv6Pool>> {
+/// network's, nor an address or route of the host: as for IPv4), or the
+/// first free default one (never one the host uses).
+pub(crate) async fn plan_pool(
+    g: &Inner,
+    r: Option<V6Request>,
+    builtin: bool,
+) -> ApiResult<Option<Ipv6Pool>> {
     let Some(r) = r else {
         return Ok(None);
     };
     let others = subnets6(g);
+    let ours: Vec<Ipv6Net> = others.iter().map(|(_, s)| *s).collect();
+    // The host's own prefixes, minus what our networks put there (their
+    // gateways and /128 routes).
+    let host: Vec<Ipv6Net> = kernel6::host_networks6(&g.host)
+        .await?
+        .into_iter()
+        .filter(|h| !ours.iter().any(|o| o.contains(h)))
+        .collect();
     let subnet = match r.subnet {
         Some(s) => {
             check_overlap6(s, others.iter().map(|(n, s)| (n.as_str(), *s)))?;
+            if let Some(h) = host
+                .iter()
+                .find(|h| !builtin && (h.contains(&s) || s.contains(*h)))
+            {
+                return Err(Error::Conflict(format!(
+                    "IPv6 subnet {s} overlaps {h}, an address or route of this host"
+                )));
+            }
             s
         }
-        None => default_subnet6(&others.iter().map(|(_, s)| *s).collect::<Vec<_>>())?,
+        None => default_subnet6(&ours.iter().chain(&host).copied().collect::<Vec<_>>())?,
     };
     let masq = masquerade_for(subnet, r.mode.as_deref())?;
     Ok(Some(Ipv6Pool::new(subnet, r.range, r.gateway, masq)?))
@@ -136,6 +157,11 @@ pub(crate) fn parse_static(
         return Err(bad(format!(
             "--ip6 {ip}: network {} has no IPv6 (create it with --ipv6)",
             net.name
+        )));
+    }
+    if net.builtin {
+        return Err(bad(format!(
+            "--ip6 {ip}: user specified IP address is supported on user defined networks only"
         )));
     }
     if !user_subnet6(net) {
@@ -327,6 +353,34 @@ mod tests {
             }
         }
         r
+    }
+
+    #[test]
+    fn networks_stored_before_ipv6_still_load() {
+        let mut n = Network {
+            id: 3,
+            name: "old".into(),
+            driver: "bridge".into(),
+            pool: Pool::new("10.9.0.0/24".parse().unwrap(), None, None).unwrap(),
+            mtu: 1500,
+            internal: false,
+            icc: true,
+            last_ip: None,
+            builtin: false,
+            user_subnet: true,
+            masquerade: true,
+            host_binding: None,
+            parent: None,
+            ipv6: None,
+        };
+        let mut v = serde_json::to_value(&n).unwrap();
+        v.as_object_mut().unwrap().remove("ipv6");
+        assert_eq!(serde_json::from_value::<Network>(v).unwrap(), n);
+        // And a dual-stack one round-trips (masquerade defaults to true).
+        n.ipv6 = Some(Ipv6Pool::new("fd00:1::/64".parse().unwrap(), None, None, true).unwrap());
+        let mut v = serde_json::to_value(&n).unwrap();
+        v["ipv6"].as_object_mut().unwrap().remove("masquerade");
+        assert_eq!(serde_json::from_value::<Network>(v).unwrap(), n);
     }
 
     #[test]

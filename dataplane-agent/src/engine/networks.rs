@@ -196,7 +196,7 @@ impl Engine {
             })?,
         };
         let pool = Pool::new(subnet, range, gateway)?;
-        let ipv6 = super::ipv6::plan_pool(g, v6)?;
+        let ipv6 = super::ipv6::plan_pool(g, v6, builtin).await?;
         let id = g.networks.values().map(|n| n.id).max().unwrap_or(0) + 1;
         let net = Network {
             id,

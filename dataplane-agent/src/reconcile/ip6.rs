@@ -22,6 +22,12 @@ impl Engine {
             info!(entries = n, "repairing: IPv6 map entries");
         }
         let (gateways, routes) = ipv6::want_host(g);
+        if gateways.is_empty() {
+            // No dual-stack network: nothing of ours to look for (and no
+            // IPv6 dumps on hosts without IPv6). A removed network took its
+            // gateway with it.
+            return Ok(n);
+        }
         let have = kernel6::gateways6(&g.host).await?;
         for gw in gateways.difference(&have) {
             info!(gateway = %gw, "repairing: IPv6 gateway address");
