@@ -44,6 +44,11 @@ impl Nat6Maps {
         })
     }
 
+    /// Make `DP_PORTS6` hold exactly `want`; returns how many entries changed.
+    pub fn sync_ports(&mut self, want: &StdHashMap<PortKey6, PortTarget6>) -> Result<usize> {
+        super::overlay::sync_map(&mut self.ports6, want)
+    }
+
     /// Make the maps hold exactly `want`; returns how many entries changed.
     pub fn sync(&mut self, want: &Nat6Want) -> Result<usize> {
         Ok(super::overlay::sync_map(&mut self.ports6, &want.ports6)?

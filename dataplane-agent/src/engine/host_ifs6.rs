@@ -74,3 +74,9 @@ pub(crate) async fn sync(g: &mut Inner) -> Result<usize> {
     let want = want(g).await?;
     g.dp.nat6_maps()?.sync(&want)
 }
+
+/// Converge `DP_PORTS6` only (no address dump: for hosts without a
+/// dual-stack network, where it empties the map).
+pub(crate) fn sync_ports(g: &mut Inner) -> Result<usize> {
+    g.dp.nat6_maps()?.sync_ports(&published_ports6::entries(g))
+}
