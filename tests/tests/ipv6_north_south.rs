@@ -311,6 +311,27 @@ fn published_port_on_host_ipv6_keeps_client_address_and_hairpins() {
     let before = drops(&h, "direct_access_from_outside");
     assert!(!tcp6_ok(&h, &Ns::Outside, &ip6, 80));
     assert!(drops(&h, "direct_access_from_outside") > before);
+    // A mapping bound to an IPv4 address has no IPv6 side; removing the
+    // container unpublishes its IPv6 port.
+    h.ok(&[
+        "container",
+        "create",
+        "--network",
+        "dual",
+        "-p",
+        "127.0.0.1:8081:80",
+        "lo4",
+    ]);
+    let ports6 = |h: &Host| {
+        h.map_entries("DP_PORTS6")
+            .iter()
+            .map(|(k, _)| k["port"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert!(eventually(|| ports6(&h) == vec![8080]), "{:?}", ports6(&h));
+    h.ok(&["container", "rm", "web"]);
+    assert!(eventually(|| ports6(&h).is_empty()), "{:?}", ports6(&h));
+    assert!(!tcp6_ok(&h, &Ns::Outside, HOST6, 8080), "unpublished");
 }
 
 #[test]
