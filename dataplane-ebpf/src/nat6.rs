@@ -162,7 +162,8 @@ pub fn parse(ctx: &TcContext, p: &mut Ip6) -> Result<(), ()> {
     }
     match p.proto {
         IPPROTO_TCP => {
-            let l: [u8; 14] = ctx.load(p.l4_off).map_err(|_| ())?;
+            // The whole 20-byte header must be there.
+            let l: [u8; 20] = ctx.load(p.l4_off).map_err(|_| ())?;
             p.sport = u16::from_be_bytes([l[0], l[1]]);
             p.dport = u16::from_be_bytes([l[2], l[3]]);
             p.tcp_flags = l[13];

@@ -485,3 +485,59 @@ fn published_port_reply_and_port_unreachable_leave_from_the_host_address() {
         o.assert_l4_csum(PROTO_ICMPV6, 0);
     });
 }
+
+/// A small deterministic generator (no dependency needed).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u8 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u8
+    }
+}
+
+#[test]
+fn truncated_and_garbled_ipv6_from_outside_never_reaches_a_container() {
+    with_env(|env| {
+        let mut v6 = V6n::new(env);
+        v6.publish([0; 16], 8080, PROTO_TCP, E1_6, 80);
+        // Every truncation of a valid packet to a published port: delivered
+        // only whole.
+        let l4 = tcp6(CLIENT6, HOST6, CPORT, 8080, TCP_SYN, b"");
+        let whole = frame6(&ip6(CLIENT6, HOST6, PROTO_TCP, 64, &[], &l4));
+        let mut ran = 0;
+        for len in 14..whole.len() {
+            // (The kernel refuses frames too short to carry anything.)
+            if let Ok(r) = env.try_run_uplink(&whole[..len]) {
+                assert_ne!(r.verdict, TC_ACT_REDIRECT, "truncated to {len} bytes");
+                ran += 1;
+            }
+        }
+        // (It wants a whole IPv6 header: the cuts through the TCP header run.)
+        assert!(ran >= 19, "only {ran} truncations ran");
+        assert_eq!(env.run_uplink(&whole).verdict, TC_ACT_REDIRECT);
+        // Garbage after a valid IPv6 header to a container's address: never
+        // delivered (nothing of it is tracked).
+        let mut rng = Lcg(16);
+        for i in 0..300 {
+            let n = usize::from(rng.next()) % 96;
+            let body: Vec<u8> = (0..n).map(|_| rng.next()).collect();
+            let nh = [
+                PROTO_TCP,
+                PROTO_UDP,
+                PROTO_ICMPV6,
+                NH_HOP,
+                NH_FRAGMENT,
+                NH_DSTOPTS,
+                43,
+            ][i % 7];
+            let pkt = frame6(&ip6(CLIENT6, E1_6, nh, 64, &[], &body));
+            if let Ok(r) = env.try_run_uplink(&pkt) {
+                assert_ne!(r.verdict, TC_ACT_REDIRECT, "garbage {i} was delivered");
+            }
+        }
+    });
+}
