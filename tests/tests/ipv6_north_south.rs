@@ -372,3 +372,46 @@ fn published_udp_port_without_listener_answers_port_unreachable_and_fragments_cr
     );
     assert_eq!(out.peers()[0], HOST6);
 }
+
+#[test]
+fn agent_restart_keeps_a_masqueraded_ipv6_connection_and_a_published_port() {
+    let mut h = start();
+    dual(&h, "dual", "10.75.0.0/24", "fd00:75::/64", &[]);
+    h.ok(&[
+        "container",
+        "create",
+        "--network",
+        "dual",
+        "-p",
+        "8080:80",
+        "a",
+    ]);
+    let _out = server(&h, &Ns::Outside, TCP6_SERVER, "::", 9003);
+    let _web = server(&h, &Ns::c("a"), TCP6_SERVER, "::", 80);
+    assert!(eventually(|| tcp6_ok(&h, &Ns::Outside, HOST6, 8080)));
+    let report = h.dir.join("stream6.json");
+    let r = report.display().to_string();
+    let mut client = h.spawn_in(
+        &Ns::c("a"),
+        &[python(), "-c", TCP_STREAM_CLIENT, OUT6, "9003", "6", &r],
+    );
+    client.wait_line("CONNECTED", Duration::from_secs(10));
+    // Traffic flows before, during and after the agent's downtime: these
+    // sleeps are the scenario, not waits for a condition.
+    std::thread::sleep(Duration::from_secs(1));
+    h.stop_agent();
+    std::thread::sleep(Duration::from_secs(1));
+    h.start_agent();
+    assert!(
+        client.wait(Duration::from_secs(20)).is_some(),
+        "client did not finish"
+    );
+    let res: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(res["error"], serde_json::Value::Null, "{res}");
+    let sent = res["sent"].as_u64().unwrap();
+    assert!(sent >= 30, "only {sent} lines sent: {res}");
+    assert_eq!(res["received"].as_u64(), Some(sent), "{res}");
+    // The published port still works after the restart.
+    assert!(tcp6_ok(&h, &Ns::Outside, HOST6, 8080));
+}
