@@ -46,6 +46,9 @@ pub struct NetdevInfo {
     pub mtu: u32,
     /// A virtual device (veth, bridge, vxlan, ...): it has a link kind.
     pub is_virtual: bool,
+    /// How an XDP program is attached (`XDP_ATTACHED_*`: 0 none, 1 driver,
+    /// 2 generic, 3 offload, 4 several).
+    pub xdp_attached: u8,
 }
 
 fn link_info(m: &LinkMessage) -> NetdevInfo {
@@ -54,6 +57,7 @@ fn link_info(m: &LinkMessage) -> NetdevInfo {
         mac: [0; 6],
         mtu: 0,
         is_virtual: false,
+        xdp_attached: 0,
     };
     for a in &m.attributes {
         match a {
@@ -63,6 +67,22 @@ fn link_info(m: &LinkMessage) -> NetdevInfo {
                 info.is_virtual = infos
                     .iter()
                     .any(|i| matches!(i, rtnetlink::packet_route::link::LinkInfo::Kind(_)));
+            }
+            LinkAttribute::Xdp(xdp) => {
+                for x in xdp {
+                    use rtnetlink::packet_route::link::{LinkXdp, XdpAttached};
+                    if let LinkXdp::Attached(a) = x {
+                        info.xdp_attached = match a {
+                            XdpAttached::None => 0,
+                            XdpAttached::Driver => 1,
+                            XdpAttached::SocketBuffer => 2,
+                            XdpAttached::Hardware => 3,
+                            XdpAttached::Multiple => 4,
+                            XdpAttached::Other(v) => *v,
+                            _ => 0xff,
+                        };
+                    }
+                }
             }
             _ => {}
         }
@@ -459,6 +479,8 @@ pub struct Uplink {
     pub ip: Option<Ipv4Addr>,
     /// veth, bond, vxlan... rather than a NIC.
     pub is_virtual: bool,
+    /// `XDP_ATTACHED_*` when it was read (see `NetdevInfo`).
+    pub xdp_attached: u8,
 }
 
 /// Find the uplink: the named interface, or the one of the default route.
@@ -511,14 +533,13 @@ pub async fn find_uplink(h: &Handle, name: Option<&str>) -> Result<Option<Uplink
             _ => None,
         })
     });
-    let is_virtual = netdev_by_name(h, &name)
-        .await?
-        .is_some_and(|l| l.is_virtual);
+    let dev = netdev_by_name(h, &name).await?;
     Ok(Some(Uplink {
         name,
         index,
         ip,
-        is_virtual,
+        is_virtual: dev.as_ref().is_some_and(|l| l.is_virtual),
+        xdp_attached: dev.as_ref().map_or(0, |l| l.xdp_attached),
     }))
 }
 
@@ -561,6 +582,7 @@ pub async fn host_interfaces(h: &Handle) -> Result<Vec<Uplink>> {
                 index,
                 ip: Some(ip),
                 is_virtual: info.is_virtual,
+                xdp_attached: info.xdp_attached,
             });
         }
     }

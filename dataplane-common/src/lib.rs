@@ -71,6 +71,9 @@ pub mod prog_names {
     pub const FROM_UPLINK: &str = "dp_from_uplink";
     /// XDP on the uplink: early drops and published-port DNAT.
     pub const XDP_UPLINK: &str = "dp_xdp_uplink";
+    /// TC ingress on the uplink with the early work of `dp_xdp_uplink`
+    /// folded in: in place of both where no XDP runs (the `tcx` uplink mode).
+    pub const TC_UPLINK: &str = "dp_tc_uplink";
     /// cgroup/connect4, sendmsg4, recvmsg4: published ports from the host itself.
     pub const SOCK_CONNECT4: &str = "dp_sock_connect4";
     pub const SOCK_SENDMSG4: &str = "dp_sock_sendmsg4";

@@ -3,8 +3,11 @@
 //! the IPv4 rules, with the endpoint's IPv4 record as its identity:
 //!
 //! - Neighbour solicitations for the gateway or an endpoint of the same
-//!   network are answered here (`ndp`); other neighbour discovery (hop
-//!   limit 255) and link-local multicast listener reports go to the stack.
+//!   network are answered here (`ndp`); other solicitations, router
+//!   solicitations and advertisements of the container's own addresses
+//!   (hop limit 255), and link-local multicast listener reports, go to the
+//!   stack; router advertisements, redirects and advertisements of other
+//!   addresses are dropped.
 //! - The source must be the endpoint's own IPv6 address and MAC; its
 //!   link-local address (or `::`) only for those messages
 //!   (anti-spoofing).
@@ -98,7 +101,7 @@ fn try_from_container6(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason>
             return Err(DropReason::SpoofedSource);
         }
         if ndp::is_ndp(&ip) {
-            return ndp::from_container(ctx, &ep, &ip);
+            return ndp::from_container(ctx, &ep, &ep6.ip, &ip);
         }
         if ndp::is_mld(&ip) {
             return Ok(TC_ACT_OK);
@@ -107,7 +110,7 @@ fn try_from_container6(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason>
     }
     maps::count_tx(ep.ifindex, ctx.len());
     if ndp::is_ndp(&ip) {
-        return ndp::from_container(ctx, &ep, &ip);
+        return ndp::from_container(ctx, &ep, &ep6.ip, &ip);
     }
     if ip.source_route {
         return Err(DropReason::SourceRoute);

@@ -19,6 +19,12 @@
 //! Anything else (ARP, IPv6, IPv4 for the host) goes to the host's stack
 //! untouched: what the stack would forward to a container is dropped by
 //! `dp_to_container` at the container's veth.
+//!
+//! `dp_tc_uplink` is the same program with the early work of `xdp_uplink`
+//! folded in, for interfaces served without XDP (the agent's `tcx` uplink
+//! mode, the default on virtual devices): packets addressed to a container
+//! or a loopback address are dropped, and published ports are translated
+//! and delivered in one pass.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -26,7 +32,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use dataplane_common::{
-    DropReason, EndpointInfo, EndpointKey, FlowKey, NatEntry, CT_F_REPLY_DIR, EP_F_LAN,
+    DropReason, EndpointInfo, EndpointKey, FlowKey, NatEntry, PortTarget, CT_F_REPLY_DIR, EP_F_LAN,
 };
 
 use crate::{
@@ -39,19 +45,34 @@ use crate::{
         self, Frag, ETH_LEN, ETH_P_ARP, ETH_P_IP, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IPPROTO_ICMP,
         IPPROTO_TCP, IPPROTO_UDP, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF,
     },
+    xdp_uplink,
 };
 
 #[classifier]
 pub fn dp_from_uplink(ctx: TcContext) -> i32 {
+    run::<false>(&ctx)
+}
+
+/// `dp_from_uplink` plus the early work of `dp_xdp_uplink` (which does not
+/// run where this program is attached).
+#[classifier]
+pub fn dp_tc_uplink(ctx: TcContext) -> i32 {
+    run::<true>(&ctx)
+}
+
+/// EARLY: no XDP program ran before: drop direct and loopback access and
+/// translate published ports here.
+#[inline(always)]
+fn run<const EARLY: bool>(ctx: &TcContext) -> i32 {
     // SAFETY: `skb` is the __sk_buff context this program was called with;
     // reading one of its fields is a plain context access.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let mon = events::start(&ctx);
-    match try_from_uplink(&ctx, ifindex) {
+    let mon = events::start(ctx);
+    match try_from_uplink::<EARLY>(ctx, ifindex) {
         Ok(action) => {
             events::trace_tc(
                 mon,
-                &ctx,
+                ctx,
                 dataplane_common::MON_AT_FROM_UPLINK,
                 ifindex,
                 action,
@@ -62,7 +83,7 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
             maps::count_drop(ifindex, reason);
             events::drop(
                 mon,
-                &ctx,
+                ctx,
                 dataplane_common::MON_AT_FROM_UPLINK,
                 ifindex,
                 reason,
@@ -73,7 +94,7 @@ pub fn dp_from_uplink(ctx: TcContext) -> i32 {
 }
 
 #[inline(always)]
-fn try_from_uplink(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
+fn try_from_uplink<const EARLY: bool>(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
     parse::pull(ctx, ETH_LEN);
     let eth = parse::read::<[u8; 14]>(ctx, 0).ok_or(DropReason::Malformed)?;
     let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
@@ -106,10 +127,16 @@ fn try_from_uplink(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
         if ep.flags & EP_F_LAN != 0 {
             return lan::deliver(ctx, ifindex, &ep);
         }
+        if EARLY {
+            // Nothing translated it: only published ports are reachable
+            // from outside. Blamed on the container it was aimed at, too.
+            maps::count_endpoint_drop(ep.ifindex, DropReason::DirectAccessFromOutside);
+            return Err(DropReason::DirectAccessFromOutside);
+        }
         return published(ctx, &ep);
     }
-    if maps::config().is_none() {
-        return Ok(TC_ACT_OK);
+    if EARLY && parse::is_loopback(dst) {
+        return Err(DropReason::LoopbackFromOutside);
     }
     let Ok(mut ip) = parse::parse_ipv4(ctx, ETH_LEN) else {
         // Not ours to judge: the host's stack drops what is broken.
@@ -117,6 +144,20 @@ fn try_from_uplink(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason> {
     };
     if ip.frag == Frag::Later {
         return later_fragment(ctx, &ip);
+    }
+    let cfg = maps::config();
+    // Published host ports never lie in the masquerade range (the agent
+    // refuses both): a masquerade reply skips the port lookups.
+    if EARLY
+        && ip.ports_present()
+        && !cfg.is_some_and(|c| c.nat_port_min <= ip.dport && ip.dport <= c.nat_port_max)
+    {
+        if let Some(t) = maps::port_lookup(ip.dst, ip.dport, ip.proto) {
+            return publish(ctx, &ip, &t);
+        }
+    }
+    if cfg.is_none() {
+        return Ok(TC_ACT_OK);
     }
     // Replies come to the address of the interface a flow left by (the
     // uplink's or another host interface's): the flow tables tell.
@@ -174,6 +215,29 @@ fn later_fragment(ctx: &TcContext, ip: &parse::Ipv4) -> Result<i32, DropReason> 
         return Ok(TC_ACT_OK);
     }
     frag::rewrite(&parse::Pkt::tc(ctx), ip, &e).ok_or(DropReason::Malformed)?;
+    forward::deliver(ctx, &ep)
+}
+
+/// A packet for the published port `t` (`dp_tc_uplink`): what
+/// `dp_xdp_uplink` does (spoofing check, reply translation recorded in
+/// `DP_CT`, DNAT; TTL 1 goes to the stack), then delivery into the
+/// container.
+#[inline(always)]
+fn publish(ctx: &TcContext, ip: &parse::Ipv4, t: &PortTarget) -> Result<i32, DropReason> {
+    if ip.ttl <= 1 {
+        return Ok(TC_ACT_OK);
+    }
+    if xdp_uplink::spoofed(ip.src) {
+        return Err(DropReason::SpoofedSource);
+    }
+    xdp_uplink::record_reply(ip, t);
+    // SAFETY: map lookup; the value (plain data) is copied out at once.
+    let Some(ep) = (unsafe { DP_ENDPOINTS.get(EndpointKey { ip: t.ip }) }).copied() else {
+        // The container is gone.
+        return Err(DropReason::NoRoute);
+    };
+    nat::translate(ctx, ip, ip.src, ip.sport, t.ip, t.port).map_err(|_| DropReason::Malformed)?;
+    frag::remember(ip, ip.src, t.ip);
     forward::deliver(ctx, &ep)
 }
 

@@ -8,8 +8,11 @@
 //!
 //! Duplicate address detection (a solicitation from `::`) is never
 //! answered, and what is not answered here (solicitations for other
-//! addresses, advertisements, router solicitations) goes to the host's
-//! stack, which only answers for its own addresses on that link.
+//! addresses, router solicitations, advertisements of the container's own
+//! addresses) goes to the host's stack, which only answers for its own
+//! addresses on that link. Router advertisements and redirects from a
+//! container, and advertisements of addresses not its own, are dropped
+//! (`spoofed_source`).
 
 use aya_ebpf::{
     bindings::TC_ACT_OK,
@@ -28,6 +31,7 @@ pub const ICMPV6_MLD_QUERY: u8 = 130;
 pub const ICMPV6_MLD_REPORT: u8 = 131;
 pub const ICMPV6_MLD_DONE: u8 = 132;
 pub const ICMPV6_ROUTER_SOLICIT: u8 = 133;
+pub const ICMPV6_ROUTER_ADVERT: u8 = 134;
 pub const ICMPV6_REDIRECT: u8 = 137;
 pub const ICMPV6_NEIGH_SOLICIT: u8 = 135;
 pub const ICMPV6_NEIGH_ADVERT: u8 = 136;
@@ -69,12 +73,37 @@ pub fn is_mld(ip: &Ipv6) -> bool {
         && parse6::is_link_local_multicast(&ip.dst)
 }
 
-/// A neighbour discovery message from the container `ep` (its source
-/// already checked to be the endpoint's own, its link-local or `::`).
+/// A neighbour discovery message from the container `ep` whose own IPv6
+/// address is `own` (its source already checked to be `own`, its
+/// link-local address or `::`).
 #[inline(always)]
-pub fn from_container(ctx: &TcContext, ep: &EndpointInfo, ip: &Ipv6) -> Result<i32, DropReason> {
-    if ip.icmp_type != ICMPV6_NEIGH_SOLICIT || !ip.no_ext || parse6::is_unspecified(&ip.src) {
-        // Not a solicitation we answer, or duplicate address detection.
+pub fn from_container(
+    ctx: &TcContext,
+    ep: &EndpointInfo,
+    own: &[u8; 16],
+    ip: &Ipv6,
+) -> Result<i32, DropReason> {
+    match ip.icmp_type {
+        // A container is never a router of the host: a router
+        // advertisement or a redirect would have the host's stack route
+        // through it.
+        ICMPV6_ROUTER_ADVERT | ICMPV6_REDIRECT => return Err(DropReason::SpoofedSource),
+        ICMPV6_NEIGH_ADVERT => {
+            // Only about its own addresses.
+            let mut target = [0u8; 16];
+            parse6::load16(ctx, ip.l4_off + 8, &mut target).ok_or(DropReason::Malformed)?;
+            if target != *own && !parse6::is_link_local(&target) {
+                return Err(DropReason::SpoofedSource);
+            }
+            return Ok(TC_ACT_OK);
+        }
+        ICMPV6_NEIGH_SOLICIT => {}
+        // Router solicitations: the stack (no router advertisements here).
+        _ => return Ok(TC_ACT_OK),
+    }
+    if !ip.no_ext || parse6::is_unspecified(&ip.src) {
+        // Behind extension headers (not answered here), or duplicate
+        // address detection (never answered).
         return Ok(TC_ACT_OK);
     }
     if (ip.payload_len as usize) < NS_LEN {

@@ -21,7 +21,9 @@ use aya_ebpf::{
     macros::xdp,
     programs::XdpContext,
 };
-use dataplane_common::{CtEntry, DropReason, EndpointKey, FlowKey, CT_F_REPLY_DIR, EP_F_LAN};
+use dataplane_common::{
+    CtEntry, DropReason, EndpointKey, FlowKey, PortTarget, CT_F_REPLY_DIR, EP_F_LAN,
+};
 
 const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
@@ -110,18 +112,35 @@ fn try_xdp_uplink(ctx: &XdpContext) -> Result<u32, DropReason> {
     if ip.ttl <= 1 {
         return Ok(XDP_PASS);
     }
-    // Nothing from outside speaks with an address of this host or of its
-    // containers (the stack's rp_filter never sees what we deliver).
-    if parse::is_loopback(ip.src)
-        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
-        || unsafe { DP_ENDPOINTS.get(EndpointKey { ip: ip.src }) }.is_some()
-        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
-        || unsafe { DP_HOST_IPS.get(EndpointKey { ip: ip.src }) }.is_some()
-    {
+    if spoofed(ip.src) {
         return Err(DropReason::SpoofedSource);
     }
-    // The reply of this connection leaves the container as t.ip:t.port ->
-    // client and must look like it comes from the published address.
+    record_reply(&ip, &t);
+    if dnat(&pkt, &ip, t.ip, t.port).is_none() {
+        return Err(DropReason::Malformed);
+    }
+    frag::remember(&ip, ip.src, t.ip);
+    Ok(XDP_PASS)
+}
+
+/// Nothing from outside speaks with an address of this host or of its
+/// containers (the stack's rp_filter never sees what the datapath delivers).
+/// Shared with `dp_tc_uplink`.
+#[inline(always)]
+pub(crate) fn spoofed(src: [u8; 4]) -> bool {
+    parse::is_loopback(src)
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+        || unsafe { DP_ENDPOINTS.get(EndpointKey { ip: src }) }.is_some()
+        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+        || unsafe { DP_HOST_IPS.get(EndpointKey { ip: src }) }.is_some()
+}
+
+/// Record in `DP_CT` the reply translation of a packet for the published
+/// port `t`: the reply leaves the container as `t.ip:t.port -> client` and
+/// must look like it comes from the published address. Shared with
+/// `dp_tc_uplink`.
+#[inline(always)]
+pub(crate) fn record_reply(ip: &parse::Ipv4, t: &PortTarget) {
     // SAFETY: a BPF helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let reply = FlowKey::new(t.ip, ip.src, t.port, ip.sport, ip.proto);
@@ -130,7 +149,7 @@ fn try_xdp_uplink(ctx: &XdpContext) -> Result<u32, DropReason> {
         dst: ip.src,
         sport: ip.dport,
         dport: ip.sport,
-        flags: CT_F_REPLY_DIR | nat::closing(&ip),
+        flags: CT_F_REPLY_DIR | nat::closing(ip),
         _pad: 0,
         last_seen_ns: now,
     };
@@ -143,7 +162,7 @@ fn try_xdp_uplink(ctx: &XdpContext) -> Result<u32, DropReason> {
         // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
         Some(e) if unsafe { (*e).src == want.src && (*e).sport == want.sport } => unsafe {
             (*e).last_seen_ns = now;
-            (*e).flags |= nat::closing(&ip);
+            (*e).flags |= nat::closing(ip);
         },
         // The client reused its port towards another published address of
         // the same container port: replies follow the new connection.
@@ -155,11 +174,6 @@ fn try_xdp_uplink(ctx: &XdpContext) -> Result<u32, DropReason> {
             let _ = DP_CT.insert(&reply, &want, 0);
         }
     }
-    if dnat(&pkt, &ip, t.ip, t.port).is_none() {
-        return Err(DropReason::Malformed);
-    }
-    frag::remember(&ip, ip.src, t.ip);
-    Ok(XDP_PASS)
 }
 
 /// Rewrite the destination address and port, decrement the TTL, and fix the

@@ -8,9 +8,9 @@
 //! panics.
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Output, Stdio},
+    process::{Child, Command, Output, Stdio},
     sync::{
         atomic::{AtomicU32, Ordering},
         mpsc,
@@ -30,115 +30,14 @@ pub mod ipv6;
 pub mod multihost;
 /// A private Podman with the CNI backend (for the CNI plugin tests).
 pub mod podman;
+/// Servers and clients run inside the namespaces.
+pub mod scripts;
+pub use scripts::*;
+/// Commands with timeouts, background processes.
+pub mod process;
+pub use process::*;
 
 use serde_json::Value;
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// Default timeout of helper commands.
-pub const CMD_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The `dataplane` binary under test.
-pub fn dataplane_bin() -> PathBuf {
-    match std::env::var_os("DATAPLANE_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/dataplane"),
-    }
-}
-
-/// The Python interpreter used for small traffic helpers.
-pub fn python() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
-/// A unique (pid, n) pair for this test process.
-pub fn unique() -> (u32, u32) {
-    (std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
-}
-
-/// Run a command to completion, killing it after `timeout`.
-pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
-    let out = reader(child.stdout.take().unwrap());
-    let err = reader(child.stderr.take().unwrap());
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let s = child.wait().unwrap();
-                let stdout = out.join().unwrap_or_default();
-                let stderr = err.join().unwrap_or_default();
-                panic!(
-                    "{desc} timed out after {timeout:?} ({s})\nstdout: {}\nstderr: {}",
-                    String::from_utf8_lossy(&stdout),
-                    String::from_utf8_lossy(&stderr)
-                );
-            }
-            Ok(None) => thread::sleep(Duration::from_millis(10)),
-            Err(e) => panic!("waiting for {desc}: {e}"),
-        }
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
-}
-
-fn reader<R: Read + Send + 'static>(mut r: R) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = r.read_to_end(&mut v);
-        v
-    })
-}
-
-/// Run a command (default timeout).
-pub fn run(cmd: &mut Command) -> Output {
-    run_timeout(cmd, CMD_TIMEOUT)
-}
-
-/// Run a program with arguments; panic unless it succeeds; stdout.
-pub fn sh_ok(prog: &str, args: &[&str]) -> String {
-    let o = run(Command::new(prog).args(args));
-    assert!(
-        o.status.success(),
-        "{prog} {args:?} failed: {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn quiet(prog: &str, args: &[&str]) -> bool {
-    Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Where a command runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,192 +55,6 @@ impl Ns {
         Ns::Container(name.to_string())
     }
 }
-
-/// A background process (a server), killed on drop.
-pub struct Bg {
-    child: Option<Child>,
-    desc: String,
-    stdout_lines: mpsc::Receiver<String>,
-    stderr: Option<thread::JoinHandle<Vec<u8>>>,
-    /// A file the process writes to (peer log of the servers), if any.
-    pub file: Option<PathBuf>,
-}
-
-impl Bg {
-    /// Wait for a line on the process's stdout.
-    pub fn wait_line(&mut self, want: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout_lines.recv_timeout(left) {
-                Ok(l) if l.trim() == want => return,
-                Ok(_) => {}
-                Err(_) => {
-                    let st = self.kill();
-                    let err = self.take_stderr();
-                    panic!(
-                        "{} did not print {want:?} within {timeout:?} (exit {st:?}); stderr: {err}",
-                        self.desc
-                    );
-                }
-            }
-        }
-    }
-
-    /// Whether it is still running.
-    pub fn running(&mut self) -> bool {
-        matches!(
-            self.child.as_mut().map(std::process::Child::try_wait),
-            Some(Ok(None))
-        )
-    }
-
-    /// Wait for it to exit by itself.
-    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(Ok(Some(s))) = self.child.as_mut().map(std::process::Child::try_wait) {
-                return Some(s);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    pub fn kill(&mut self) -> Option<ExitStatus> {
-        let mut c = self.child.take()?;
-        let _ = c.kill();
-        c.wait().ok()
-    }
-
-    pub fn take_stderr(&mut self) -> String {
-        self.stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// Lines of `file` (e.g. the peers a server saw).
-    pub fn lines(&self) -> Vec<String> {
-        self.file
-            .as_ref()
-            .and_then(|f| std::fs::read_to_string(f).ok())
-            .map(|s| s.lines().map(str::to_string).collect())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A TCP server: accepts connections, appends the peer address to argv[3],
-/// then echoes lines back.
-pub const TCP_SERVER: &str = r#"
-import socket, sys, threading
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(64)
-print("READY", flush=True)
-def handle(c, a):
-    with open(sys.argv[3], "a") as f:
-        f.write(a[0] + "\n")
-    f = c.makefile("rwb")
-    try:
-        for line in f:
-            f.write(line)
-            f.flush()
-    except Exception:
-        pass
-    c.close()
-while True:
-    c, a = s.accept()
-    threading.Thread(target=handle, args=(c, a), daemon=True).start()
-"#;
-
-/// A UDP server: appends the peer address to argv[3] and echoes datagrams.
-pub const UDP_SERVER: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], int(sys.argv[2])))
-print("READY", flush=True)
-while True:
-    d, a = s.recvfrom(65535)
-    with open(sys.argv[3], "a") as f:
-        f.write(a[0] + "\n")
-    s.sendto(d, a)
-"#;
-
-/// TCP client: connect, send a line, expect it back. Exit 0 on success.
-pub const TCP_CLIENT: &str = r#"
-import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
-s.settimeout(float(sys.argv[3]))
-s.sendall(b"hello dataplane\n")
-buf = b""
-while not buf.endswith(b"\n"):
-    d = s.recv(4096)
-    if not d:
-        break
-    buf += d
-print(buf.decode().strip())
-sys.exit(0 if buf == b"hello dataplane\n" else 1)
-"#;
-
-/// UDP client: send a datagram, expect it back (3 tries). Exit 0 on success.
-pub const UDP_CLIENT: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(float(sys.argv[3]) / 3)
-for i in range(3):
-    s.sendto(b"hello udp", (sys.argv[1], int(sys.argv[2])))
-    try:
-        d, a = s.recvfrom(65535)
-    except socket.timeout:
-        continue
-    if d == b"hello udp":
-        print(a[0])
-        sys.exit(0)
-sys.exit(1)
-"#;
-
-/// A long-running TCP client: sends a numbered line every 100 ms for
-/// argv[3] seconds, counts the echoes and writes a JSON report to argv[4].
-pub const TCP_STREAM_CLIENT: &str = r#"
-import json, socket, sys, time
-res = {"sent": 0, "received": 0, "error": None, "stall": 0.0, "max_rtt": 0.0}
-try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
-    s.settimeout(5)
-    f = s.makefile("rwb")
-    print("CONNECTED", flush=True)
-    end = time.time() + float(sys.argv[3])
-    while time.time() < end:
-        t0 = time.time()
-        msg = b"%d\n" % res["sent"]
-        f.write(msg)
-        f.flush()
-        res["sent"] += 1
-        line = f.readline()
-        if line != msg:
-            res["error"] = "bad echo %r for %r" % (line, msg)
-            break
-        res["received"] += 1
-        rtt = time.time() - t0
-        res["max_rtt"] = max(res["max_rtt"], rtt)
-        if rtt > 0.05:
-            res["stall"] += rtt
-        time.sleep(0.1)
-    s.close()
-except Exception as e:
-    res["error"] = repr(e)
-with open(sys.argv[4], "w") as out:
-    json.dump(res, out)
-"#;
 
 /// A test world: host + outside namespaces and an agent.
 pub struct Host {
@@ -951,6 +664,14 @@ impl Host {
     /// Like [`Host::start_agent`], with extra agent flags.
     pub fn start_agent_with(&mut self, extra_agent_args: &[&str]) {
         assert!(self.agent.is_none(), "agent already running");
+        // `DATAPLANE_TEST_UPLINK_MODE`: every agent in that --uplink-mode
+        // (unless the test picks one).
+        let mode: Vec<String> = match uplink_mode_env() {
+            Some(m) if !extra_agent_args.contains(&"--uplink-mode") => {
+                vec!["--uplink-mode".into(), m]
+            }
+            _ => Vec::new(),
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -959,6 +680,7 @@ impl Host {
         let child = Command::new(dataplane_bin())
             .arg("agent")
             .args(self.agent_dir_args())
+            .args(&mode)
             .args(extra_agent_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -990,5 +712,22 @@ impl Host {
         let out = self.ok(&["drops", "--format", "json"]);
         serde_json::from_str(&out)
             .unwrap_or_else(|e| panic!("`dataplane drops` printed {out:?}: {e}"))
+    }
+}
+
+/// `DATAPLANE_TEST_UPLINK_MODE` (`xdp-generic`, `xdp-native`, `tcx`,
+/// `auto`): the `--uplink-mode` of every agent the tests start.
+pub fn uplink_mode_env() -> Option<String> {
+    std::env::var("DATAPLANE_TEST_UPLINK_MODE")
+        .ok()
+        .filter(|m| !m.is_empty())
+}
+
+/// The programs the agent keeps on each served host interface in the tests'
+/// uplink mode (the test uplinks are veths: `auto` is `tcx` there).
+pub fn uplink_programs() -> &'static [&'static str] {
+    match uplink_mode_env().as_deref() {
+        Some("xdp-generic" | "xdp-native") => &["dp_from_uplink", "dp_xdp_uplink"],
+        _ => &["dp_tc_uplink"],
     }
 }

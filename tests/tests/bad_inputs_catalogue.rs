@@ -508,6 +508,8 @@ fn cli_bad_flag_values_get_one_line_errors_and_change_nothing() {
         vec!["agent", "--port-range", "abc"],
         vec!["agent", "--vxlan-port", "0"],
         vec!["agent", "--xdp-mode", "fast"],
+        vec!["agent", "--uplink-mode", "fast"],
+        vec!["agent", "--uplink-mode", "tcx", "--xdp-mode", "native"],
         vec!["agent", "--icc", "perhaps"],
         // IPv6 (dual stack).
         vec!["network", "create", "--subnet", "fd00:9::/64", "x"],

@@ -222,11 +222,24 @@ fn per_packet_cost(c: &Value, md: &str) {
             "{path}: dp_from_container did not run"
         );
     }
-    for (path, prog) in [
-        ("outside->published", "dp_xdp_uplink"),
-        ("outside->published", "dp_from_uplink"),
-        ("masquerade out", "dp_from_uplink"),
-    ] {
+    // The uplink's programs: dp_tc_uplink alone in the tcx uplink mode
+    // (the default on the bench's veth uplink), else XDP + dp_from_uplink.
+    let tcx = progs_on("outside->published")
+        .iter()
+        .any(|p| p == "dp_tc_uplink");
+    let uplink_progs: &[(&str, &str)] = if tcx {
+        &[
+            ("outside->published", "dp_tc_uplink"),
+            ("masquerade out", "dp_tc_uplink"),
+        ]
+    } else {
+        &[
+            ("outside->published", "dp_xdp_uplink"),
+            ("outside->published", "dp_from_uplink"),
+            ("masquerade out", "dp_from_uplink"),
+        ]
+    };
+    for (path, prog) in uplink_progs {
         assert!(
             progs_on(path).iter().any(|p| p == prog),
             "{path}: {prog} did not run"
@@ -248,8 +261,13 @@ fn per_packet_cost(c: &Value, md: &str) {
     }
     assert!(!md.contains("**BROKEN**"));
     let calls = c["xlated_calls"].as_object().expect("xlated_calls");
-    for prog in ["dp_from_container", "dp_from_uplink", "dp_xdp_uplink"] {
-        let m = calls[prog]
+    let loaded: &[&str] = if tcx {
+        &["dp_from_container", "dp_tc_uplink"]
+    } else {
+        &["dp_from_container", "dp_from_uplink", "dp_xdp_uplink"]
+    };
+    for prog in loaded {
+        let m = calls[*prog]
             .as_object()
             .unwrap_or_else(|| panic!("no calls of {prog}"));
         assert!(

@@ -268,23 +268,28 @@ fn maps_follow_the_desired_state() {
 #[test]
 fn uplink_programs_are_pinned_bpf_links() {
     let h = Host::start();
-    let pin = h.link_pin("dp_from_uplink", &h.uplink);
-    assert!(pin.exists(), "{} missing", pin.display());
+    for p in dataplane_tests::uplink_programs() {
+        let pin = h.link_pin(p, &h.uplink);
+        assert!(pin.exists(), "{} missing", pin.display());
+    }
     let mut links: Vec<String> = std::fs::read_dir(h.bpffs.join("links"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     links.sort();
-    // A fresh agent: the uplink's TC and XDP programs and the socket
-    // programs on the cgroup, nothing else.
+    // A fresh agent: the uplink's programs of its uplink mode and the
+    // socket programs on the cgroup, nothing else.
     let mut want = vec![
-        format!("dp_from_uplink@{}", h.uplink),
-        format!("dp_xdp_uplink@{}", h.uplink),
         "dp_sock_connect4@cgroup".to_string(),
         "dp_sock_recvmsg4@cgroup".to_string(),
         "dp_sock_sendmsg4@cgroup".to_string(),
     ];
+    want.extend(
+        dataplane_tests::uplink_programs()
+            .iter()
+            .map(|p| format!("{p}@{}", h.uplink)),
+    );
     want.sort();
     assert_eq!(links, want);
     let cfg = h.map_entries("DP_CONFIG");

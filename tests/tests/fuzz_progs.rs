@@ -176,7 +176,7 @@ fn violation(prog: &str, p: &[u8], verdict: u32) -> Option<String> {
             }
             None
         }
-        "dp_from_uplink" => {
+        "dp_from_uplink" | "dp_tc_uplink" => {
             (ipv4 && is_container_ip(v.ip_dst()) && verdict != TC_ACT_SHOT && {
                 // Only a tracked flow or a published port may enter; the
                 // fixture has neither for these destinations.
@@ -239,6 +239,7 @@ fn fuzzed_packets_get_documented_verdicts_sane_output_and_nothing_policy_drops()
             "dp_to_container",
             "dp_from_uplink",
             "dp_xdp_uplink",
+            "dp_tc_uplink",
         ] {
             let mut rng = Rng::stream(prog);
             // `n` packets the kernel ran (it refuses some, e.g. too short
@@ -257,6 +258,7 @@ fn fuzzed_packets_get_documented_verdicts_sane_output_and_nothing_policy_drops()
                         &p,
                     ),
                     "dp_from_uplink" => env.try_run_uplink(&p),
+                    "dp_tc_uplink" => env.try_run_tc_uplink(&p),
                     _ => env.try_run_xdp(Some(UPLINK_IF), &p),
                 };
                 let Ok(run) = run else {

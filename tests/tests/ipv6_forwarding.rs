@@ -2,8 +2,10 @@
 //! (issue 16, east-west): dual-stack containers find each other by
 //! neighbour discovery answered in eBPF (with the host-side MAC, like ARP)
 //! and talk over ICMPv6 and TCP; a different network and `--icc=false` deny
-//! IPv6 exactly as they deny IPv4, with the same drop counters; the host
-//! and a container reach each other over IPv6.
+//! IPv6 exactly as they deny IPv4, with the same drop counters, and a
+//! `--link` (keyed by the IPv4 identities) opens its ports over IPv6 too,
+//! and an internal network keeps IPv6 inside; the host and a container
+//! reach each other over IPv6.
 
 use std::time::Duration;
 
@@ -213,4 +215,87 @@ fn host_and_container_talk_over_ipv6() {
         "the host saw the container's own address: {:?}",
         sh.lines()
     );
+}
+
+#[test]
+fn link_on_icc_disabled_network_covers_ipv6() {
+    // The default network, dual stack, with icc off; links are keyed by the
+    // IPv4 identities and apply to both families.
+    let h = Host::start_with(&["--icc=false", "--ipv6"]);
+    h.ok(&[
+        "container",
+        "create",
+        "--network",
+        "bridge",
+        "--expose",
+        "5000",
+        "s1",
+    ]);
+    h.ok(&[
+        "container",
+        "create",
+        "--network",
+        "bridge",
+        "--link",
+        "s1:db",
+        "s2",
+    ]);
+    h.ok(&["container", "create", "--network", "bridge", "s3"]);
+    let s1 = ip6_on(&h, "s1", "bridge");
+    let s2 = ip6_on(&h, "s2", "bridge");
+    let srv1 = server6(&h, &Ns::c("s1"), 5000);
+    let _srv1b = server6(&h, &Ns::c("s1"), 5002);
+    let srv2 = server6(&h, &Ns::c("s2"), 5000);
+
+    // The linking container opens the exposed port (and its replies flow).
+    assert!(h.tcp_ok(&Ns::c("s2"), &s1, 5000), "s2 -> s1:5000 over IPv6");
+    assert!(srv1.lines().contains(&s2), "{:?}", srv1.lines());
+    // Not another port, not the other way, not an unlinked container.
+    let denied = [
+        ("s2", s1.clone(), 5002, "link_port_not_allowed"),
+        ("s1", s2.clone(), 5000, "link_port_not_allowed"),
+        ("s3", s1.clone(), 5000, "icc_disabled"),
+    ];
+    for (from, dst, port, reason) in denied {
+        let before = drops(&h, from, "bridge", reason);
+        assert!(
+            !h.tcp_ok(&Ns::c(from), &dst, port),
+            "{from} -> [{dst}]:{port} should be denied"
+        );
+        let after = drops(&h, from, "bridge", reason);
+        assert!(after > before, "{from}: {reason} did not move");
+    }
+    assert!(srv2.lines().is_empty(), "s2 saw peers: {:?}", srv2.lines());
+}
+
+#[test]
+fn internal_network_keeps_ipv6_inside() {
+    let h = Host::start();
+    dual(&h, "int", "10.68.0.0/24", "fd00:68::/64", &["--internal"]);
+    h.ok(&["container", "create", "--network", "int", "i1"]);
+    h.ok(&["container", "create", "--network", "int", "i2"]);
+    let i2 = ip6_on(&h, "i2", "int");
+    let _srv = server6(&h, &Ns::c("i2"), PORT);
+    assert!(
+        h.ping(&Ns::c("i1"), &i2),
+        "ping6 inside the internal network"
+    );
+    assert!(h.tcp_ok(&Ns::c("i1"), &i2, PORT), "TCP inside the network");
+
+    // The container has no default route there; one it adds itself does
+    // not get it out.
+    let gw = h.endpoint("i1", "int")["IPv6Gateway"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!gw.is_empty(), "the internal network has an IPv6 gateway");
+    h.exec_ok(
+        "i1",
+        &["ip", "-6", "route", "replace", "default", "via", &gw],
+    );
+    let before = drops(&h, "i1", "int", "internal_network");
+    assert!(!h.ping_once(&Ns::c("i1"), "2001:db8:68::1"));
+    assert!(!h.tcp_ok(&Ns::c("i1"), "2001:db8:68::1", 80));
+    let after = drops(&h, "i1", "int", "internal_network");
+    assert!(after >= before + 2, "internal_network {before} -> {after}");
 }

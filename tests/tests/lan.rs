@@ -272,9 +272,11 @@ fn a_lan_on_a_second_interface() {
         ],
     );
     assert!(!h.tcp_ok(&Ns::Outside, &ip, 80));
-    // The parent carries the uplink's TC ingress program (as every host
-    // interface with an address does).
-    assert!(h.link_pin("dp_from_uplink", &hif).exists());
+    // The parent carries the uplink's programs (as every host interface
+    // with an address does).
+    for p in dataplane_tests::uplink_programs() {
+        assert!(h.link_pin(p, &hif).exists(), "{p}@{hif}");
+    }
     h.ok(&["container", "rm", "web"]);
     h.ok(&["network", "rm", "lan2"]);
 }

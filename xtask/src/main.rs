@@ -67,7 +67,9 @@ enum Cmd {
         /// Benchmark the release build of the agent.
         #[arg(long)]
         release: bool,
-        /// Run only one section: `overlay` (multi-host overlay networks).
+        /// Run only one section: `overlay` (multi-host overlay networks),
+        /// `ipv6` (the IPv6 rows), `uplink` (the uplink modes side by side)
+        /// or `cost` (per-packet cost of the eBPF programs).
         #[arg(long, value_name = "SECTION")]
         only: Option<String>,
     },

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use dataplane_agent::{
     api,
-    engine::{AddressPool, AgentConfig, ClusterOptions, DaemonDefaults, Engine, XdpModeChoice},
+    engine::{AddressPool, AgentConfig, ClusterOptions, DaemonDefaults, Engine, UplinkMode},
     monitor::{metrics, Monitor},
 };
 use tracing::info;
@@ -83,10 +83,15 @@ pub(crate) struct AgentArgs {
     /// host); default: the cgroup2 mount (/sys/fs/cgroup or /sys/fs/cgroup/unified).
     #[arg(long)]
     cgroup: Option<PathBuf>,
-    /// XDP attach mode on the uplink: auto (native on NICs, generic on
-    /// virtual devices such as veth), native or generic.
-    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
-    xdp_mode: XdpModeArg,
+    /// Where the uplink's early work (direct-access drops, published ports)
+    /// runs: auto (native XDP on NICs, TC on virtual devices such as veth),
+    /// xdp-native, xdp-generic or tcx (one TC ingress program).
+    #[arg(long, value_enum, default_value_t = UplinkModeArg::Auto)]
+    uplink_mode: UplinkModeArg,
+    /// The former spelling: native = --uplink-mode xdp-native, generic =
+    /// xdp-generic, auto = auto.
+    #[arg(long, value_enum, conflicts_with = "uplink_mode", hide = true)]
+    xdp_mode: Option<XdpModeArg>,
     /// The host's resolver settings: upstreams of the embedded DNS resolver
     /// and the servers of containers on the default bridge.
     #[arg(long, default_value = "/etc/resolv.conf")]
@@ -127,6 +132,14 @@ pub(crate) struct AgentArgs {
     /// With --cleanup: also delete the persisted state.
     #[arg(long, requires = "cleanup")]
     purge: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum UplinkModeArg {
+    Auto,
+    XdpNative,
+    XdpGeneric,
+    Tcx,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -231,10 +244,15 @@ fn run_agent(args: AgentArgs, socket: &Path) -> Result<()> {
         nat_port_range: args.nat_port_range,
         port_range: args.port_range,
         cgroup: args.cgroup,
-        xdp_mode: match args.xdp_mode {
-            XdpModeArg::Auto => XdpModeChoice::Auto,
-            XdpModeArg::Native => XdpModeChoice::Native,
-            XdpModeArg::Generic => XdpModeChoice::Generic,
+        uplink_mode: match (args.xdp_mode, args.uplink_mode) {
+            (Some(XdpModeArg::Native), _) | (None, UplinkModeArg::XdpNative) => {
+                UplinkMode::XdpNative
+            }
+            (Some(XdpModeArg::Generic), _) | (None, UplinkModeArg::XdpGeneric) => {
+                UplinkMode::XdpGeneric
+            }
+            (None, UplinkModeArg::Tcx) => UplinkMode::Tcx,
+            (Some(XdpModeArg::Auto), _) | (None, UplinkModeArg::Auto) => UplinkMode::Auto,
         },
         cluster: args.cluster_store.map(|store| ClusterOptions {
             store,

@@ -145,6 +145,7 @@ impl Datapath {
             prog_names::FROM_CONTAINER,
             prog_names::TO_CONTAINER,
             prog_names::FROM_UPLINK,
+            prog_names::TC_UPLINK,
             prog_names::FROM_OVERLAY,
         ] {
             let prog: &mut SchedClassifier = ebpf

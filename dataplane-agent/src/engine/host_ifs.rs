@@ -5,16 +5,23 @@
 //! protection against direct access, loopback and spoofed sources). The
 //! list follows the kernel: it is refreshed with the host's addresses
 //! (netlink address events and every reconcile pass), and the reconciler
-//! attaches and detaches the programs as interfaces come and go.
+//! attaches and detaches the programs as interfaces come and go. Which
+//! programs an interface carries follows `--uplink-mode` (`UplinkMode`):
+//! `xdp_uplink` + `from_uplink`, or `tc_uplink` alone.
 
 use anyhow::Result;
 use dataplane_common::prog_names;
 use tracing::info;
 
-use super::Inner;
+use super::{Inner, UplinkMode};
 use crate::kernel;
 
-const UPLINK_PROGS: [&str; 2] = [prog_names::FROM_UPLINK, prog_names::XDP_UPLINK];
+/// Every program an interface may carry in some mode.
+const UPLINK_PROGS: [&str; 3] = [
+    prog_names::FROM_UPLINK,
+    prog_names::XDP_UPLINK,
+    prog_names::TC_UPLINK,
+];
 
 /// Read the host's interfaces, write `DP_HOST_IFS` and the links the
 /// reconciler must keep.
@@ -45,17 +52,34 @@ pub(crate) fn set_links(g: &mut Inner) {
     g.fixed_links
         .retain(|(p, i)| !UPLINK_PROGS.contains(&p.as_str()) || keep.contains(i));
     for name in keep {
-        for p in UPLINK_PROGS {
-            g.fixed_links.insert((p.to_string(), name.clone()));
+        let progs = mode(g, &name).programs();
+        // A program of another mode goes (the plan detaches its link).
+        g.fixed_links.retain(|(p, i)| {
+            *i != name || !UPLINK_PROGS.contains(&p.as_str()) || progs.contains(&p.as_str())
+        });
+        for p in progs {
+            g.fixed_links.insert(((*p).to_string(), name.clone()));
         }
     }
 }
 
-/// Whether `ifname` is a virtual device (XDP in generic mode there).
-pub(crate) fn is_virtual(g: &Inner, ifname: &str) -> bool {
+/// How XDP is attached to `ifname` as last read (`XDP_ATTACHED_*`).
+pub(crate) fn xdp_attached(g: &Inner, ifname: &str) -> u8 {
     g.host_ifs
         .iter()
         .chain(g.uplink.iter())
         .find(|u| u.name == ifname)
-        .is_some_and(|u| u.is_virtual)
+        .map_or(0, |u| u.xdp_attached)
+}
+
+/// The uplink mode of `ifname`: `--uplink-mode`, `auto` resolved by whether
+/// it is a virtual device.
+pub(crate) fn mode(g: &Inner, ifname: &str) -> UplinkMode {
+    let is_virtual = g
+        .host_ifs
+        .iter()
+        .chain(g.uplink.iter())
+        .find(|u| u.name == ifname)
+        .is_some_and(|u| u.is_virtual);
+    g.uplink_mode.resolve(is_virtual)
 }

@@ -82,6 +82,7 @@ impl Engine {
                 p2p,
                 host_ifs: Vec::new(),
                 host_if_map: Some(crate::datapath::HostIfMap::open(&cfg.bpffs)?),
+                uplink_mode: cfg.uplink_mode,
             }),
             wake: tokio::sync::Notify::new(),
             cfg,

@@ -33,8 +33,8 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use dataplane_common::{
-    Config, DropReason, EndpointInfo, LinkKey, NetworkInfo, PortKey, PortTarget, NET_F_INTERNAL,
-    NET_F_LAN, NET_F_NO_ICC, NET_F_NO_MASQ,
+    prog_names, Config, DropReason, EndpointInfo, LinkKey, NetworkInfo, PortKey, PortTarget,
+    NET_F_INTERNAL, NET_F_LAN, NET_F_NO_ICC, NET_F_NO_MASQ,
 };
 use ipnet::Ipv4Net;
 use rtnetlink::Handle;
@@ -103,7 +103,7 @@ pub struct AgentConfig {
     /// cgroup v2 directory the socket programs are attached to (default:
     /// the system's cgroup2 mount).
     pub cgroup: Option<PathBuf>,
-    pub xdp_mode: XdpModeChoice,
+    pub uplink_mode: UplinkMode,
     /// `--cluster-store` and friends: overlay networks (None: host-local only).
     pub cluster: Option<ClusterOptions>,
     /// The host's resolver settings (`--resolv-conf`, default
@@ -115,16 +115,43 @@ pub struct AgentConfig {
     pub defaults: DaemonDefaults,
 }
 
-/// How the XDP program is attached to the uplink.
+/// Where the uplink's early work (direct-access, loopback and spoofing
+/// drops, published-port translation) runs, on the uplink and on every
+/// other host interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XdpModeChoice {
-    /// Native on NICs; generic on virtual devices. Native XDP on a veth makes
-    /// its peer drop TSO/GSO (veth_fix_features) and copies every packet into
-    /// an XDP buffer, which costs more than it saves; generic XDP keeps the
-    /// peer's offloads.
+pub enum UplinkMode {
+    /// Native XDP on NICs; TC (`Tcx`) on virtual devices. Native XDP on a
+    /// veth makes its peer drop TSO/GSO (veth_fix_features) and copies every
+    /// packet into an XDP buffer; generic XDP runs after the skb exists and
+    /// copies cloned or non-linear skbs into fresh pages: both cost more than
+    /// the one TC program (see README, "XDP mode").
     Auto,
-    Native,
-    Generic,
+    /// `dp_xdp_uplink` in native (driver) mode, then `dp_from_uplink` at TC.
+    XdpNative,
+    /// `dp_xdp_uplink` in generic (skb) mode, then `dp_from_uplink` at TC.
+    XdpGeneric,
+    /// One TC ingress program, `dp_tc_uplink`, doing both.
+    Tcx,
+}
+
+impl UplinkMode {
+    /// The mode an interface gets: `Auto` resolved by the kind of device.
+    #[must_use]
+    pub fn resolve(self, is_virtual: bool) -> UplinkMode {
+        match (self, is_virtual) {
+            (UplinkMode::Auto, true) => UplinkMode::Tcx,
+            (UplinkMode::Auto, false) => UplinkMode::XdpNative,
+            (m, _) => m,
+        }
+    }
+
+    /// The programs an interface in this (resolved) mode carries.
+    pub fn programs(self) -> &'static [&'static str] {
+        match self {
+            UplinkMode::Tcx => &[prog_names::TC_UPLINK],
+            _ => &[prog_names::FROM_UPLINK, prog_names::XDP_UPLINK],
+        }
+    }
 }
 
 type ApiResult<T> = crate::error::Result<T>;
@@ -169,6 +196,8 @@ pub(crate) struct Inner {
     pub(crate) host_ifs: Vec<Uplink>,
     /// `DP_HOST_IFS` (None only if its pin could not be opened).
     pub(crate) host_if_map: Option<datapath::HostIfMap>,
+    /// `--uplink-mode` (a copy of the config's, for the link bookkeeping).
+    pub(crate) uplink_mode: UplinkMode,
 }
 
 /// Masquerade ports: above the host's ephemeral range when there is room.

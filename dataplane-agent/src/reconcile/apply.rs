@@ -4,9 +4,13 @@ use anyhow::{anyhow, Result};
 use dataplane_common::prog_names;
 
 use super::plan::Step;
+
+/// `IFLA_XDP_ATTACHED` values.
+const XDP_ATTACHED_DRV: u8 = 1;
+const XDP_ATTACHED_SKB: u8 = 2;
 use crate::{
     datapath, endpoint_progs,
-    engine::{endpoint_info, AgentConfig, Engine, Inner, XdpModeChoice},
+    engine::{endpoint_info, Engine, Inner, UplinkMode},
     kernel,
 };
 
@@ -68,7 +72,7 @@ impl Engine {
                 } else if let Some(at) = endpoint_progs::attach_type(prog) {
                     g.dp.attach_tc(prog, ifname, at)?;
                 } else {
-                    self.attach_uplink(g, prog, ifname)?;
+                    attach_uplink(g, prog, ifname)?;
                 }
             }
             Step::Detach { prog, ifname } => g.dp.detach(prog, ifname),
@@ -79,21 +83,31 @@ impl Engine {
         }
         Ok(())
     }
-
-    /// Attach an uplink program (TC or XDP, in the configured XDP mode).
-    pub(super) fn attach_uplink(&self, g: &mut Inner, prog: &str, ifname: &str) -> Result<()> {
-        if prog == prog_names::XDP_UPLINK {
-            let is_virtual = crate::engine::host_ifs::is_virtual(g, ifname);
-            g.dp.attach_xdp(ifname, xdp_mode(&self.cfg, is_virtual))
-        } else {
-            g.dp.attach(prog, ifname)
-        }
-    }
 }
 
-fn xdp_mode(cfg: &AgentConfig, is_virtual: bool) -> datapath::XdpMode {
-    match (cfg.xdp_mode, is_virtual) {
-        (XdpModeChoice::Native, _) | (XdpModeChoice::Auto, false) => datapath::XdpMode::Default,
-        (XdpModeChoice::Generic, _) | (XdpModeChoice::Auto, true) => datapath::XdpMode::Skb,
+/// Attach an uplink program (TC, or XDP in the interface's mode).
+pub(super) fn attach_uplink(g: &mut Inner, prog: &str, ifname: &str) -> Result<()> {
+    if prog == prog_names::XDP_UPLINK {
+        let generic = crate::engine::host_ifs::mode(g, ifname) == UplinkMode::XdpGeneric;
+        // A pinned link keeps the attach mode it was made with (swapping
+        // its program does not change it): after a switch between
+        // xdp-native and xdp-generic it is made anew.
+        let other = if generic {
+            XDP_ATTACHED_DRV
+        } else {
+            XDP_ATTACHED_SKB
+        };
+        if crate::engine::host_ifs::xdp_attached(g, ifname) == other {
+            tracing::info!(%ifname, "XDP attach mode changes: the link is made anew");
+            g.dp.detach(prog, ifname);
+        }
+        let mode = if generic {
+            datapath::XdpMode::Skb
+        } else {
+            datapath::XdpMode::Default
+        };
+        g.dp.attach_xdp(ifname, mode)
+    } else {
+        g.dp.attach(prog, ifname)
     }
 }

@@ -224,11 +224,12 @@ impl Engine {
             warn!("no cgroup2 mount: published ports will not be reachable from the host itself");
         }
         if let Some(u) = g.uplink.clone() {
-            self.attach_uplink(g, prog_names::FROM_UPLINK, &u.name)?;
-            self.attach_uplink(g, prog_names::XDP_UPLINK, &u.name)?;
-            fixed.insert((prog_names::FROM_UPLINK.into(), u.name.clone()));
-            fixed.insert((prog_names::XDP_UPLINK.into(), u.name.clone()));
-            info!(uplink = %u.name, ip = ?u.ip, "uplink");
+            let mode = crate::engine::host_ifs::mode(g, &u.name);
+            for p in mode.programs() {
+                apply::attach_uplink(g, p, &u.name)?;
+                fixed.insert(((*p).to_string(), u.name.clone()));
+            }
+            info!(uplink = %u.name, ip = ?u.ip, ?mode, "uplink");
         } else {
             warn!("no uplink: containers have no outbound path");
         }

@@ -383,6 +383,7 @@ mod tests {
             mac: [2, 0, 0, 0, 0, 7],
             mtu: 1500,
             is_virtual: true,
+            xdp_attached: 0,
         };
         let info = endpoint_info(ep, Some(net), &dev);
         let mut obs = Observed::default();
@@ -560,6 +561,7 @@ mod tests {
                     mac: [0; 6],
                     mtu: 1500,
                     is_virtual: true,
+                    xdp_attached: 0,
                 },
             );
         }

@@ -337,6 +337,7 @@ impl Env {
         load_prog(&mut ebpf, prog_names::FROM_CONTAINER);
         load_prog(&mut ebpf, prog_names::TO_CONTAINER);
         load_prog(&mut ebpf, prog_names::FROM_UPLINK);
+        load_prog(&mut ebpf, prog_names::TC_UPLINK);
         let xdp: &mut Xdp = ebpf
             .program_mut(prog_names::XDP_UPLINK)
             .unwrap_or_else(|| panic!("program {} missing", prog_names::XDP_UPLINK))
@@ -551,6 +552,19 @@ impl Env {
     pub fn run_uplink_on(&self, ifname: &str, pkt: &[u8]) -> Run {
         self.run(prog_names::FROM_UPLINK, self.ifx(ifname), pkt)
             .expect("BPF_PROG_TEST_RUN dp_from_uplink")
+    }
+
+    /// [`Env::run_tc_uplink_on`] on the uplink, with the kernel's refusal
+    /// as an error.
+    pub fn try_run_tc_uplink(&self, pkt: &[u8]) -> Result<Run, String> {
+        self.run(prog_names::TC_UPLINK, self.ifx(UPLINK_IF), pkt)
+    }
+
+    /// Run dp_tc_uplink (the `tcx` uplink mode: dp_from_uplink with
+    /// dp_xdp_uplink's early work) as if `pkt` arrived on `ifname`.
+    pub fn run_tc_uplink_on(&self, ifname: &str, pkt: &[u8]) -> Run {
+        self.run(prog_names::TC_UPLINK, self.ifx(ifname), pkt)
+            .expect("BPF_PROG_TEST_RUN dp_tc_uplink")
     }
 
     /// Make network `net` a `lan` network whose parent is `ifname` (with

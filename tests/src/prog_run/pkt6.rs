@@ -8,12 +8,13 @@ pub const PROTO_HOPOPTS: u8 = 0;
 pub const PROTO_ROUTING: u8 = 43;
 pub const PROTO_FRAGMENT: u8 = 44;
 pub const PROTO_ICMPV6: u8 = 58;
-pub const PROTO_NONE: u8 = 59;
 pub const PROTO_DSTOPTS: u8 = 60;
 
 pub const ICMPV6_ECHO_REQUEST: u8 = 128;
 pub const ICMPV6_MLD2_REPORT: u8 = 143;
 pub const ICMPV6_ROUTER_SOLICIT: u8 = 133;
+pub const ICMPV6_ROUTER_ADVERT: u8 = 134;
+pub const ICMPV6_REDIRECT: u8 = 137;
 pub const ICMPV6_NEIGH_SOLICIT: u8 = 135;
 pub const ICMPV6_NEIGH_ADVERT: u8 = 136;
 

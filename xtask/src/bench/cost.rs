@@ -56,6 +56,10 @@ impl CostPath {
             (CostPath::Masquerade, "dp_from_container") => "out: masquerade",
             (CostPath::Masquerade, "dp_xdp_uplink") => "replies in: passed by XDP",
             (CostPath::Masquerade, "dp_from_uplink") => "replies in: reverse masquerade",
+            (CostPath::Published, "dp_tc_uplink") => {
+                "requests in: published-port DNAT and delivery (tcx)"
+            }
+            (CostPath::Masquerade, "dp_tc_uplink") => "replies in: reverse masquerade (tcx)",
             (CostPath::Hairpin, "dp_from_container") => {
                 "both directions (hairpin DNAT+SNAT, reverse)"
             }

@@ -28,6 +28,8 @@ const PER_PATH: &[(&str, &str, u32, &str, u32, &str)] = &[
     ("masquerade reply in", "dp_from_uplink", 3, "ENDPOINTS, NAT_IN, ENDPOINTS; CONFIG and EP_STATS_IX arrays inlined", 4, "ktime_get_ns, l4_csum_replace x2, redirect_peer"),
     ("published port in", "dp_xdp_uplink", 7, "ENDPOINTS (dst), PORTS (exact), HOST_IPS, PORTS (any), ENDPOINTS (src), HOST_IPS (src), CT", 1, "ktime_get_ns (DNAT written directly)"),
     ("published port in", "dp_from_uplink", 1, "ENDPOINTS; CONFIG and EP_STATS_IX arrays inlined", 1, "redirect_peer (MACs written directly)"),
+    ("published port in (tcx)", "dp_tc_uplink", 8, "ENDPOINTS (dst), PORTS (exact), HOST_IPS, PORTS (any), ENDPOINTS (src), HOST_IPS (src), CT, ENDPOINTS (container); EP_STATS_IX array inlined", 4, "ktime_get_ns, l4_csum_replace x2, redirect_peer (IPv4 header, port and MACs written directly)"),
+    ("masquerade reply in (tcx)", "dp_tc_uplink", 3, "ENDPOINTS, NAT_IN, ENDPOINTS (no port lookup: the destination port is in the masquerade range); CONFIG and EP_STATS_IX arrays inlined", 4, "ktime_get_ns, l4_csum_replace x2, redirect_peer"),
     ("published port reply out", "dp_from_container", 5, "IF_ENDPOINTS, ENDPOINTS, NETWORKS, CT, ENDPOINTS; EP_STATS_IX array inlined", 5, "ktime_get_ns, fib_lookup, l4_csum_replace x2, redirect"),
     ("hairpin (either direction)", "dp_from_container", 5, "IF_ENDPOINTS, ENDPOINTS, NETWORKS, CT, ENDPOINTS; EP_STATS_IX array inlined (tx, rx)", 4, "ktime_get_ns, l4_csum_replace x2, redirect_peer (both addresses and ports translated)"),
 ];

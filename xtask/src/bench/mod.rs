@@ -14,7 +14,13 @@
 //! vs on, `monitor.md`/`monitor.json`), `overlay` (multi-host overlay on a
 //! simulated cluster: datapath against the underlay and the kernel's VXLAN
 //! path, convergence, 5,000-node sync; `overlay_topo`, `overlay_report`, its
-//! own `overlay.md`/`overlay.json`). `--only overlay` runs that section alone.
+//! own `overlay.md`/`overlay.json`), `ipv6` (the IPv6 rows: ceiling,
+//! Docker's ip6tables rule set and a dual-stack network, `ipv6.md`).
+//! `--only overlay` / `--only ipv6` runs that section alone.
+//! `uplink` compares the uplink modes (`--uplink-mode`: generic XDP, tcx,
+//! native XDP) on the veth uplink against the ceiling and iptables
+//! (`uplink.md`/`uplink.json`): `--only uplink`. `--only cost` runs the
+//! per-packet cost section alone (`cost.md`).
 
 mod bpfstats;
 mod cost;
@@ -23,6 +29,7 @@ mod dns;
 mod dns_docker;
 mod docker;
 mod docker_report;
+mod ipv6;
 mod measure;
 mod monitor;
 mod overlay;
@@ -35,6 +42,7 @@ mod report;
 mod rules;
 mod targets;
 mod topo;
+mod uplink;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -199,7 +207,6 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
     let plan = Plan::new(opts.level);
     raise_nofile();
     match opts.only.as_deref() {
-        None => {}
         Some("overlay") => {
             overlay::measure(opts.level, &bin, &lg, opts.release, &out_dir)?;
             println!(
@@ -209,7 +216,34 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
             );
             return Ok(());
         }
-        Some(other) => bail!("unknown bench section {other:?} (known: overlay)"),
+        Some("ipv6") => {
+            let mut world = World::new(bin.clone(), lg.clone())?;
+            let res = (|| {
+                world.setup_ceiling()?;
+                world.setup_iptables(&[SCALE_BASE])?;
+                world.setup_dataplane()?;
+                ipv6::measure(&mut world, &plan, &out_dir)
+            })();
+            if res.is_err() {
+                eprintln!("--- agent log (tail) ---\n{}", world.agent_log_tail());
+            }
+            let problems = world.cleanup();
+            drop(world);
+            res?;
+            if !problems.is_empty() {
+                bail!("cleanup incomplete: {}", problems.join("; "));
+            }
+            println!(
+                "bench: wrote {} in {:.0}s",
+                out_dir.join("ipv6.md").display(),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        None | Some("uplink" | "cost") => {}
+        Some(other) => bail!(
+            "unknown bench section {other:?} (known: overlay, ipv6, uplink, cost)"
+        ),
     }
 
     let mut env = Env::collect(&bin, opts.release, opts.level);
@@ -222,12 +256,39 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
         println!("{md}");
         return Ok(());
     }
+    let only = std::env::var("DATAPLANE_BENCH_ONLY")
+        .ok()
+        .or_else(|| opts.only.clone());
+    if matches!(only.as_deref(), Some("uplink" | "cost")) {
+        let section = only.unwrap_or_default();
+        let res = if section == "uplink" {
+            uplink::measure(&mut world, &plan, &fl, &out_dir)
+        } else {
+            cost_only(&mut world, &plan, opts.release, &out_dir)
+        };
+        if res.is_err() {
+            eprintln!("--- agent log (tail) ---\n{}", world.agent_log_tail());
+        }
+        let problems = world.cleanup();
+        drop(world);
+        res?;
+        if !problems.is_empty() {
+            bail!("cleanup incomplete: {}", problems.join("; "));
+        }
+        println!(
+            "bench: wrote {}/{section}.md in {:.0}s",
+            out_dir.display(),
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let obj = cost::agent_object(opts.release, &world.tmp)?;
     let res = measure_all(&mut world, &plan, &mut env, &fl).and_then(|s| {
         env.cost = Some(cost::measure(&mut world, &plan, &obj)?);
         dns::measure(&mut world, &plan, opts.release, &out_dir)?;
         env.docker = Some(docker::measure(&mut world, &plan, &bin)?);
         monitor::measure(&mut world, &plan, &out_dir)?;
+        ipv6::measure(&mut world, &plan, &out_dir)?;
         Ok(s)
     });
     if res.is_err() {
@@ -249,6 +310,24 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
         out_dir.join("report.md").display(),
         env.wall_secs
     );
+    Ok(())
+}
+
+/// `--only cost`: the dataplane topology and the per-packet cost section
+/// alone (BPF statistics under load, BPF_PROG_TEST_RUN), written to
+/// `cost.md`/`cost.json`.
+fn cost_only(w: &mut World, plan: &Plan, release: bool, out_dir: &Path) -> Result<()> {
+    let obj = cost::agent_object(release, &w.tmp)?;
+    w.setup_dataplane()?;
+    let c = cost::measure(w, plan, &obj)?;
+    let mut md = String::from("# Per-packet cost (`--only cost`)\n");
+    let (js, _) = cost_report::section(&mut md, &c, None, None);
+    fs::write(out_dir.join("cost.md"), &md)?;
+    fs::write(
+        out_dir.join("cost.json"),
+        serde_json::to_string_pretty(&js)?,
+    )?;
+    println!("{md}");
     Ok(())
 }
 
@@ -479,12 +558,12 @@ fn isolation_checks(w: &mut World, env: &mut Env) -> Result<()> {
         "isolation on: the linked client reached the exposed port {RR_PORT} and was refused on the unexposed port {ISO_DENIED_PORT} (dataplane: {n} link_port_not_allowed drop(s) counted; iptables: icc=false DROP), in both modes"
     ));
     env.iso_rules = w.iptables_isolation_rules();
-    env.xdp_mode = w.dataplane_xdp_mode()?;
+    env.xdp_mode = w.dataplane_uplink_mode()?;
     if env.xdp_mode == "none" {
-        bail!("the dataplane uplink has no XDP program attached");
+        bail!("the dataplane uplink carries neither XDP nor dp_tc_uplink");
     }
     env.checks.push(format!(
-        "the dataplane uplink (veth) runs its XDP program in {} mode (`ip link show`)",
+        "the dataplane uplink (veth) runs in uplink mode {} (`ip link show`, pinned links)",
         env.xdp_mode
     ));
     println!(

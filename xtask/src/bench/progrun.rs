@@ -34,6 +34,7 @@ use super::progrun_pkt::{checksums_ok, frame, seen, Flow, PROTO_TCP, PROTO_UDP};
 const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
 const XDP_PASS: u32 = 2;
+const XDP_DROP: u32 = 1;
 
 const UPLINK: &str = "up0";
 const UPLINK_MAC: [u8; 6] = [0x02, 0xee, 0, 0, 0, 2];
@@ -235,7 +236,11 @@ impl Bench {
         let mut ebpf = EbpfLoader::new()
             .load(object)
             .map_err(|e| anyhow!("loading the eBPF object: {e}"))?;
-        for name in [prog_names::FROM_CONTAINER, prog_names::FROM_UPLINK] {
+        for name in [
+            prog_names::FROM_CONTAINER,
+            prog_names::FROM_UPLINK,
+            prog_names::TC_UPLINK,
+        ] {
             let p: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("program {name} missing"))?
@@ -377,9 +382,18 @@ impl Bench {
         clippy::match_same_arms,
         reason = "a method of the bench like its siblings; one arm per outcome reads as a table"
     )]
-    fn check(&self, want: Want, verdict: u32, out: &[u8], full: bool) -> Result<(), String> {
+    fn check(
+        &self,
+        want: Want,
+        drop_verdict: u32,
+        verdict: u32,
+        out: &[u8],
+        full: bool,
+    ) -> Result<(), String> {
         match want {
-            Want::Drop(_) if verdict != TC_ACT_SHOT => Err(format!("verdict {verdict}, want drop")),
+            Want::Drop(_) if verdict != drop_verdict => {
+                Err(format!("verdict {verdict}, want drop"))
+            }
             Want::Drop(_) => Ok(()),
             Want::Out(v, _, _, _) if verdict != v => Err(format!("verdict {verdict}, want {v}")),
             Want::Out(_, m, src, dst) if full => {
@@ -431,7 +445,12 @@ impl Bench {
         let mut times = Vec::with_capacity(iters as usize);
         for i in 0..iters + 2 {
             let (v, out, ns) = self.once(prog, ingress, pkt, 1)?;
-            if let Err(e) = self.check(want, v, &out, i < 2) {
+            let drop_verdict = if prog == prog_names::XDP_UPLINK {
+                XDP_DROP
+            } else {
+                TC_ACT_SHOT
+            };
+            if let Err(e) = self.check(want, drop_verdict, v, &out, i < 2) {
                 pr.broken = Some(format!("run {}: {e}", i + 1));
                 return Ok((pr, first));
             }
@@ -464,6 +483,7 @@ impl Bench {
         let fc = prog_names::FROM_CONTAINER;
         let fu = prog_names::FROM_UPLINK;
         let xdp = prog_names::XDP_UPLINK;
+        let tcx = prog_names::TC_UPLINK;
         let (h1, h2) = (ifindex(E1.host)?, ifindex(E2.host)?);
         let up = self.uplink;
         let udp = |src, sport, dst, dport| Flow {
@@ -558,6 +578,17 @@ impl Bench {
                     self.path("masquerade reply in, UDP 64 B", fu, up, &reply, w, iters)?
                         .0,
                 );
+                paths.push(
+                    self.path(
+                        "masquerade reply in (tcx), UDP 64 B",
+                        tcx,
+                        up,
+                        &reply,
+                        w,
+                        iters,
+                    )?
+                    .0,
+                );
             }
             _ => paths.push(broken(
                 "masquerade reply in, UDP 64 B",
@@ -624,6 +655,45 @@ impl Bench {
                 fc,
                 "the XDP DNAT path is broken",
             ));
+        }
+
+        // The same in the tcx uplink mode: DNAT and delivery in one program.
+        let pkt = frame(
+            UPLINK_MAC,
+            NEXT_HOP_MAC,
+            udp(FAR, 40004, UPLINK_IP, PUB_PORT),
+            22,
+        );
+        let w = Want::Out(
+            TC_ACT_REDIRECT,
+            Some(E2.mac),
+            (FAR, Some(40004)),
+            (E2.ip, CTR_PORT),
+        );
+        paths.push(
+            self.path(
+                "published port in (tcx: DNAT + delivery), UDP 64 B",
+                tcx,
+                up,
+                &pkt,
+                w,
+                iters,
+            )?
+            .0,
+        );
+        // Early drop of direct access to a container, per uplink mode.
+        let pkt = frame(
+            UPLINK_MAC,
+            NEXT_HOP_MAC,
+            udp(FAR, 40005, E2.ip, CTR_PORT),
+            22,
+        );
+        let w = Want::Drop(DropReason::DirectAccessFromOutside);
+        for (name, prog) in [
+            ("direct access drop (XDP), UDP 64 B", xdp),
+            ("direct access drop (tcx), UDP 64 B", tcx),
+        ] {
+            paths.push(self.path(name, prog, up, &pkt, w, iters)?.0);
         }
 
         // Hairpin: a container to a published port of its host, and back.

@@ -69,7 +69,8 @@ pub(super) struct Env {
     /// The iptables rule set with icc=false and the link rules.
     pub iso_rules: String,
     pub flood_runs: Vec<FloodRun>,
-    /// XDP attach mode on the dataplane uplink (`ip link show`).
+    /// Uplink mode of the dataplane uplink (`xdp-generic`, `xdp-native`,
+    /// `tcx`: `ip link show` and the pinned links).
     pub xdp_mode: String,
     /// The per-packet cost phase (None when it was not reached).
     pub cost: Option<super::cost::CostResult>,
@@ -400,7 +401,7 @@ fn isolation_sections(
     let cpu = super::measure::flood_cpu();
     let _ = writeln!(
         md,
-        "\n## Early drop\n\nA flood of 60-byte UDP frames (64 source ports, destination port {}) from the outside netns straight to container 2's IP (not a published port), addressed to the host uplink's MAC: `taskset -c {cpu} dp-flood` (AF_PACKET, sendmmsg, qdisc bypass) for {} s per run. The veth delivers every frame to the host netns in softirq context on the sender's CPU {cpu}, so that CPU's softirq time (/proc/stat `cpu{cpu}` 7th value, USER_HZ ticks) over the dropped packets is the drop work per packet. dataplane: the XDP program `dp_xdp_uplink` ({} mode on this veth uplink, from `ip link show`) drops it (counter: `direct_access_from_outside` from `GET /v1/drops`, before/after); iptables: Docker 28's direct-access rule in the raw table, `-A PREROUTING -d CONTAINER_IP/32 ! -i br-bench -j DROP` (Docker 28 installs one per container, the modelled rule set has three and the flood matches the second; counter: the DROP rules' packets from `iptables -t raw -L PREROUTING -v -x -n`, before/after).\n",
+        "\n## Early drop\n\nA flood of 60-byte UDP frames (64 source ports, destination port {}) from the outside netns straight to container 2's IP (not a published port), addressed to the host uplink's MAC: `taskset -c {cpu} dp-flood` (AF_PACKET, sendmmsg, qdisc bypass) for {} s per run. The veth delivers every frame to the host netns in softirq context on the sender's CPU {cpu}, so that CPU's softirq time (/proc/stat `cpu{cpu}` 7th value, USER_HZ ticks) over the dropped packets is the drop work per packet. dataplane: the uplink's early-drop program drops it (uplink mode {} on this veth uplink, from `ip link show` and the pinned links: `dp_xdp_uplink` in the xdp modes, `dp_tc_uplink` at TC ingress in tcx) (counter: `direct_access_from_outside` from `GET /v1/drops`, before/after); iptables: Docker 28's direct-access rule in the raw table, `-A PREROUTING -d CONTAINER_IP/32 ! -i br-bench -j DROP` (Docker 28 installs one per container, the modelled rule set has three and the flood matches the second; counter: the DROP rules' packets from `iptables -t raw -L PREROUTING -v -x -n`, before/after).\n",
         super::topo::FLOOD_PORT,
         plan.flood_secs,
         env.xdp_mode
@@ -434,15 +435,16 @@ fn isolation_sections(
             None => "not measured",
         }
     );
-    if r.is_some_and(|r| r < 5.0) && env.xdp_mode != "generic" {
+    let virtual_mode = env.xdp_mode == "xdp-generic" || env.xdp_mode == "tcx";
+    if r.is_some_and(|r| r < 5.0) && !virtual_mode {
         let _ = writeln!(
             md,
-            "The XDP program ran in {} mode on this uplink; no explanation of the miss is derived for that case.\n",
+            "The uplink ran in {} mode; no explanation of the miss is derived for that case.\n",
             env.xdp_mode
         );
     }
-    if r.is_some_and(|r| r < 5.0) && env.xdp_mode == "generic" {
-        md.push_str("Why: the uplink here is a veth, and on veth uplinks the agent attaches XDP in generic mode (native XDP on a veth disables the peer's TSO and makes the veth copy every packet into a page, which costs the normal traffic more than it saves). Generic XDP runs in `netif_receive_skb` after the skb has been allocated and filled, so an XDP drop saves only what the raw-table DROP still goes through (ip_rcv and the raw PREROUTING hook) while both pay for the veth transmit, the backlog and the skb: a ratio near 1x (the measured value above), far from 5x. The >= 5x target assumes a NIC driver with native XDP, where the program runs on the receive ring before any skb is allocated; no such NIC is available on this machine, so the target cannot be evaluated as intended here.\n\n");
+    if r.is_some_and(|r| r < 5.0) && virtual_mode {
+        md.push_str("Why: the uplink here is a veth, and on veth uplinks the agent does its early work at TC ingress (`tcx`, the default) or in generic XDP; both run after the skb exists (see uplink.md, `--only uplink`, for the modes side by side). Before the tcx mode the agent attached XDP in generic mode (native XDP on a veth disables the peer's TSO and makes the veth copy every packet into a page, which costs the normal traffic more than it saves). Generic XDP runs in `netif_receive_skb` after the skb has been allocated and filled, so an XDP drop saves only what the raw-table DROP still goes through (ip_rcv and the raw PREROUTING hook) while both pay for the veth transmit, the backlog and the skb: a ratio near 1x (the measured value above), far from 5x. The >= 5x target assumes a NIC driver with native XDP, where the program runs on the receive ring before any skb is allocated; no such NIC is available on this machine, so the target cannot be evaluated as intended here.\n\n");
     }
     md.push_str("Per run (dropped must equal sent; any difference is shown):\n\n| repetition | mode | sent | dropped | sent - dropped | seconds | softirq s | ns/packet |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     let mut jruns = Vec::new();
@@ -497,6 +499,7 @@ fn isolation_sections(
             "met": r.map(|r| r >= 5.0),
             "uplink": "veth",
             "xdp_mode": env.xdp_mode,
+            "uplink_mode": env.xdp_mode,
             "runs": jruns,
             "runs_with_sent_ne_dropped": mismatches,
         },
@@ -529,6 +532,13 @@ pub(super) fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> R
     md.push_str("## Environment\n\n| item | value |\n| --- | --- |\n");
     for (k, v) in [
         ("kernel (uname -r)", env.kernel.clone()),
+        (
+            "dataplane uplink mode (veth uplink)",
+            format!(
+                "{} (`--only uplink` compares the modes: uplink.md)",
+                env.xdp_mode
+            ),
+        ),
         ("CPUs", format!("{} x {}", env.cpus, env.cpu_model)),
         ("iperf3", env.iperf3.clone()),
         (
@@ -704,7 +714,7 @@ pub(super) fn write(dir: &Path, env: &Env, plan: &Plan, samples: &[Sample]) -> R
     }
     md.push_str(&super::docker_report::markdown(env.docker.as_ref()));
     md.push_str(
-        "\n## Other sections\n\n- Names (DNS): `dns.md`, `dns.json`\n- Monitor (tracing off vs on): `monitor.md`, `monitor.json`\n- Overlay (multi-host: datapath against the underlay and the kernel VXLAN path, convergence, scale): `overlay.md`, `overlay.json`, `overlay_sync.svg`, `overlay_rss.svg`\n",
+        "\n## Other sections\n\n- Names (DNS): `dns.md`, `dns.json`\n- Monitor (tracing off vs on): `monitor.md`, `monitor.json`\n- Overlay (multi-host: datapath against the underlay and the kernel VXLAN path, convergence, scale): `overlay.md`, `overlay.json`, `overlay_sync.svg`, `overlay_rss.svg`\n- Uplink modes (generic XDP, tcx, native XDP on the veth uplink; `--only uplink`): `uplink.md`, `uplink.json`\n",
     );
 
     let j = json!({

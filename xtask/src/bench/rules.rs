@@ -48,11 +48,30 @@ pub(super) struct DockerRules<'a> {
 impl DockerRules<'_> {
     /// The whole `iptables-restore` input (raw, nat and filter tables).
     pub(super) fn render(&self) -> String {
+        self.render_family(false)
+    }
+
+    /// The same rule set for `ip6tables-restore`, as Docker 27+ programs it
+    /// with `ip6tables=true` (addresses are IPv6: /128 host masks, `::1`
+    /// instead of 127.0.0.0/8, `[addr]:port` DNAT targets).
+    pub(super) fn render6(&self) -> String {
+        self.render_family(true)
+    }
+
+    fn render_family(&self, v6: bool) -> String {
         let br = self.bridge;
+        let host = if v6 { "128" } else { "32" };
+        let to = |ip: &str, port: u16| {
+            if v6 {
+                format!("[{ip}]:{port}")
+            } else {
+                format!("{ip}:{port}")
+            }
+        };
         let mut s = String::with_capacity(200 * self.ports.len() + 4096);
         s.push_str("*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
         for ip in self.container_ips {
-            let _ = writeln!(s, "-A PREROUTING -d {ip}/32 ! -i {br} -j DROP");
+            let _ = writeln!(s, "-A PREROUTING -d {ip}/{host} ! -i {br} -j DROP");
         }
         s.push_str("COMMIT\n");
 
@@ -61,7 +80,11 @@ impl DockerRules<'_> {
              :POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n",
         );
         s.push_str("-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n");
-        s.push_str("-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER\n");
+        let loopback = if v6 { "::1/128" } else { "127.0.0.0/8" };
+        let _ = writeln!(
+            s,
+            "-A OUTPUT ! -d {loopback} -m addrtype --dst-type LOCAL -j DOCKER"
+        );
         let _ = writeln!(
             s,
             "-A POSTROUTING -s {} ! -o {br} -j MASQUERADE",
@@ -71,8 +94,9 @@ impl DockerRules<'_> {
         for p in self.ports {
             let _ = writeln!(
                 s,
-                "-A DOCKER ! -i {br} -p tcp -m tcp --dport {} -j DNAT --to-destination {}:{}",
-                p.host_port, p.container_ip, p.container_port
+                "-A DOCKER ! -i {br} -p tcp -m tcp --dport {} -j DNAT --to-destination {}",
+                p.host_port,
+                to(&p.container_ip, p.container_port)
             );
         }
         s.push_str("COMMIT\n");
@@ -90,12 +114,12 @@ impl DockerRules<'_> {
             for p in &l.ports {
                 let _ = writeln!(
                     s,
-                    "-A DOCKER -s {}/32 -d {}/32 -i {br} -o {br} -p tcp -m tcp --dport {p} -j ACCEPT",
+                    "-A DOCKER -s {}/{host} -d {}/{host} -i {br} -o {br} -p tcp -m tcp --dport {p} -j ACCEPT",
                     l.client_ip, l.server_ip
                 );
                 let _ = writeln!(
                     s,
-                    "-A DOCKER -s {}/32 -d {}/32 -i {br} -o {br} -p tcp -m tcp --sport {p} -j ACCEPT",
+                    "-A DOCKER -s {}/{host} -d {}/{host} -i {br} -o {br} -p tcp -m tcp --sport {p} -j ACCEPT",
                     l.server_ip, l.client_ip
                 );
             }
@@ -103,7 +127,7 @@ impl DockerRules<'_> {
         for p in self.ports {
             let _ = writeln!(
                 s,
-                "-A DOCKER -d {}/32 ! -i {br} -o {br} -p tcp -m tcp --dport {} -j ACCEPT",
+                "-A DOCKER -d {}/{host} ! -i {br} -o {br} -p tcp -m tcp --dport {} -j ACCEPT",
                 p.container_ip, p.container_port
             );
         }
@@ -191,6 +215,28 @@ mod tests {
         ] {
             assert!(r.contains(&format!("-A {chain} ")), "{chain}");
         }
+    }
+
+    #[test]
+    fn ipv6_rules_use_host_masks_and_bracketed_targets() {
+        let r = DockerRules {
+            bridge: "br-bench",
+            subnet: "fd00:18::/64",
+            container_ips: &["fd00:18::3".into()],
+            ports: &[PortMap {
+                host_port: 15201,
+                container_ip: "fd00:18::3".into(),
+                container_port: 5201,
+            }],
+            icc: true,
+            links: &[],
+        }
+        .render6();
+        assert!(r.contains("-A PREROUTING -d fd00:18::3/128 ! -i br-bench -j DROP"));
+        assert!(r.contains("--dport 15201 -j DNAT --to-destination [fd00:18::3]:5201"));
+        assert!(r.contains("-A OUTPUT ! -d ::1/128 -m addrtype"));
+        assert!(r.contains("-A POSTROUTING -s fd00:18::/64 ! -o br-bench -j MASQUERADE"));
+        assert!(!r.contains("/32") && !r.contains("127.0.0.0"));
     }
 
     #[test]

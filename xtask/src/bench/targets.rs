@@ -79,7 +79,7 @@ pub(super) fn targets(agg: &BTreeMap<Key, Agg>, plan: &Plan) -> Vec<Target> {
             format!(
                 "{r:.2}x iptables{}",
                 if r < 5.0 {
-                    " (veth uplink, XDP in generic mode: it runs after skb allocation; the target assumes native XDP on a NIC, not available here; see Early drop)"
+                    " (veth uplink, early drop at TC ingress (tcx) or in generic XDP: both run after skb allocation; the target assumes native XDP on a NIC, not available here; see Early drop)"
                 } else {
                     ""
                 }

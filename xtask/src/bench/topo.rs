@@ -7,13 +7,15 @@ use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::rules::{DockerRules, Link, PortMap};
-use crate::{capture, capture_ok, check_interrupted, describe, mounts_under};
+use crate::{capture_ok, describe, mounts_under};
+
+#[path = "topo_agent.rs"]
+mod agent;
 
 pub(super) const UPLINK_HOST_IP: &str = "10.231.0.2";
 /// The dataplane network of the measured pair (icc on); the default bridge
@@ -611,40 +613,10 @@ impl World {
 
     pub(super) fn setup_dataplane(&mut self) -> Result<()> {
         let (h, o, uplink) = self.host_and_outside('d')?;
-        let log = fs::File::create(&self.agent_log)?;
-        let mut c = Command::new(&self.bin);
-        c.arg("agent")
-            .args(self.agent_dir_args(&h, &uplink))
-            // The default bridge is the isolation setup's (icc off + links);
-            // the measured pair uses a network of its own.
-            .arg("--icc=false")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0);
-        self.agent_started = true;
-        self.agent = Some(c.spawn().context("starting the agent")?);
         self.dataplane.host_ns = Some(h.clone());
-        let deadline = Instant::now() + Duration::from_mins(1);
-        loop {
-            check_interrupted()?;
-            if let Some(st) = self.agent.as_mut().expect("spawned").try_wait()? {
-                self.agent = None;
-                bail!("the agent exited during start-up ({st})");
-            }
-            if self.tmp.join("dataplane.sock").exists()
-                && capture(self.dp().arg("info"), Duration::from_secs(5))?
-                    .status
-                    .success()
-            {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("the agent did not answer within 60s");
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
+        // `DATAPLANE_BENCH_UPLINK_MODE`: the agent's --uplink-mode (default auto).
+        let mode = std::env::var("DATAPLANE_BENCH_UPLINK_MODE").ok();
+        self.spawn_agent(&h, &uplink, mode.as_deref())?;
         ok(self.dp().args(["network", "create", BENCH_NET]))?;
         ok(self
             .dp()

@@ -38,7 +38,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Serve request/response on the given ports (0.0.0.0).
+    /// Serve request/response on the given ports ([::], IPv4 and IPv6).
     Server {
         #[arg(long = "port", required = true)]
         ports: Vec<u16>,
@@ -115,7 +115,11 @@ fn serve_conn(mut s: TcpStream, size: usize) {
 fn server(ports: &[u16], workers: usize, size: usize) -> Result<()> {
     let mut handles = Vec::new();
     for &p in ports {
-        let l = TcpListener::bind(("0.0.0.0", p)).with_context(|| format!("bind port {p}"))?;
+        // [::] takes IPv4 too (bindv6only=0); a namespace without IPv6
+        // falls back to 0.0.0.0.
+        let l = TcpListener::bind(("::", p))
+            .or_else(|_| TcpListener::bind(("0.0.0.0", p)))
+            .with_context(|| format!("bind port {p}"))?;
         for _ in 0..workers.max(1) {
             let l = l.try_clone()?;
             handles.push(thread::spawn(move || loop {

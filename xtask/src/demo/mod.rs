@@ -3,6 +3,8 @@
 
 use super::*;
 
+mod ipv6;
+
 const HOST_UPLINK_ADDR: &str = "10.201.0.2";
 const OUTSIDE_ADDR: &str = "10.201.0.1";
 const FRONTEND_SUBNET: &str = "10.210.0.0/24";
@@ -150,6 +152,13 @@ impl Demo {
         self.ip(&["-n", &o, "link", "set", &oi, "up"])?;
         self.ip(&["-n", &o, "link", "set", "lo", "up"])?;
         self.ip(&["-n", &h, "route", "add", "default", "via", OUTSIDE_ADDR])?;
+        // IPv6 on the uplink too (the dual-stack scene).
+        let (h6, o6) = (
+            format!("{}/64", ipv6::HOST_UPLINK_ADDR6),
+            format!("{}/64", ipv6::OUTSIDE_ADDR6),
+        );
+        self.ip(&["-n", &h, "addr", "add", &h6, "dev", &hi, "nodad"])?;
+        self.ip(&["-n", &o, "addr", "add", &o6, "dev", &oi, "nodad"])?;
         Ok(())
     }
 
@@ -391,7 +400,7 @@ impl Demo {
         if client != OUTSIDE_ADDR {
             bail!("the published server saw {client:?}, expected the real client {OUTSIDE_ADDR}");
         }
-        println!("ok: translated by XDP on the uplink; the container sees the real client {OUTSIDE_ADDR}");
+        println!("ok: translated on the uplink (dp_tc_uplink at TC ingress on this veth); the container sees the real client {OUTSIDE_ADDR}");
 
         self.header("isolation: db (network bridge) cannot reach web (network frontend)");
         let web_direct = format!("TCP:{web_ip}:8080,connect-timeout=2");
@@ -522,15 +531,19 @@ impl Demo {
             "ok: the LAN reaches lanweb at {lan_ip} directly (proxy ARP and delivery in eBPF, no bridge, no NAT)"
         );
 
-        self.header("no iptables rules and no Linux bridge in the host namespace");
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &h, "iptables-save"]);
-        let rules = self.show(&mut c)?;
-        if rules.trim().is_empty() {
-            println!("    (empty)");
-        }
-        if let Some(rule) = rules.lines().find(|l| l.starts_with("-A ")) {
-            bail!("unexpected iptables rule in the host namespace: {rule}");
+        self.ipv6_scene()?;
+
+        self.header("no iptables or ip6tables rules and no Linux bridge in the host namespace");
+        for save in ["iptables-save", "ip6tables-save"] {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &h, save]);
+            let rules = self.show(&mut c)?;
+            if rules.trim().is_empty() {
+                println!("    (empty)");
+            }
+            if let Some(rule) = rules.lines().find(|l| l.starts_with("-A ")) {
+                bail!("unexpected {save} rule in the host namespace: {rule}");
+            }
         }
         let bridges =
             self.show(Command::new("ip").args(["-n", &h, "-o", "link", "show", "type", "bridge"]))?;
@@ -676,7 +689,14 @@ pub(crate) fn demo() -> Result<()> {
     if !is_root() {
         bail!("the demo creates network namespaces and loads eBPF programs: run it as root");
     }
-    for tool in ["ip", "socat", "bpftool", "iptables-save", "ping"] {
+    for tool in [
+        "ip",
+        "socat",
+        "bpftool",
+        "iptables-save",
+        "ip6tables-save",
+        "ping",
+    ] {
         let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
             .chain(["/usr/sbin".into(), "/sbin".into()])
             .any(|d| d.join(tool).is_file());
