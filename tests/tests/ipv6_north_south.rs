@@ -222,6 +222,23 @@ fn ula_container_is_masqueraded_to_the_host_ipv6_address() {
     assert_eq!(srv.peers()[0], HOST6, "the outside sees the host's address");
     // ICMPv6 echo goes through the masquerade too.
     assert!(h.ping(&Ns::c("a"), OUT6), "ping6 to outside");
+    // The closed TCP flow's translation is collected by the flow GC (the
+    // closing timeout, then the next GC pass): both directions.
+    let tcp = |h: &Host, map: &str| {
+        h.map_entries(map)
+            .iter()
+            .filter(|(k, _)| k["proto"] == 6)
+            .count()
+    };
+    assert_eq!(tcp(&h, "DP_NAT6_OUT"), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while tcp(&h, "DP_NAT6_OUT") + tcp(&h, "DP_NAT6_IN") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "closed flow not collected"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]
