@@ -54,7 +54,10 @@ fn enable_ipv6_in(netns: &Path, ifname: &str) -> Result<()> {
 /// Host-side veth of a dual-stack endpoint: IPv6 on (the veth of an
 /// IPv4-only endpoint keeps it off).
 pub fn prepare_host_if6(name: &str) -> Result<()> {
-    set_ipv6_enabled(name, true)
+    set_ipv6_enabled(name, true)?;
+    // bpf_fib_lookup() refuses to route IPv6 for devices with forwarding
+    // off (`dp_egress6`: masquerade and routed networks).
+    set_sysctl(&format!("/proc/sys/net/ipv6/conf/{name}/forwarding"), "1")
 }
 
 /// Add `ip/plen` to interface `index` without duplicate address detection

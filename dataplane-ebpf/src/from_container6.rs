@@ -146,7 +146,7 @@ fn try_from_container6(ctx: &TcContext, ifindex: u32) -> Result<i32, DropReason>
         // exist: never route it out.
         return Err(DropReason::NoRoute);
     }
-    egress6::beyond_host(ctx, &ep, &ip, &net6, net.flags)
+    egress6::beyond_host(ctx, net.flags)
 }
 
 /// Same-host delivery, straight into the peer's namespace, if the network

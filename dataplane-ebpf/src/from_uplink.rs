@@ -107,6 +107,10 @@ fn try_from_uplink<const EARLY: bool>(ctx: &TcContext, ifindex: u32) -> Result<i
     if ethertype == ETH_P_ARP {
         return lan::arp(ctx, ifindex);
     }
+    if ethertype == crate::parse::ETH_P_IPV6 {
+        // SAFETY: a tail call into `dp_from_uplink6` (`DP_CALLS`); it returns only when the slot is empty.
+        unsafe { maps::DP_CALLS.tail_call(ctx, dataplane_common::CALL_FROM_UPLINK6) };
+    }
     if ethertype != ETH_P_IP {
         return Ok(TC_ACT_OK);
     }

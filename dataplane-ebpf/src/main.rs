@@ -7,13 +7,15 @@
 //!   beyond the host in `egress6`.
 //! - `to_container`: TC egress on the same veths (nothing forwarded by the
 //!   host's stack reaches a container).
-//! - `from_uplink`: TC ingress on the host's uplink.
+//! - `from_uplink`: TC ingress on the host's uplink; IPv6 goes on in
+//!   `from_uplink6` (a tail call through `DP_CALLS`).
 //! - `xdp_uplink`: XDP on the host's uplink (early drops, published ports).
 //! - `from_overlay`: TC ingress on the VXLAN device (packets from other
 //!   nodes); its inner IPv6 goes on in `from_overlay6` (a tail call);
 //!   `overlay` holds the egress side used by `from_container` and
 //!   `from_container6`.
-//! - `sock`: cgroup connect4/sendmsg4/recvmsg4 (published ports from the host).
+//! - `sock`: cgroup connect4/sendmsg4/recvmsg4 (published ports from the
+//!   host); `sock6` the same for IPv6.
 //!
 //! Maps are defined once, in `maps`; packet parsing with explicit bounds checks
 //! lives in `parse`, checksum arithmetic in `csum`; address translation in
@@ -30,20 +32,25 @@ mod egress6;
 mod events;
 mod forward;
 mod frag;
+mod frag6;
 mod from_container;
 mod from_container6;
 mod from_overlay;
 mod from_overlay6;
 mod from_uplink;
+mod from_uplink6;
+mod icmp6_err;
 mod icmp_err;
 mod lan;
 mod maps;
 mod nat;
+mod nat6;
 mod ndp;
 mod overlay;
 mod parse;
 mod parse6;
 mod sock;
+mod sock6;
 mod to_container;
 mod xdp_uplink;
 

@@ -332,3 +332,114 @@ pub static DP_NETWORKS6: HashMap<u32, dataplane_common::Network6Info, { MAX_NETW
 #[btf_map]
 pub static DP_CALLS: aya_ebpf::btf_maps::ProgramArray<{ dataplane_common::MAX_CALLS as usize }> =
     aya_ebpf::btf_maps::ProgramArray::new();
+
+// ---- IPv6 north-south (masquerade, published ports, fragments): see
+// `nat6`, `from_uplink6`, `icmp6_err`, `frag6`, `sock6` ----
+
+/// IPv6 masquerade: a container's original flow -> the host address/port
+/// it is translated to.
+#[btf_map]
+pub static DP_NAT6_OUT: LruHashMap<
+    dataplane_common::FlowKey6,
+    dataplane_common::NatEntry6,
+    { MAX_NAT_FLOWS as usize },
+> = LruHashMap::new();
+
+/// IPv6 masquerade, reverse: the reply flow as it arrives -> the container
+/// address/port it is translated back to.
+#[btf_map]
+pub static DP_NAT6_IN: LruHashMap<
+    dataplane_common::FlowKey6,
+    dataplane_common::NatEntry6,
+    { MAX_NAT_FLOWS as usize },
+> = LruHashMap::new();
+
+/// IPv6 translated flows (published ports, hairpin; routed flows with an
+/// identity entry), both directions, by the tuple on the wire.
+#[btf_map]
+pub static DP_CT6: LruHashMap<
+    dataplane_common::FlowKey6,
+    dataplane_common::CtEntry6,
+    { MAX_NAT_FLOWS as usize },
+> = LruHashMap::new();
+
+/// Published ports on the host's IPv6 addresses (`::` for all of them).
+#[btf_map]
+pub static DP_PORTS6: HashMap<
+    dataplane_common::PortKey6,
+    dataplane_common::PortTarget6,
+    { MAX_PORTS as usize },
+> = HashMap::new();
+
+/// The host's own IPv6 addresses.
+#[btf_map]
+pub static DP_HOST_IPS6: HashMap<
+    dataplane_common::Endpoint6Key,
+    u32,
+    { dataplane_common::MAX_HOST_IPS6 as usize },
+> = HashMap::new();
+
+/// Host interfaces with a global or ULA IPv6 address, by ifindex -> the
+/// address traffic routed out of it is masqueraded to.
+#[btf_map]
+pub static DP_HOST_IFS6: HashMap<
+    u32,
+    dataplane_common::HostIf6,
+    { dataplane_common::MAX_HOST_IPS6 as usize },
+> = HashMap::new();
+
+/// The translation of a fragmented IPv6 datagram's first fragment.
+#[btf_map]
+pub static DP_FRAGS6: LruHashMap<
+    dataplane_common::FragKey6,
+    dataplane_common::FragEntry6,
+    { dataplane_common::MAX_FRAGS as usize },
+> = LruHashMap::new();
+
+/// Host sockets that reached a published port over IPv6.
+#[btf_map]
+pub static DP_SOCK_NAT6: LruHashMap<
+    dataplane_common::SockKey6,
+    dataplane_common::SockOrig6,
+    { MAX_SOCK_NAT as usize },
+> = LruHashMap::new();
+
+/// The IPv6 published port a packet to `[dst]:port` hits, if any: an exact
+/// host address first, then `::` when `dst` is a host address (or `::1`).
+#[inline(always)]
+pub fn port_lookup6(dst: &[u8; 16], port: u16, proto: u8) -> Option<dataplane_common::PortTarget6> {
+    let mut key = dataplane_common::PortKey6 {
+        ip: *dst,
+        port,
+        proto,
+        _pad: 0,
+    };
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+    if let Some(t) = unsafe { DP_PORTS6.get(&key) } {
+        return Some(*t);
+    }
+    let loopback = *dst == LOOPBACK6;
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+    if !loopback
+        && unsafe { DP_HOST_IPS6.get(dataplane_common::Endpoint6Key { ip: *dst }) }.is_none()
+    {
+        return None;
+    }
+    key.ip = [0; 16];
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+    unsafe { DP_PORTS6.get(&key) }.copied()
+}
+
+/// `::1`.
+pub const LOOPBACK6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+/// The IPv6 address to masquerade traffic leaving through `ifindex` to.
+#[inline(always)]
+pub fn masquerade_ip6(ifindex: u32) -> Option<[u8; 16]> {
+    // SAFETY: map lookup; the value (plain data) is read at once and not kept.
+    unsafe { DP_HOST_IFS6.get(ifindex) }.map(|h| h.ip)
+}
+
+/// Per-CPU scratch of the IPv6 north-south paths (slot 0): see `nat6::scratch`.
+#[btf_map]
+pub static DP_SCRATCH6: PerCpuArray<crate::nat6::Scratch6, 1> = PerCpuArray::new();

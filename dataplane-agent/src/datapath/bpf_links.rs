@@ -77,6 +77,9 @@ impl Datapath {
             prog_names::SOCK_CONNECT4,
             prog_names::SOCK_SENDMSG4,
             prog_names::SOCK_RECVMSG4,
+            dataplane_common::nat6_prog_names::SOCK_CONNECT6,
+            dataplane_common::nat6_prog_names::SOCK_SENDMSG6,
+            dataplane_common::nat6_prog_names::SOCK_RECVMSG6,
         ] {
             let pin = self.link_path(name, "cgroup");
             let prog: &mut CgroupSockAddr = self

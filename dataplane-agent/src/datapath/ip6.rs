@@ -3,8 +3,8 @@
 //! (`dataplane_common::ip6`), kept in sync by the engine and reconciler.
 
 use dataplane_common::{
-    ip6_map_names, ip6_prog_names, Endpoint6, Endpoint6Key, EndpointInfo, Network6Info,
-    CALL_FROM_CONTAINER6, CALL_FROM_OVERLAY6,
+    ip6_map_names, ip6_prog_names, nat6_prog_names, Endpoint6, Endpoint6Key, EndpointInfo,
+    Network6Info, CALL_EGRESS6, CALL_FROM_CONTAINER6, CALL_FROM_OVERLAY6, CALL_FROM_UPLINK6,
 };
 
 use super::*;
@@ -22,6 +22,8 @@ pub(super) fn load_calls(ebpf: &mut Ebpf) -> Result<()> {
     for (name, slot) in [
         (ip6_prog_names::FROM_CONTAINER6, CALL_FROM_CONTAINER6),
         (ip6_prog_names::FROM_OVERLAY6, CALL_FROM_OVERLAY6),
+        (nat6_prog_names::FROM_UPLINK6, CALL_FROM_UPLINK6),
+        (nat6_prog_names::EGRESS6, CALL_EGRESS6),
     ] {
         load_call(ebpf, name, slot)?;
     }

@@ -12,9 +12,11 @@
 
 mod bpf_links;
 mod gc;
+mod gc6;
 mod host_ifs;
 mod ip6;
 mod lan;
+mod nat6;
 mod overlay;
 mod syscall;
 
@@ -23,6 +25,8 @@ pub use ip6::{Ip6Maps, Ip6Want};
 pub use overlay::{OverlayMaps, OverlayWant};
 
 pub use gc::{monotonic_ns, Gc};
+pub use gc6::Gc6;
+pub use nat6::{Nat6Maps, Nat6Want};
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -119,6 +123,7 @@ impl Datapath {
             .chain(dataplane_common::frag_map_names::ALL)
             .chain(dataplane_common::host_if_map_names::ALL)
             .chain(dataplane_common::ip6_map_names::ALL)
+            .chain(dataplane_common::nat6_map_names::ALL)
             .chain(["AYA_LOGS"])
         {
             paths.push((name, maps_dir.join(name)));
@@ -163,6 +168,9 @@ impl Datapath {
             prog_names::SOCK_CONNECT4,
             prog_names::SOCK_SENDMSG4,
             prog_names::SOCK_RECVMSG4,
+            dataplane_common::nat6_prog_names::SOCK_CONNECT6,
+            dataplane_common::nat6_prog_names::SOCK_SENDMSG6,
+            dataplane_common::nat6_prog_names::SOCK_RECVMSG6,
         ] {
             let prog: &mut CgroupSockAddr = ebpf
                 .program_mut(name)
@@ -515,6 +523,7 @@ pub fn remove_pins(root: &Path) -> Result<()> {
     ours.extend(dataplane_common::frag_map_names::ALL);
     ours.extend(dataplane_common::host_if_map_names::ALL);
     ours.extend(dataplane_common::ip6_map_names::ALL);
+    ours.extend(dataplane_common::nat6_map_names::ALL);
     ours.push("AYA_LOGS");
     for name in ours {
         let _ = std::fs::remove_file(root.join("maps").join(name));

@@ -57,6 +57,7 @@ mod daemon_options;
 mod endpoints;
 mod external;
 pub(crate) mod host_ifs;
+pub(crate) mod host_ifs6;
 pub(crate) mod ipv6;
 mod lan;
 mod lifecycle;
@@ -66,6 +67,7 @@ mod networks;
 mod overlay;
 mod p2p;
 mod published_ports;
+mod published_ports6;
 
 pub(crate) use self::{
     attached::{attached_gone, runtime_holds_ports},
@@ -251,8 +253,10 @@ impl Engine {
     /// once.
     pub fn watch_addresses(self: &Arc<Self>) -> Result<()> {
         use futures::StreamExt;
-        let (conn, _handle, mut events) =
-            rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Ipv4Ifaddr])?;
+        let (conn, _handle, mut events) = rtnetlink::new_multicast_connection(&[
+            rtnetlink::MulticastGroup::Ipv4Ifaddr,
+            rtnetlink::MulticastGroup::Ipv6Ifaddr,
+        ])?;
         tokio::spawn(conn);
         let engine = Arc::clone(self);
         tokio::spawn(async move {
@@ -281,11 +285,12 @@ impl Engine {
     /// Expire idle flows on a thread of its own (not holding the engine).
     pub fn spawn_flow_gc(&self) -> Result<()> {
         let mut gc = datapath::Gc::open(&self.cfg.bpffs)?;
+        let mut gc6 = datapath::Gc6::open(&self.cfg.bpffs)?;
         std::thread::Builder::new()
             .name("flow-gc".into())
             .spawn(move || loop {
                 std::thread::sleep(std::time::Duration::from_secs(10));
-                let n = gc.run();
+                let n = gc.run() + gc6.run();
                 if n > 0 {
                     tracing::debug!(expired = n, "flow garbage collection");
                 }
@@ -312,6 +317,7 @@ pub(crate) async fn refresh_host_ips(g: &mut Inner) -> Result<()> {
         .collect();
     g.dp.sync_host_ips(&ips)?;
     host_ifs::refresh(g).await?;
+    host_ifs6::sync(g).await?;
     // The masquerade address follows the uplink's (DHCP renumbering).
     if let Some(u) = &g.uplink {
         if let Some(now) = kernel::find_uplink(&g.host, Some(&u.name)).await? {

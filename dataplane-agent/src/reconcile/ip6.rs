@@ -25,8 +25,8 @@ impl Engine {
         if gateways.is_empty() {
             // No dual-stack network: nothing of ours to look for (and no
             // IPv6 dumps on hosts without IPv6). A removed network took its
-            // gateway with it.
-            return Ok(n);
+            // gateway with it. No IPv6 ports either (no dump needed).
+            return Ok(n + crate::engine::host_ifs6::sync_ports(g)?);
         }
         let have = kernel6::gateways6(&g.host).await?;
         for gw in gateways.difference(&have) {
@@ -47,6 +47,8 @@ impl Engine {
                 n += 1;
             }
         }
+        // The north-south side: host IPv6 addresses, published ports.
+        n += crate::engine::host_ifs6::sync(g).await?;
         Ok(n)
     }
 }

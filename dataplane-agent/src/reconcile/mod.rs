@@ -209,6 +209,9 @@ impl Engine {
                         prog_names::SOCK_CONNECT4,
                         prog_names::SOCK_SENDMSG4,
                         prog_names::SOCK_RECVMSG4,
+                        dataplane_common::nat6_prog_names::SOCK_CONNECT6,
+                        dataplane_common::nat6_prog_names::SOCK_SENDMSG6,
+                        dataplane_common::nat6_prog_names::SOCK_RECVMSG6,
                     ] {
                         fixed.insert((p.to_string(), "cgroup".to_string()));
                     }

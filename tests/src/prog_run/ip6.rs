@@ -134,6 +134,14 @@ pub fn setup6(env: &mut Env) -> Maps6 {
     let fd = prog.fd().unwrap().try_clone().unwrap();
     let mut calls = ProgramArray::try_from(ebpf.map_mut(ip6_map_names::CALLS).unwrap()).unwrap();
     calls.set(CALL_FROM_CONTAINER6, &fd, 0).unwrap();
+    // Beyond the host: `dp_egress6`, tail-called by `dp_from_container6`.
+    let name = dataplane_common::nat6_prog_names::EGRESS6;
+    let prog: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
+    prog.load()
+        .unwrap_or_else(|e| panic!("loading {name}: {e:?}"));
+    let fd = prog.fd().unwrap().try_clone().unwrap();
+    let mut calls = ProgramArray::try_from(ebpf.map_mut(ip6_map_names::CALLS).unwrap()).unwrap();
+    calls.set(dataplane_common::CALL_EGRESS6, &fd, 0).unwrap();
     let mut m = Maps6 {
         endpoints6: HashMap::try_from(ebpf.take_map(ip6_map_names::ENDPOINTS6).unwrap()).unwrap(),
         if_endpoints6: HashMap::try_from(ebpf.take_map(ip6_map_names::IF_ENDPOINTS6).unwrap())

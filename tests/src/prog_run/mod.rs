@@ -4,9 +4,11 @@
 //! `pkt` (hand-written packet builders and an independent RFC 1071
 //! checksum), `frames` (frames and assertions the tests share); `ip6` and
 //! `pkt6` the same for IPv6 (the dual-stack maps and the tail-called
-//! `dp_from_container6`, IPv6 packet builders).
+//! `dp_from_container6`, IPv6 packet builders); `v6n` (IPv6 north-south:
+//! packet builders and the north-south maps).
 pub mod frames;
 pub mod harness;
 pub mod ip6;
 pub mod pkt;
 pub mod pkt6;
+pub mod v6n;

@@ -241,9 +241,9 @@ pub(crate) fn bench(opts: Opts) -> Result<()> {
             return Ok(());
         }
         None | Some("uplink" | "cost") => {}
-        Some(other) => bail!(
-            "unknown bench section {other:?} (known: overlay, ipv6, uplink, cost)"
-        ),
+        Some(other) => {
+            bail!("unknown bench section {other:?} (known: overlay, ipv6, uplink, cost)")
+        }
     }
 
     let mut env = Env::collect(&bin, opts.release, opts.level);

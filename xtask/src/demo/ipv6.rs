@@ -131,7 +131,13 @@ impl Demo {
             ]),
             "you are",
         )?;
-        if !seen.contains(HOST_UPLINK_ADDR6) {
+        // socat prints the peer address in full ("[fd00:0201:0000:...]"):
+        // compare addresses, not strings.
+        let peer = seen
+            .split(['[', ']'])
+            .nth(1)
+            .and_then(|a| a.parse::<std::net::Ipv6Addr>().ok());
+        if peer != HOST_UPLINK_ADDR6.parse().ok() {
             bail!("the outside saw {seen:?}, not the host's IPv6 address (masquerade)");
         }
         println!("ok: the ULA subnet leaves masqueraded to the host's IPv6 address");
