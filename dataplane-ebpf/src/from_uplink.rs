@@ -146,12 +146,10 @@ fn try_from_uplink<const EARLY: bool>(ctx: &TcContext, ifindex: u32) -> Result<i
         return later_fragment(ctx, &ip);
     }
     let cfg = maps::config();
-    // Published host ports never lie in the masquerade range (the agent
-    // refuses both): a masquerade reply skips the port lookups.
-    if EARLY
-        && ip.ports_present()
-        && !cfg.is_some_and(|c| c.nat_port_min <= ip.dport && ip.dport <= c.nat_port_max)
-    {
+    // A published port may lie in the masquerade range (Docker publishes
+    // any port; the masquerade skips ports that are published), so every
+    // packet with ports is looked up.
+    if EARLY && ip.ports_present() {
         if let Some(t) = maps::port_lookup(ip.dst, ip.dport, ip.proto) {
             return publish(ctx, &ip, &t);
         }
