@@ -637,8 +637,11 @@ fn test(extra: &[String]) -> Result<()> {
         }
     };
     let mut c = cargo();
+    // Every test binary runs even when one fails: the summary counts all
+    // failures.
     c.env("DATAPLANE_BIN", &bin).args([
         "test",
+        "--no-fail-fast",
         "-p",
         "dataplane-common",
         "-p",
