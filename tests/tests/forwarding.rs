@@ -279,12 +279,11 @@ fn uplink_programs_are_pinned_bpf_links() {
         .collect();
     links.sort();
     // A fresh agent: the uplink's programs of its uplink mode and the
-    // socket programs on the cgroup, nothing else.
-    let mut want = vec![
-        "dp_sock_connect4@cgroup".to_string(),
-        "dp_sock_recvmsg4@cgroup".to_string(),
-        "dp_sock_sendmsg4@cgroup".to_string(),
-    ];
+    // socket programs (IPv4 and IPv6) on the cgroup, nothing else.
+    let mut want: Vec<String> = ["connect", "recvmsg", "sendmsg"]
+        .iter()
+        .flat_map(|op| ["4", "6"].map(|v| format!("dp_sock_{op}{v}@cgroup")))
+        .collect();
     want.extend(
         dataplane_tests::uplink_programs()
             .iter()
