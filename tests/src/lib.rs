@@ -32,6 +32,8 @@ pub mod multihost;
 pub mod multihost6;
 /// A private Podman with the CNI backend (for the CNI plugin tests).
 pub mod podman;
+/// Helpers of the port-publishing tests.
+pub mod ports_util;
 /// Servers and clients run inside the namespaces.
 pub mod scripts;
 pub use scripts::*;
