@@ -127,13 +127,30 @@ pub async fn netdevs(h: &Handle) -> Result<HashMap<String, NetdevInfo>> {
 
 /// The /32 routes of the main table: destination -> output interface.
 pub async fn host_routes32(h: &Handle) -> Result<HashMap<Ipv4Addr, u32>> {
+    host_routes_of(
+        h,
+        RouteMessageBuilder::<Ipv4Addr>::new().build(),
+        32,
+        |a| match a {
+            RouteAddress::Inet(ip) => Some(*ip),
+            _ => None,
+        },
+    )
+    .await
+}
+
+/// The host routes (prefix `len`) of the main table that a dump with
+/// `query` (one address family) lists: destination -> output interface.
+pub(crate) async fn host_routes_of<A: Eq + std::hash::Hash>(
+    h: &Handle,
+    query: rtnetlink::packet_route::route::RouteMessage,
+    len: u8,
+    dst_of: fn(&RouteAddress) -> Option<A>,
+) -> Result<HashMap<A, u32>> {
     let mut out = HashMap::new();
-    let mut routes = h
-        .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute();
+    let mut routes = h.route().get(query).execute();
     while let Some(rt) = routes.try_next().await? {
-        if rt.header.destination_prefix_length != 32
+        if rt.header.destination_prefix_length != len
             || rt.header.table != RouteHeader::RT_TABLE_MAIN
         {
             continue;
@@ -142,7 +159,7 @@ pub async fn host_routes32(h: &Handle) -> Result<HashMap<Ipv4Addr, u32>> {
         let mut oif = 0;
         for a in &rt.attributes {
             match a {
-                RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(*ip),
+                RouteAttribute::Destination(d) => dst = dst_of(d),
                 RouteAttribute::Oif(i) => oif = *i,
                 _ => {}
             }

@@ -138,31 +138,16 @@ pub async fn add_host_route6(
 
 /// The /128 routes of the host's main table: destination -> output ifindex.
 pub async fn host_routes128(h: &Handle) -> Result<HashMap<Ipv6Addr, u32>> {
-    let mut out = HashMap::new();
-    let mut routes = h
-        .route()
-        .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
-        .execute();
-    while let Some(rt) = routes.try_next().await? {
-        if rt.header.destination_prefix_length != 128
-            || rt.header.table != RouteHeader::RT_TABLE_MAIN
-        {
-            continue;
-        }
-        let mut dst = None;
-        let mut oif = 0;
-        for a in &rt.attributes {
-            match a {
-                RouteAttribute::Destination(RouteAddress::Inet6(ip)) => dst = Some(*ip),
-                RouteAttribute::Oif(i) => oif = *i,
-                _ => {}
-            }
-        }
-        if let Some(ip) = dst {
-            out.insert(ip, oif);
-        }
-    }
-    Ok(out)
+    crate::kernel::host_routes_of(
+        h,
+        RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        128,
+        |a| match a {
+            RouteAddress::Inet6(ip) => Some(*ip),
+            _ => None,
+        },
+    )
+    .await
 }
 
 /// Give the host a network's IPv6 gateway, as a /128 on `dp0` (nodad).

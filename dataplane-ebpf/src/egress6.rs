@@ -19,7 +19,7 @@
 use aya_ebpf::{
     bindings::{
         bpf_fib_lookup, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_NO_NEIGH,
-        BPF_FIB_LKUP_RET_SUCCESS, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_NOEXIST, TC_ACT_OK,
     },
     helpers::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns},
     macros::classifier,
@@ -60,17 +60,13 @@ pub fn dp_egress6(ctx: TcContext) -> i32 {
     // reading one of its fields is a plain context access.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let mon = events::start(&ctx);
-    match try_egress6(&ctx, ifindex) {
-        Ok(action) => {
-            events::trace_tc(mon, &ctx, MON_AT_FROM_CONTAINER, ifindex, action);
-            action
-        }
-        Err(reason) => {
-            maps::count_drop(ifindex, reason);
-            events::drop(mon, &ctx, MON_AT_FROM_CONTAINER, ifindex, reason);
-            TC_ACT_SHOT
-        }
-    }
+    events::tc_verdict(
+        mon,
+        &ctx,
+        MON_AT_FROM_CONTAINER,
+        ifindex,
+        try_egress6(&ctx, ifindex),
+    )
 }
 
 /// The packet was checked by `dp_from_container6` (the endpoint's own

@@ -15,7 +15,7 @@
 //! rate-limited and lost events.
 
 use aya_ebpf::{
-    bindings::{xdp_action::XDP_REDIRECT, TC_ACT_REDIRECT},
+    bindings::{xdp_action::XDP_REDIRECT, TC_ACT_REDIRECT, TC_ACT_SHOT},
     cty::c_void,
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes, bpf_xdp_load_bytes},
     programs::{TcContext, XdpContext},
@@ -109,6 +109,30 @@ pub fn trace_tc(
         action as u32,
         action == TC_ACT_REDIRECT as i32,
     );
+}
+
+/// The end of a TC program's entry point: a drop is counted (globally and
+/// for the endpoint behind `ifindex`) and reported to the monitor, an
+/// action traced; returns the verdict.
+#[inline(always)]
+pub fn tc_verdict(
+    mon: Option<&MonitorConfig>,
+    ctx: &TcContext,
+    point: u8,
+    ifindex: u32,
+    res: Result<i32, DropReason>,
+) -> i32 {
+    match res {
+        Ok(action) => {
+            trace_tc(mon, ctx, point, ifindex, action);
+            action
+        }
+        Err(reason) => {
+            crate::maps::count_drop(ifindex, reason);
+            drop(mon, ctx, point, ifindex, reason);
+            TC_ACT_SHOT as i32
+        }
+    }
 }
 
 /// The XDP program is done with a packet (`action`).

@@ -35,7 +35,7 @@
 use aya_ebpf::{
     bindings::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_NO_NEIGH,
-        BPF_FIB_LKUP_RET_SUCCESS, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_NOEXIST, TC_ACT_OK,
     },
     helpers::bpf_ktime_get_ns,
     macros::classifier,
@@ -65,29 +65,13 @@ pub fn dp_from_container(ctx: TcContext) -> i32 {
     // reading one of its fields is a plain context access.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let mon = events::start(&ctx);
-    match try_from_container(&ctx, ifindex) {
-        Ok(action) => {
-            events::trace_tc(
-                mon,
-                &ctx,
-                dataplane_common::MON_AT_FROM_CONTAINER,
-                ifindex,
-                action,
-            );
-            action
-        }
-        Err(reason) => {
-            maps::count_drop(ifindex, reason);
-            events::drop(
-                mon,
-                &ctx,
-                dataplane_common::MON_AT_FROM_CONTAINER,
-                ifindex,
-                reason,
-            );
-            TC_ACT_SHOT
-        }
-    }
+    events::tc_verdict(
+        mon,
+        &ctx,
+        dataplane_common::MON_AT_FROM_CONTAINER,
+        ifindex,
+        try_from_container(&ctx, ifindex),
+    )
 }
 
 #[inline(always)]

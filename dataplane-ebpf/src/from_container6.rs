@@ -28,10 +28,7 @@
 //! was before dual stack.
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::bpf_ktime_get_ns,
-    macros::classifier,
-    programs::TcContext,
+    bindings::TC_ACT_OK, helpers::bpf_ktime_get_ns, macros::classifier, programs::TcContext,
 };
 use dataplane_common::{
     DropReason, Endpoint6Key, EndpointInfo, FlowKey, LinkKey, EP_F_REMOTE, NET_F_INTERNAL,
@@ -51,29 +48,13 @@ pub fn dp_from_container6(ctx: TcContext) -> i32 {
     // reading one of its fields is a plain context access.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let mon = events::start(&ctx);
-    match try_from_container6(&ctx, ifindex) {
-        Ok(action) => {
-            events::trace_tc(
-                mon,
-                &ctx,
-                dataplane_common::MON_AT_FROM_CONTAINER,
-                ifindex,
-                action,
-            );
-            action
-        }
-        Err(reason) => {
-            maps::count_drop(ifindex, reason);
-            events::drop(
-                mon,
-                &ctx,
-                dataplane_common::MON_AT_FROM_CONTAINER,
-                ifindex,
-                reason,
-            );
-            TC_ACT_SHOT
-        }
-    }
+    events::tc_verdict(
+        mon,
+        &ctx,
+        dataplane_common::MON_AT_FROM_CONTAINER,
+        ifindex,
+        try_from_container6(&ctx, ifindex),
+    )
 }
 
 #[inline(always)]

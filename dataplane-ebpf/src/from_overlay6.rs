@@ -17,7 +17,7 @@
 //! Neighbour discovery never crosses the overlay: each node answers its
 //! containers' solicitations for remote endpoints itself (`ndp`).
 
-use aya_ebpf::{bindings::TC_ACT_SHOT, macros::classifier, programs::TcContext};
+use aya_ebpf::{macros::classifier, programs::TcContext};
 use dataplane_common::{DropReason, Endpoint6Key, EP_F_REMOTE};
 
 use crate::{
@@ -34,29 +34,13 @@ pub fn dp_from_overlay6(ctx: TcContext) -> i32 {
     // reading one of its fields is a plain context access.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let mon = events::start(&ctx);
-    match try_from_overlay6(&ctx) {
-        Ok(action) => {
-            events::trace_tc(
-                mon,
-                &ctx,
-                dataplane_common::MON_AT_FROM_OVERLAY,
-                ifindex,
-                action,
-            );
-            action
-        }
-        Err(reason) => {
-            maps::count_drop(ifindex, reason);
-            events::drop(
-                mon,
-                &ctx,
-                dataplane_common::MON_AT_FROM_OVERLAY,
-                ifindex,
-                reason,
-            );
-            TC_ACT_SHOT
-        }
-    }
+    events::tc_verdict(
+        mon,
+        &ctx,
+        dataplane_common::MON_AT_FROM_OVERLAY,
+        ifindex,
+        try_from_overlay6(&ctx),
+    )
 }
 
 #[inline(always)]

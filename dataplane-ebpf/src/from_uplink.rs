@@ -26,11 +26,7 @@
 //! or a loopback address are dropped, and published ports are translated
 //! and delivered in one pass.
 
-use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    macros::classifier,
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
 use dataplane_common::{
     DropReason, EndpointInfo, EndpointKey, FlowKey, NatEntry, PortTarget, CT_F_REPLY_DIR, EP_F_LAN,
 };
@@ -68,29 +64,13 @@ fn run<const EARLY: bool>(ctx: &TcContext) -> i32 {
     // reading one of its fields is a plain context access.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let mon = events::start(ctx);
-    match try_from_uplink::<EARLY>(ctx, ifindex) {
-        Ok(action) => {
-            events::trace_tc(
-                mon,
-                ctx,
-                dataplane_common::MON_AT_FROM_UPLINK,
-                ifindex,
-                action,
-            );
-            action
-        }
-        Err(reason) => {
-            maps::count_drop(ifindex, reason);
-            events::drop(
-                mon,
-                ctx,
-                dataplane_common::MON_AT_FROM_UPLINK,
-                ifindex,
-                reason,
-            );
-            TC_ACT_SHOT
-        }
-    }
+    events::tc_verdict(
+        mon,
+        ctx,
+        dataplane_common::MON_AT_FROM_UPLINK,
+        ifindex,
+        try_from_uplink::<EARLY>(ctx, ifindex),
+    )
 }
 
 #[inline(always)]

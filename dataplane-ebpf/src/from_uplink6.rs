@@ -21,10 +21,7 @@
 //! host's stack untouched.
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::bpf_ktime_get_ns,
-    macros::classifier,
-    programs::TcContext,
+    bindings::TC_ACT_OK, helpers::bpf_ktime_get_ns, macros::classifier, programs::TcContext,
 };
 use dataplane_common::{
     CtEntry6, DropReason, Endpoint6Key, EndpointInfo, FlowKey6, PortTarget6, CT_F_REPLY_DIR,
@@ -44,29 +41,13 @@ pub fn dp_from_uplink6(ctx: TcContext) -> i32 {
     // reading one of its fields is a plain context access.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let mon = events::start(&ctx);
-    match try_from_uplink6(&ctx) {
-        Ok(action) => {
-            events::trace_tc(
-                mon,
-                &ctx,
-                dataplane_common::MON_AT_FROM_UPLINK,
-                ifindex,
-                action,
-            );
-            action
-        }
-        Err(reason) => {
-            maps::count_drop(ifindex, reason);
-            events::drop(
-                mon,
-                &ctx,
-                dataplane_common::MON_AT_FROM_UPLINK,
-                ifindex,
-                reason,
-            );
-            TC_ACT_SHOT
-        }
-    }
+    events::tc_verdict(
+        mon,
+        &ctx,
+        dataplane_common::MON_AT_FROM_UPLINK,
+        ifindex,
+        try_from_uplink6(&ctx),
+    )
 }
 
 #[inline(always)]

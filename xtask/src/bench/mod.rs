@@ -331,6 +331,44 @@ fn cost_only(w: &mut World, plan: &Plan, release: bool, out_dir: &Path) -> Resul
     Ok(())
 }
 
+/// The direct-access flood against the uplink of `m` (dp-flood from the
+/// outside namespace to the container's address): what dp-flood measured
+/// and how many packets `m` dropped meanwhile (the dataplane's
+/// `direct_access_from_outside`, iptables' raw-table drops).
+fn early_drop_flood(
+    w: &World,
+    plan: &Plan,
+    fl: &Path,
+    m: Mode,
+    what: &str,
+) -> Result<(measure::Flood, u64)> {
+    let (iface, mac) = w.uplink_link(m)?;
+    let e = w.endpoints(m).clone();
+    let read = |w: &World| -> Result<u64> {
+        match m {
+            Mode::Dataplane => Ok(w
+                .dataplane_drops()?
+                .get("direct_access_from_outside")
+                .copied()
+                .unwrap_or(0)),
+            _ => w.iptables_raw_drops(),
+        }
+    };
+    let before = read(w)?;
+    let f = flood(
+        fl,
+        &e.out,
+        &iface,
+        &mac,
+        UPLINK_OUT_IP,
+        &e.c2_ip,
+        FLOOD_PORT,
+        plan.flood_secs,
+    )
+    .with_context(|| format!("{what}: early-drop flood"))?;
+    Ok((f, read(w)?.saturating_sub(before)))
+}
+
 /// The agent holds one socket per published port.
 fn raise_nofile() {
     // SAFETY: plain getrlimit/setrlimit on our own process.
@@ -635,31 +673,7 @@ fn isolation_rep(
     w.set_iptables_isolation(false)?;
 
     for &m in &modes {
-        let (iface, mac) = w.uplink_link(m)?;
-        let e = w.endpoints(m).clone();
-        let read = |w: &World| -> Result<u64> {
-            match m {
-                Mode::Dataplane => Ok(w
-                    .dataplane_drops()?
-                    .get("direct_access_from_outside")
-                    .copied()
-                    .unwrap_or(0)),
-                _ => w.iptables_raw_drops(),
-            }
-        };
-        let before = read(w)?;
-        let f = flood(
-            fl,
-            &e.out,
-            &iface,
-            &mac,
-            UPLINK_OUT_IP,
-            &e.c2_ip,
-            FLOOD_PORT,
-            plan.flood_secs,
-        )
-        .with_context(|| format!("{}: early-drop flood", m.name()))?;
-        let dropped = read(w)?.saturating_sub(before);
+        let (f, dropped) = early_drop_flood(w, plan, fl, m, m.name())?;
         let run = FloodRun {
             mode: m,
             rep,

@@ -19,8 +19,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::measure::{flood, iperf, loadgen, probe};
-use super::topo::{Mode, World, FLOOD_PORT, IPERF_PORT, RR_PORT, UPLINK_OUT_IP};
+use super::measure::{iperf, loadgen, probe};
+use super::topo::{Mode, World, IPERF_PORT, RR_PORT};
 use super::Plan;
 
 /// The uplink modes measured, in order (each run rotates it).
@@ -82,31 +82,7 @@ fn flood_figures(
     setup: &str,
     m: Mode,
 ) -> Result<()> {
-    let (iface, mac) = w.uplink_link(m)?;
-    let e = w.endpoints(m).clone();
-    let read = |w: &World| -> Result<u64> {
-        match m {
-            Mode::Dataplane => Ok(w
-                .dataplane_drops()?
-                .get("direct_access_from_outside")
-                .copied()
-                .unwrap_or(0)),
-            _ => w.iptables_raw_drops(),
-        }
-    };
-    let before = read(w)?;
-    let f = flood(
-        fl,
-        &e.out,
-        &iface,
-        &mac,
-        UPLINK_OUT_IP,
-        &e.c2_ip,
-        FLOOD_PORT,
-        plan.flood_secs,
-    )
-    .with_context(|| format!("{setup}: early-drop flood"))?;
-    let dropped = read(w)?.saturating_sub(before);
+    let (f, dropped) = super::early_drop_flood(w, plan, fl, m, setup)?;
     if dropped > 0 && f.seconds > 0.0 {
         let ns = f.softirq_s * 1e9 / dropped as f64;
         println!(
