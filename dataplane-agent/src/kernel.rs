@@ -368,6 +368,16 @@ pub async fn add_gateway(h: &Handle, gw: Ipv4Addr) -> Result<()> {
 }
 
 pub async fn del_gateway(h: &Handle, gw: Ipv4Addr) -> Result<()> {
+    del_gateway_ip(h, IpAddr::V4(gw)).await
+}
+
+/// Remove a network's gateway address (either family) from `dp0`.
+pub(crate) async fn del_gateway_ip(h: &Handle, gw: IpAddr) -> Result<()> {
+    let family = if gw.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
     let Some(l) = netdev_by_name(h, GATEWAY_DEV).await? else {
         return Ok(());
     };
@@ -379,13 +389,13 @@ pub async fn del_gateway(h: &Handle, gw: Ipv4Addr) -> Result<()> {
         .try_collect()
         .await?;
     for a in addrs {
-        if a.header.family != AddressFamily::Inet {
+        if a.header.family != family {
             continue;
         }
-        let is_gw = a
-            .attributes
-            .iter()
-            .any(|x| matches!(x, AddressAttribute::Local(IpAddr::V4(ip)) if *ip == gw));
+        // IPv4 names the interface's own address `Local`, IPv6 `Address`.
+        let is_gw = a.attributes.iter().any(|x| {
+            matches!(x, AddressAttribute::Local(ip) | AddressAttribute::Address(ip) if *ip == gw)
+        });
         if is_gw {
             h.address().del(a).execute().await?;
         }

@@ -188,29 +188,7 @@ fn is_link_local(ip: Ipv6Addr) -> bool {
 }
 
 pub async fn del_gateway6(h: &Handle, gw: Ipv6Addr) -> Result<()> {
-    let Some(l) = netdev_by_name(h, GATEWAY_DEV).await? else {
-        return Ok(());
-    };
-    let addrs: Vec<_> = h
-        .address()
-        .get()
-        .set_link_index_filter(l.index)
-        .execute()
-        .try_collect()
-        .await?;
-    for a in addrs {
-        if a.header.family != AddressFamily::Inet6 {
-            continue;
-        }
-        let is_gw = a
-            .attributes
-            .iter()
-            .any(|x| matches!(x, AddressAttribute::Address(IpAddr::V6(ip)) if *ip == gw));
-        if is_gw {
-            h.address().del(a).execute().await?;
-        }
-    }
-    Ok(())
+    crate::kernel::del_gateway_ip(h, IpAddr::V6(gw)).await
 }
 
 /// Make `ifname` carry the IPv6 default route (via `gateway`) inside a
