@@ -43,18 +43,19 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use dataplane_common::{
-    CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, FragEntry, LinkKey, PortTarget,
-    CT_F_REPLY_DIR, EP_F_REMOTE, NAT_F_REPLIED, NET_F_INTERNAL, NET_F_LAN, NET_F_NO_MASQ,
+    CtEntry, DropReason, EndpointInfo, EndpointKey, FlowKey, FragEntry, PortTarget, CT_F_REPLY_DIR,
+    EP_F_REMOTE, NAT_F_REPLIED, NET_F_INTERNAL, NET_F_LAN, NET_F_NO_MASQ,
 };
 
 use crate::{
     events, forward, frag, icmp_err,
-    maps::{self, DP_CT, DP_ENDPOINTS, DP_IF_ENDPOINTS, DP_LINKS, DP_NETWORKS, DP_POLICY_CT},
+    maps::{self, DP_CT, DP_ENDPOINTS, DP_IF_ENDPOINTS, DP_NETWORKS},
     nat, overlay,
     parse::{
         self, Frag, Ipv4, ETH_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ICMP_ECHO_REQUEST,
         IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
     },
+    policy,
 };
 
 const ARP_REQUEST: u16 = 1;
@@ -273,7 +274,11 @@ fn to_endpoint(
     // Link policy only on icc=false networks (and never for a container
     // talking to itself).
     if no_icc && peer.ifindex != ep.ifindex {
-        if let Some(reason) = icc_denied(ep, peer, ip) {
+        if let Some(reason) = policy::icc_denied(
+            ep,
+            peer,
+            ip.has_ports().then_some((ip.sport, ip.dport, ip.proto)),
+        ) {
             return Err(reason);
         }
     }
@@ -281,58 +286,6 @@ fn to_endpoint(
         return overlay::to_remote(ctx, ep, peer, ip.dont_fragment);
     }
     forward::deliver(ctx, peer)
-}
-
-/// On an icc=false network: the linking container may open connections to
-/// the linked one on its exposed ports, and the replies of those flow back.
-/// Everything else between them is denied.
-#[inline(always)]
-fn icc_denied(ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv4) -> Option<DropReason> {
-    if ip.has_ports() {
-        let allowed = LinkKey {
-            src: ep.ip,
-            dst: peer.ip,
-            port: ip.dport,
-            proto: ip.proto,
-            _pad: 0,
-        };
-        // SAFETY: a BPF helper without arguments.
-        let now = unsafe { bpf_ktime_get_ns() };
-        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
-        if unsafe { DP_LINKS.get(&allowed) }.is_some() {
-            let reply = ip.flow().reversed();
-            // Refresh in place; an LRU insert per packet would allocate.
-            match DP_POLICY_CT.get_ptr_mut(&reply) {
-                // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
-                Some(ts) => unsafe { *ts = now },
-                None => {
-                    let _ = DP_POLICY_CT.insert(&reply, &now, 0);
-                }
-            }
-            return None;
-        }
-        if let Some(ts) = DP_POLICY_CT.get_ptr_mut(&ip.flow()) {
-            // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
-            unsafe { *ts = now };
-            return None;
-        }
-    }
-    let any = |a: [u8; 4], b: [u8; 4]| {
-        let k = LinkKey {
-            src: a,
-            dst: b,
-            port: 0,
-            proto: 0,
-            _pad: 0,
-        };
-        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
-        unsafe { DP_LINKS.get(&k) }.is_some()
-    };
-    if any(ep.ip, peer.ip) || any(peer.ip, ep.ip) {
-        Some(DropReason::LinkPortNotAllowed)
-    } else {
-        Some(DropReason::IccDisabled)
-    }
 }
 
 /// A container reaching a published port of this host: translate the

@@ -27,19 +27,16 @@
 //! no IPv6: its frames are dropped (`unsupported_ethertype`), as all IPv6
 //! was before dual stack.
 
-use aya_ebpf::{
-    bindings::TC_ACT_OK, helpers::bpf_ktime_get_ns, macros::classifier, programs::TcContext,
-};
-use dataplane_common::{
-    DropReason, Endpoint6Key, EndpointInfo, FlowKey, LinkKey, EP_F_REMOTE, NET_F_INTERNAL,
-};
+use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
+use dataplane_common::{DropReason, Endpoint6Key, EndpointInfo, EP_F_REMOTE, NET_F_INTERNAL};
 
 use crate::{
     egress6, events, forward,
-    maps::{self, DP_ENDPOINTS6, DP_IF_ENDPOINTS, DP_LINKS, DP_NETWORKS, DP_NETWORKS6},
+    maps::{self, DP_ENDPOINTS6, DP_IF_ENDPOINTS, DP_NETWORKS, DP_NETWORKS6},
     ndp, overlay,
     parse::{self, ETH_LEN},
     parse6::{self, Ipv6},
+    policy,
 };
 
 #[classifier]
@@ -144,7 +141,11 @@ fn to_endpoint(
     }
     let no_icc = maps::icc_disabled(ep)?;
     if no_icc && peer.ifindex != ep.ifindex {
-        if let Some(reason) = icc_denied(ep, peer, ip) {
+        if let Some(reason) = policy::icc_denied(
+            ep,
+            peer,
+            ip.has_ports().then_some((ip.sport, ip.dport, ip.proto)),
+        ) {
             return Err(reason);
         }
     }
@@ -157,57 +158,4 @@ fn to_endpoint(
         return overlay::to_remote(ctx, ep, peer, false);
     }
     forward::deliver(ctx, peer)
-}
-
-/// On an icc=false network: the linking container may open connections to
-/// the linked one on its exposed ports, and the replies of those flow back;
-/// everything else between them is denied. `DP_LINKS` and `DP_POLICY_CT`
-/// are keyed by the IPv4 identities, so a link covers both families.
-#[inline(always)]
-fn icc_denied(ep: &EndpointInfo, peer: &EndpointInfo, ip: &Ipv6) -> Option<DropReason> {
-    if ip.has_ports() {
-        let allowed = LinkKey {
-            src: ep.ip,
-            dst: peer.ip,
-            port: ip.dport,
-            proto: ip.proto,
-            _pad: 0,
-        };
-        // SAFETY: a BPF helper without arguments.
-        let now = unsafe { bpf_ktime_get_ns() };
-        let flow = FlowKey::new(ep.ip, peer.ip, ip.sport, ip.dport, ip.proto);
-        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
-        if unsafe { DP_LINKS.get(&allowed) }.is_some() {
-            let reply = flow.reversed();
-            match maps::DP_POLICY_CT.get_ptr_mut(&reply) {
-                // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
-                Some(ts) => unsafe { *ts = now },
-                None => {
-                    let _ = maps::DP_POLICY_CT.insert(&reply, &now, 0);
-                }
-            }
-            return None;
-        }
-        if let Some(ts) = maps::DP_POLICY_CT.get_ptr_mut(&flow) {
-            // SAFETY: the pointer the map lookup returned, valid for this program run; the value is plain data.
-            unsafe { *ts = now };
-            return None;
-        }
-    }
-    let any = |a: [u8; 4], b: [u8; 4]| {
-        let k = LinkKey {
-            src: a,
-            dst: b,
-            port: 0,
-            proto: 0,
-            _pad: 0,
-        };
-        // SAFETY: map lookup; the value (plain data) is read at once and not kept.
-        unsafe { DP_LINKS.get(&k) }.is_some()
-    };
-    if any(ep.ip, peer.ip) || any(peer.ip, ep.ip) {
-        Some(DropReason::LinkPortNotAllowed)
-    } else {
-        Some(DropReason::IccDisabled)
-    }
 }

@@ -49,6 +49,7 @@ mod ndp;
 mod overlay;
 mod parse;
 mod parse6;
+mod policy;
 mod sock;
 mod sock6;
 mod to_container;
